@@ -1,0 +1,111 @@
+"""The project's one exception hierarchy and its documented exit codes.
+
+Every error a user can cause or meet derives from `ArchiverError` and carries the exit code that
+`archiver` ends with. Only `archiver.cli.main` catches them: it prints the one-line message (which
+says what to do next) and exits with the code; tracebacks are shown only with `--debug`.
+Lower layers raise these; they never print or exit.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the `archiver` command. Documented in README.md; pinned by tests."""
+
+    OK = 0
+    FAILURE = 1  # an unexpected error (a bug): rerun with --debug and report it
+    USAGE = 2  # bad command line (click's own code for usage errors)
+    CONFIG = 3  # a bad setting: malformed URL, unreadable config file, unwritable home
+    CATALOG = 4  # catalog unreachable, or its schema is not the one this version uses
+    STORAGE = 5  # a hot source or the vault failed: missing bucket, credentials, endpoint
+    NOT_FOUND = 6  # an asset, object or model the command names does not exist
+    PENDING = 7  # an archive restore is still in progress: try again later
+    INTEGRITY = 8  # bytes do not match their recorded checksum; nothing was changed
+    MODEL = 9  # a model is missing, changed on disk, or cannot be loaded
+    INTERRUPTED = 130  # stopped by SIGINT / Ctrl-C
+
+
+class ArchiverError(Exception):
+    """Base of every error meant for the user. `str(err)` is a single line saying what and what to do."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class ConfigError(ArchiverError):
+    exit_code = ExitCode.CONFIG
+
+
+class CatalogError(ArchiverError):
+    exit_code = ExitCode.CATALOG
+
+
+class CatalogUnreachable(CatalogError):
+    """The database could not be opened or connected to."""
+
+
+class SchemaMismatch(CatalogError):
+    """The catalog's schema revision is not the one this version of archiver uses."""
+
+
+class NotFound(ArchiverError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class IntegrityError(ArchiverError):
+    """Bytes did not match the checksum they were recorded with."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class ModelError(ArchiverError):
+    exit_code = ExitCode.MODEL
+
+
+# --- storage: backend-neutral errors; only archiver.storage maps provider errors onto these ---
+
+
+class StorageError(ArchiverError):
+    """A hot source or the vault failed. `temporary` says whether retrying later may succeed."""
+
+    exit_code = ExitCode.STORAGE
+    temporary: bool = False
+
+
+class NoSuchBucket(StorageError):
+    pass
+
+
+class NoSuchObject(StorageError, NotFound):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class AuthorizationError(StorageError):
+    """Credentials are missing, invalid, or not allowed to do this."""
+
+
+class EndpointUnreachable(StorageError):
+    temporary = True
+
+
+class TemporaryStorageError(StorageError):
+    """Throttling, a 5xx or a timeout that botocore's retries did not get past."""
+
+    temporary = True
+
+
+class NotRestored(StorageError):
+    """The object sits in an archive tier: request a restore and wait before reading it."""
+
+    exit_code = ExitCode.PENDING
+
+
+class ChecksumMismatch(StorageError, IntegrityError):
+    exit_code = ExitCode.INTEGRITY
+
+
+class UnsafeKey(StorageError):
+    """A key that could escape its source (`..`, a leading slash, control characters)."""
+
+    exit_code = ExitCode.USAGE
