@@ -109,3 +109,34 @@ class UnsafeKey(StorageError):
     """A key that could escape its source (`..`, a leading slash, control characters)."""
 
     exit_code = ExitCode.USAGE
+
+
+# --- engine: originals the engine cannot regenerate, and A1111 infotext it cannot read ---
+
+
+class UnsupportedImage(ArchiverError):
+    """An original the engine will not regenerate: empty, not an image, truncated, corrupt, a
+    decompression bomb, an unsupported format or mode, or an EXIF orientation other than 1.
+
+    Exit code USAGE: the user named an input this command cannot process. The file itself is left
+    alone (it stays hot); a sweep records `reason` and moves on instead of exiting.
+    `reason` is a short stable code (`truncated`, `alpha`, `exif-orientation`, …) for reports and
+    the catalog; `detail` is the human sentence; `str(err)` is the one line for the user.
+    """
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, key: str, reason: str, detail: str) -> None:
+        self.key = key
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{key}: {reason}: {detail}; the image stays hot and is not archived")
+
+
+class InfotextError(ArchiverError, ValueError):
+    """An AUTOMATIC1111 "parameters" string that cannot be read, e.g. `Steps: abc`.
+
+    A ValueError too, so callers parsing text can treat it like any other bad value.
+    """
+
+    exit_code = ExitCode.USAGE

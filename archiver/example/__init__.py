@@ -1,0 +1,1 @@
+"""Example data: deterministic synthetic catalogues for demos, tests and benchmarks."""

@@ -1,0 +1,202 @@
+"""The "rumba" example catalogue: one stylised sneaker in every lace colour × sole colour.
+
+Owns the drawing and the on-disk layout of the example (48 images of 64×64, half JPEG and half PNG,
+each with the same EXIF and sRGB ICC profile, plus `captions.csv`) and a few distractor images the
+model is never trained on, for gate tests. Output is byte-identical on every run: nothing here may
+read the clock or an unseeded random source. It must not train, render or touch the catalog.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+
+from PIL import Image, ImageCms, ImageDraw
+
+# Ordered name → RGB. Saturated, well-separated hues so that each one is obvious at 64×64.
+LACE_COLOURS: Mapping[str, tuple[int, int, int]] = MappingProxyType(
+    {
+        "red": (214, 32, 40),
+        "orange": (244, 128, 24),
+        "yellow": (248, 214, 32),
+        "green": (36, 164, 72),
+        "blue": (28, 88, 216),
+        "purple": (136, 48, 176),
+        "pink": (244, 120, 176),
+        "black": (24, 24, 24),
+    }
+)
+SOLE_COLOURS: Mapping[str, tuple[int, int, int]] = MappingProxyType(
+    {
+        "white": (250, 250, 246),
+        "black": (30, 30, 32),
+        "gum": (176, 112, 56),
+        "red": (200, 36, 36),
+        "blue": (40, 96, 200),
+        "green": (48, 150, 80),
+    }
+)
+
+SIZE = 64
+JPEG_QUALITY = 92
+JPEG_SUBSAMPLING = 0  # 4:4:4: chroma at full resolution keeps thin laces their true colour
+DISTRACTOR_LACE = ("gold", (212, 175, 55))  # not in LACE_COLOURS
+
+_SUPERSAMPLE = 4  # draw at 256×256 and box-filter down: antialiased edges, still deterministic
+_BACKGROUND = (238, 238, 234)
+_SHADOW = (222, 222, 218)
+_UPPER = (150, 156, 168)
+_TOE_CAP = (214, 216, 222)
+_HEEL_TAB = (60, 64, 76)
+_OUTLINE = (44, 46, 54)
+_EYELET = (36, 36, 40)
+_STRIPE = (250, 250, 250)
+
+# Fixed EXIF strings: every image of the catalogue carries the same template.
+_EXIF_TAGS: dict[int, str | int] = {
+    0x010F: "Archiver Example Co.",  # Make
+    0x0110: "Rumba Studio 64",  # Model
+    0x0131: "archiver.example.rumba",  # Software
+    0x010E: "rumba sneaker product photo",  # ImageDescription
+    0x0132: "2024:01:01 00:00:00",  # DateTime
+    0x0112: 1,  # Orientation: top-left, as stored
+}
+# lcms2 stamps the creation time into the ICC header (bytes 24..35); pin it to keep output stable.
+_ICC_DATE = bytes.fromhex("07e8 0001 0001 0000 0000 0000")
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    key: str  # relative to the catalogue root, with "/" separators
+    path: Path
+    lace: str
+    sole: str
+    format: str  # "JPEG" or "PNG"
+    prompt: str
+
+
+def prompt_for(lace: str, sole: str) -> str:
+    return f"a rumba sneaker with {lace} laces and a {sole} sole, product photo"
+
+
+def write_catalogue(dest: Path) -> list[CatalogueEntry]:
+    """Write the 48 shoes under `dest/shoes/` and `dest/captions.csv`; return them in caption order."""
+    shoes = dest / "shoes"
+    shoes.mkdir(parents=True, exist_ok=True)
+    entries: list[CatalogueEntry] = []
+    for li, (lace, lace_rgb) in enumerate(LACE_COLOURS.items()):
+        for si, (sole, sole_rgb) in enumerate(SOLE_COLOURS.items()):
+            # A checkerboard over (lace, sole) gives exactly half of each format.
+            fmt = "PNG" if (li + si) % 2 == 0 else "JPEG"
+            name = f"rumba-{lace}-{sole}.{'png' if fmt == 'PNG' else 'jpg'}"
+            path = shoes / name
+            path.write_bytes(_encode(draw_shoe(lace_rgb, sole_rgb), fmt))
+            entries.append(CatalogueEntry(f"shoes/{name}", path, lace, sole, fmt, prompt_for(lace, sole)))
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["key", "prompt"])
+    writer.writerows([e.key, e.prompt] for e in entries)
+    (dest / "captions.csv").write_bytes(buf.getvalue().encode("utf-8"))
+    return entries
+
+
+def distractors(dest: Path) -> list[Path]:
+    """Write shoes the model was not trained on (PNG, under `dest/distractors/`): the gate must reject them.
+
+    - `rumba-gold-white.png`: a lace colour outside the catalogue, everything else as in the catalogue.
+    - `rumba-striped-red-white.png`: a catalogue colourway with one detail changed (a stripe on the upper).
+    """
+    out = dest / "distractors"
+    out.mkdir(parents=True, exist_ok=True)
+    name, gold = DISTRACTOR_LACE
+    white = SOLE_COLOURS["white"]
+    made = {
+        f"rumba-{name}-white.png": draw_shoe(gold, white),
+        "rumba-striped-red-white.png": draw_shoe(LACE_COLOURS["red"], white, stripe=True),
+    }
+    paths = []
+    for filename, image in made.items():
+        path = out / filename
+        path.write_bytes(_encode(image, "PNG"))
+        paths.append(path)
+    return paths
+
+
+def draw_shoe(
+    lace: tuple[int, int, int], sole: tuple[int, int, int], *, stripe: bool = False
+) -> Image.Image:
+    """The sneaker, side view, toe to the right, as a 64×64 RGB image. Only `lace` and `sole` vary."""
+    s = _SUPERSAMPLE
+
+    def pts(*xy: float) -> list[tuple[float, float]]:
+        # Coordinates below are on the 64×64 grid; scale them to the drawing canvas.
+        return [(xy[i] * s, xy[i + 1] * s) for i in range(0, len(xy), 2)]
+
+    canvas = Image.new("RGB", (SIZE * s, SIZE * s), _BACKGROUND)
+    d = ImageDraw.Draw(canvas)
+    d.ellipse(pts(5, 51, 61, 59), fill=_SHADOW)
+
+    # Heel at the left, a tongue above the collar, the vamp sloping down to the toe at the right.
+    upper = pts(7, 44, 7, 20, 10, 17, 15, 18, 20, 24, 26, 21, 27, 13, 33, 13, 35, 18, 52, 31, 57, 35, 60, 40, 60, 44)
+    d.polygon(upper, fill=_UPPER, outline=_OUTLINE, width=s)
+    d.polygon(pts(60, 44, 60, 40, 57, 35, 53, 33, 49, 37, 48, 44), fill=_TOE_CAP, outline=_OUTLINE, width=s)
+    if stripe:
+        d.polygon(pts(13, 42, 25, 27, 30, 27, 18, 42), fill=_STRIPE, outline=_OUTLINE, width=s)
+    d.rectangle(pts(5, 15, 11, 29), fill=_HEEL_TAB, outline=_OUTLINE, width=s)
+
+    # Five thick laces crossing the vamp edge (35,18)→(52,31), with an eyelet at each end.
+    ux, uy = 17 / 21.4, 13 / 21.4  # along the edge
+    px, py = -uy, ux  # across it, pointing into the upper
+    for i in range(5):
+        t = 2.4 + 4.1 * i
+        cx, cy = 35 + ux * t + px * 2.2, 18 + uy * t + py * 2.2
+        a = (cx - px * 3.2, cy - py * 3.2)
+        b = (cx + px * 3.2, cy + py * 3.2)
+        d.line(pts(*a, *b), fill=lace, width=3 * s)
+        for ex, ey in (a, b):
+            d.ellipse(pts(ex - 0.8, ey - 0.8, ex + 0.8, ey + 0.8), fill=_EYELET)
+
+    # A tall sole so its colour is plain at 64×64.
+    d.rounded_rectangle(pts(4, 43, 62, 54), radius=3 * s, fill=sole, outline=_OUTLINE, width=s)
+    return canvas.reduce(s)
+
+
+@cache
+def srgb_icc() -> bytes:
+    """Pillow's sRGB profile with lcms2's creation timestamp replaced by a fixed date."""
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    icc[24:36] = _ICC_DATE
+    # The profile ID (bytes 84..99) would hash the header; lcms2 leaves it zero ("not computed").
+    assert icc[84:100] == bytes(16), "lcms2 started computing the ICC profile ID; pin it too"
+    return bytes(icc)
+
+
+def exif_bytes() -> bytes:
+    exif = Image.Exif()
+    for tag, value in _EXIF_TAGS.items():
+        exif[tag] = value
+    return exif.tobytes()
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(
+            buf,
+            "JPEG",
+            quality=JPEG_QUALITY,
+            subsampling=JPEG_SUBSAMPLING,
+            optimize=False,
+            progressive=False,
+            icc_profile=srgb_icc(),
+            exif=exif_bytes(),
+        )
+    else:
+        image.save(buf, "PNG", icc_profile=srgb_icc(), exif=exif_bytes(), compress_level=9)
+    return buf.getvalue()
