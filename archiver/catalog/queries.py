@@ -1,0 +1,53 @@
+"""Every SQL statement archiver runs against the catalog.
+
+Functions take an open `Session` and never commit: the caller owns the transaction
+(`with catalog.begin() as session:`), so a command's steps land together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from archiver.catalog.models import Asset, AssetState, Event, Source
+
+
+@dataclass(frozen=True)
+class StateTotal:
+    state: AssetState
+    assets: int
+    bytes: int
+
+
+def state_totals(session: Session) -> list[StateTotal]:
+    """Assets and original bytes per state, every state listed (zeros included), in state order."""
+    rows = session.execute(
+        select(Asset.state, func.count(Asset.id), func.coalesce(func.sum(Asset.size), 0)).group_by(
+            Asset.state
+        )
+    ).all()
+    found = {state: (count, int(size)) for state, count, size in rows}
+    return [StateTotal(state, *found.get(state, (0, 0))) for state in AssetState]
+
+
+def get_or_add_source(session: Session, url: str) -> Source:
+    source = session.scalar(select(Source).where(Source.url == url))
+    if source is None:
+        source = Source(url=url)
+        session.add(source)
+        session.flush()
+    return source
+
+
+def record_event(session: Session, kind: str, asset: Asset | None = None, **detail: Any) -> Event:
+    """Append to the history. Nothing in archiver updates or deletes an event."""
+    event = Event(kind=kind, asset_id=asset.id if asset is not None else None, detail=detail)
+    session.add(event)
+    return event
+
+
+def events_for(session: Session, asset: Asset) -> list[Event]:
+    return list(session.scalars(select(Event).where(Event.asset_id == asset.id).order_by(Event.id)))

@@ -1,0 +1,70 @@
+"""The root command group and `App`, which hands commands their settings, catalog and storage.
+
+Commands never open or close the catalog themselves: `App` opens it on first use and the click
+context closes it when the command ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from archiver import __version__
+from archiver.catalog.database import Catalog, open_catalog
+from archiver.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class App:
+    """What a command needs, opened lazily from the settings."""
+
+    def __init__(self, ctx: click.Context, cli_settings: dict[str, Any]) -> None:
+        self._ctx = ctx
+        self._cli_settings = cli_settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(**self._cli_settings)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        self.settings.ensure_home()
+        catalog = open_catalog(self.settings.catalog_url)
+        self._ctx.call_on_close(catalog.close)
+        return catalog
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="archiver")
+@click.option(
+    "--home", type=click.Path(path_type=Path), help="Home for catalog.db, vault/, cache/ [ARCHIVER_HOME]."
+)
+@click.option(
+    "--config-file", type=click.Path(path_type=Path), help="TOML config file [ARCHIVER_CONFIG_FILE]."
+)
+@click.option("--database-url", help="SQLAlchemy URL of the catalog [ARCHIVER_DATABASE_URL].")
+@click.option("--vault", help="Archive tier: a path or s3://bucket/prefix [ARCHIVER_VAULT].")
+@click.option(
+    "--vault-storage-class",
+    type=click.Choice(["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"]),
+    help="Storage class of vault uploads [ARCHIVER_VAULT_STORAGE_CLASS].",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, **cli_settings: Any) -> None:
+    """Cold storage for image inventories by media rehydration.
+
+    Swaps verified long-tail images for prompt+seed records, keeps the originals in an archive
+    vault, and regenerates images on read. Exit codes: 0 ok, 1 unexpected error, 2 usage,
+    3 config, 4 catalog, 5 storage, 6 not found, 7 restore pending, 8 checksum mismatch,
+    9 model, 130 interrupted.
+    """
+    ctx.obj = App(ctx, cli_settings)

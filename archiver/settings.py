@@ -1,0 +1,137 @@
+"""Typed settings: command line > environment (`ARCHIVER_*`) > TOML config file > defaults.
+
+This module owns where every setting comes from and the embedded defaults: one home directory
+(`ARCHIVER_HOME`, else `$XDG_DATA_HOME/archiver`) holding catalog.db, vault/ and cache/. It
+validates shapes (types, choices) but opens nothing: the catalog and storage modules own
+connecting, and report their own errors.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from archiver.errors import ConfigError
+
+VaultStorageClass = Literal["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"]
+
+
+def _xdg_dir(variable: str, fallback: str) -> Path:
+    base = os.environ.get(variable) or str(Path.home() / fallback)
+    return Path(base) / "archiver"
+
+
+def default_home() -> Path:
+    return _xdg_dir("XDG_DATA_HOME", ".local/share")
+
+
+def default_config_file() -> Path:
+    return _xdg_dir("XDG_CONFIG_HOME", ".config") / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Every setting, typed. Field `x` is `--x` where the CLI has it, `ARCHIVER_X`, or `x` in TOML."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCHIVER_", extra="forbid", validate_default=True)
+
+    config_file: Path | None = Field(
+        default=None, description="TOML config file (default: $XDG_CONFIG_HOME/archiver/config.toml)"
+    )
+    home: Path = Field(default_factory=default_home, description="holds catalog.db, vault/, cache/")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the catalog (default: sqlite:///HOME/catalog.db)"
+    )
+    vault: str | None = Field(
+        default=None, description="archive tier: a local path or s3://bucket/prefix (default: HOME/vault)"
+    )
+    vault_storage_class: VaultStorageClass = "GLACIER"
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, Ceph, a test server); default: AWS_ENDPOINT_URL"
+    )
+    s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore standard-mode retries")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The config file's own location follows the same precedence as every other setting,
+        # so it is resolved before the TOML source is built.
+        cli_config = (
+            init_settings.init_kwargs.get("config_file")
+            if isinstance(init_settings, InitSettingsSource)
+            else None
+        )
+        explicit = cli_config or os.environ.get("ARCHIVER_CONFIG_FILE")
+        path = Path(explicit) if explicit else default_config_file()
+        if explicit and not path.is_file():
+            raise ConfigError(
+                f"config file {path} does not exist: create it or point --config-file elsewhere"
+            )
+        toml_source: PydanticBaseSettingsSource
+        try:
+            # Read once here so a malformed file is reported as a config error, not a traceback.
+            if path.is_file():
+                tomllib.loads(path.read_text(encoding="utf-8"))
+            toml_source = TomlConfigSettingsSource(settings_cls, toml_file=path)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}; fix or remove it") from None
+        return (init_settings, env_settings, toml_source)
+
+    # --- derived locations: defaults hang off the home directory ---
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def vault_url(self) -> str:
+        return self.vault or str(self.home / "vault")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def ensure_home(self) -> Path:
+        """Create the home directory if needed and prove it is writable, or raise ConfigError."""
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            # os.access lies for root; a real write is the only honest check.
+            with tempfile.NamedTemporaryFile(dir=self.home, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"archiver home {self.home} is not a writable directory ({exc.strerror}): "
+                "set ARCHIVER_HOME to a directory you can write"
+            ) from None
+        return self.home
+
+
+def load_settings(**cli: Any) -> Settings:
+    """Build Settings from the command line's values (None means 'not given') over env, file, defaults."""
+    given = {name: value for name, value in cli.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(
+            f"invalid setting {field!r}: {first['msg']}; fix --{field.replace('_', '-')}, "
+            f"ARCHIVER_{field.upper()} or the config file"
+        ) from None
