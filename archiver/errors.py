@@ -101,6 +101,10 @@ class NotRestored(StorageError):
     exit_code = ExitCode.PENDING
 
 
+class ObjectChanged(StorageError):
+    """An object changed (or vanished) since it was verified, so a guarded delete refused to remove it."""
+
+
 class ChecksumMismatch(StorageError, IntegrityError):
     exit_code = ExitCode.INTEGRITY
 
