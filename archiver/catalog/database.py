@@ -47,7 +47,7 @@ def head_revision() -> str:
 def parse_url(url: str) -> URL:
     try:
         return make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ConfigError(
             f"malformed database URL {url!r}: use e.g. sqlite:////path/catalog.db or "
             "postgresql+psycopg://user@host/db"
