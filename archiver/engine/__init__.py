@@ -1,1 +1,1 @@
-"""The engine: model registry, deterministic rendering, seed search, and encoding back to the original format."""
+"""The engine: model registry, deterministic rendering, seed search, encoding back to the original format."""

@@ -128,9 +128,7 @@ def distractors(dest: Path) -> list[Path]:
     return paths
 
 
-def draw_shoe(
-    lace: tuple[int, int, int], sole: tuple[int, int, int], *, stripe: bool = False
-) -> Image.Image:
+def draw_shoe(lace: tuple[int, int, int], sole: tuple[int, int, int], *, stripe: bool = False) -> Image.Image:
     """The sneaker, side view, toe to the right, as a 64×64 RGB image. Only `lace` and `sole` vary."""
     s = _SUPERSAMPLE
 
@@ -143,7 +141,9 @@ def draw_shoe(
     d.ellipse(pts(5, 51, 61, 59), fill=_SHADOW)
 
     # Heel at the left, a tongue above the collar, the vamp sloping down to the toe at the right.
-    upper = pts(7, 44, 7, 20, 10, 17, 15, 18, 20, 24, 26, 21, 27, 13, 33, 13, 35, 18, 52, 31, 57, 35, 60, 40, 60, 44)
+    upper = pts(
+        7, 44, 7, 20, 10, 17, 15, 18, 20, 24, 26, 21, 27, 13, 33, 13, 35, 18, 52, 31, 57, 35, 60, 40, 60, 44
+    )
     d.polygon(upper, fill=_UPPER, outline=_OUTLINE, width=s)
     d.polygon(pts(60, 44, 60, 40, 57, 35, 53, 33, 49, 37, 48, 44), fill=_TOE_CAP, outline=_OUTLINE, width=s)
     if stripe:
