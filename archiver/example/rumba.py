@@ -155,10 +155,10 @@ def draw_shoe(lace: tuple[int, int, int], sole: tuple[int, int, int], *, stripe:
     px, py = -uy, ux  # across it, pointing into the upper
     for i in range(5):
         t = 2.4 + 4.1 * i
-        cx, cy = 35 + ux * t + px * 2.2, 18 + uy * t + py * 2.2
-        a = (cx - px * 3.2, cy - py * 3.2)
-        b = (cx + px * 3.2, cy + py * 3.2)
-        d.line(pts(*a, *b), fill=lace, width=3 * s)
+        cx, cy = 35 + ux * t + px * 2.6, 18 + uy * t + py * 2.6
+        a = (cx - px * 3.8, cy - py * 3.8)
+        b = (cx + px * 3.8, cy + py * 3.8)
+        d.line(pts(*a, *b), fill=lace, width=round(3.25 * s))
         for ex, ey in (a, b):
             d.ellipse(pts(ex - 0.8, ey - 0.8, ex + 0.8, ey + 0.8), fill=_EYELET)
 
