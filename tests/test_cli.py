@@ -129,7 +129,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    got, out, err = run(capsys, *argv)
+    got, _, err = run(capsys, *argv)
     assert got == code
     assert says in err
     if code != ExitCode.USAGE:  # click's usage errors carry their own usage line

@@ -95,7 +95,7 @@ def test_bad_environment_value(archiver_env: Path, monkeypatch: pytest.MonkeyPat
 def test_home_that_cannot_be_a_directory(archiver_env: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(ConfigError, match="not a writable directory.*ARCHIVER_HOME"):
+    with pytest.raises(ConfigError, match=r"not a writable directory.*ARCHIVER_HOME"):
         load_settings(home=blocker / "home").ensure_home()
 
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what archiver needs on a fresh Debian machine, idempotently:
+#   - as root, Debian's libfuse2 + fuse3 (FUSE mounts) and PostgreSQL (the tests' throwaway server)
+#     when they are missing;
+#   - a virtual environment in .venv with archiver and its dev extras (pip skips it when
+#     pyproject.toml has not changed since the last install).
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+need_apt=()
+[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2' || need_apt+=(libfuse2)
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+if [ "${ARCHIVER_SETUP_POSTGRES:-1}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need_apt[*]} from Debian's packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]}) for FUSE mounts and PostgreSQL tests" >&2
+  fi
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.archiver-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python dependencies into .venv (first time: about 2 minutes, 6 GB)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import archiver, diffusers, lpips, torch, fuse, boto3, moto' \
+    || { echo "setup: the Python install failed (see pip's output above)" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
