@@ -111,6 +111,25 @@ def png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
     return width, height, depth, colour_type
 
 
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, payload) of each chunk of a PNG, in file order, up to IEND or as far as the data goes.
+
+    CRCs are not checked here (Pillow's verify() does that); this only reads the container.
+    """
+    chunks: list[tuple[bytes, bytes]] = []
+    at = 8
+    while at + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind = data[at + 4 : at + 8]
+        if at + 12 + length > len(data):
+            break
+        chunks.append((kind, data[at + 8 : at + 8 + length]))
+        if kind == b"IEND":
+            break
+        at += 12 + length  # length, type, payload, CRC
+    return chunks
+
+
 def _open(data: bytes, key: str) -> Image.Image:
     try:
         # Only our formats' plugins parse the bytes; anything else is named in _name_unsupported.
@@ -153,13 +172,8 @@ def _sniff(data: bytes) -> str | None:
 def _ends_early(data: bytes, fmt: str) -> bool:
     """Whether a file Pillow could not open was cut short, judged from its container alone."""
     if fmt == "PNG":
-        at = 8
-        while at + 8 <= len(data):
-            (length,) = struct.unpack(">I", data[at : at + 4])
-            if data[at + 4 : at + 8] == b"IEND":
-                return False
-            at += 12 + length  # length, type, payload, CRC
-        return True
+        chunks = png_chunks(data)
+        return not chunks or chunks[-1][0] != b"IEND"
     if fmt == "WEBP":
         (riff_size,) = struct.unpack("<I", data[4:8]) if len(data) >= 8 else (0,)
         return len(data) < 8 + riff_size

@@ -1,0 +1,181 @@
+"""archiver.engine.encoding: capture an original's encoding, store it canonically, write it back."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pytest
+from PIL import Image, JpegImagePlugin, PngImagePlugin
+
+from archiver.engine.encoding import EncodingProfile, capture_profile, encode
+from archiver.engine.originals import decode_rgb, png_chunks
+from archiver.errors import UnsupportedImage
+from archiver.example import rumba
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> list[rumba.CatalogueEntry]:
+    return rumba.write_catalogue(tmp_path_factory.mktemp("rumba"))
+
+
+def _entries(catalogue: list[rumba.CatalogueEntry], fmt: str) -> list[rumba.CatalogueEntry]:
+    return [e for e in catalogue if e.format == fmt]
+
+
+def _save(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def _photo(size: int = 64) -> Image.Image:
+    # A smooth gradient with some detail: a lossy encoder has something to do.
+    image = Image.linear_gradient("L").resize((size, size)).convert("RGB")
+    return Image.merge(
+        "RGB", (image.getchannel(0), image.getchannel(0).rotate(90), Image.new("L", image.size, 90))
+    )
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_reencoded_original_keeps_its_encoding(catalogue: list[rumba.CatalogueEntry], fmt: str) -> None:
+    entry = _entries(catalogue, fmt)[0]
+    data = entry.path.read_bytes()
+    profile = capture_profile(data, entry.key)
+    out = encode(decode_rgb(data, entry.key), profile)
+
+    with Image.open(io.BytesIO(data)) as before, Image.open(io.BytesIO(out)) as after:
+        assert (after.format, after.size, after.mode) == (before.format, before.size, before.mode)
+        assert after.info["icc_profile"] == before.info["icc_profile"] == rumba.srgb_icc()
+        assert after.info["exif"] == before.info["exif"]
+        assert after.getexif() == before.getexif()
+        if fmt == "JPEG":
+            assert isinstance(before, JpegImagePlugin.JpegImageFile)
+            assert isinstance(after, JpegImagePlugin.JpegImageFile)
+            assert after.quantization == before.quantization
+            assert JpegImagePlugin.get_sampling(after) == JpegImagePlugin.get_sampling(before) == 0
+            assert profile.jpeg_subsampling == rumba.JPEG_SUBSAMPLING and profile.jpeg_progressive is False
+        else:
+            assert after.tobytes() == before.tobytes()  # lossless: the very same pixels
+            assert (profile.png_mode, profile.png_bit_depth) == ("RGB", 8)
+
+
+def test_catalogue_shares_one_profile_per_format(catalogue: list[rumba.CatalogueEntry]) -> None:
+    for fmt in ("JPEG", "PNG"):
+        ids = {capture_profile(e.path.read_bytes(), e.key).profile_id for e in _entries(catalogue, fmt)[:6]}
+        assert len(ids) == 1, fmt
+    jpeg, png = (capture_profile(_entries(catalogue, f)[0].path.read_bytes()) for f in ("JPEG", "PNG"))
+    assert jpeg.profile_id != png.profile_id
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_profile_json_is_canonical_small_and_round_trips(
+    catalogue: list[rumba.CatalogueEntry], fmt: str
+) -> None:
+    profile = capture_profile(_entries(catalogue, fmt)[0].path.read_bytes())
+    text = profile.to_json()
+    assert EncodingProfile.from_json(text) == profile
+    assert EncodingProfile.from_json(text).to_json() == text
+    doc = json.loads(text)
+    assert text == json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    assert len(profile.profile_id) == 64
+    bare = dataclasses.replace(profile, icc_profile=None, exif=None).to_json()
+    assert len(bare) < 2048, len(bare)
+    assert len(text) < 2048, len(text)  # with the 588-byte sRGB ICC and the EXIF template
+
+
+def test_encode_is_deterministic_and_ignores_image_metadata(catalogue: list[rumba.CatalogueEntry]) -> None:
+    for fmt in ("JPEG", "PNG"):
+        entry = _entries(catalogue, fmt)[0]
+        data = entry.path.read_bytes()
+        profile = capture_profile(data)
+        pixels = decode_rgb(data, entry.key)
+        first = encode(pixels, profile)
+        noisy = pixels.copy()
+        noisy.info.update(icc_profile=b"junk", exif=b"Exif\x00\x00junk", parameters="a prompt", dpi=(1, 1))
+        assert encode(pixels, profile) == first
+        assert encode(noisy, profile) == first
+
+
+def test_png_text_chunks_are_not_copied_but_colour_chunks_are() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a shoe\nSteps: 20, Sampler: DDIM, CFG scale: 7, Seed: 1, Size: 64x64")
+    info.add(b"gAMA", (45455).to_bytes(4, "big"))
+    data = _save(_photo(), "PNG", pnginfo=info, dpi=(300, 300))
+    profile = capture_profile(data)
+    assert profile.png_chunks == (("gAMA", (45455).to_bytes(4, "big")),)
+    out = encode(decode_rgb(data, "a.png"), profile)
+    kinds = [kind for kind, _ in png_chunks(out)]
+    assert b"tEXt" not in kinds and b"iTXt" not in kinds and b"gAMA" in kinds and b"pHYs" in kinds
+    with Image.open(io.BytesIO(out)) as image:
+        assert "parameters" not in image.info and image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+
+
+def test_jpeg_progressive_420_and_dpi_round_trip() -> None:
+    data = _save(_photo(), "JPEG", quality=70, subsampling=2, progressive=True, dpi=(300, 300))
+    profile = capture_profile(data)
+    assert (profile.jpeg_subsampling, profile.jpeg_progressive, profile.dpi) == (2, True, (300.0, 300.0))
+    out = encode(decode_rgb(data, "a.jpg"), profile)
+    with Image.open(io.BytesIO(data)) as before, Image.open(io.BytesIO(out)) as after:
+        assert isinstance(before, JpegImagePlugin.JpegImageFile)
+        assert isinstance(after, JpegImagePlugin.JpegImageFile)
+        assert after.quantization == before.quantization
+        assert JpegImagePlugin.get_sampling(after) == 2 and after.info.get("progressive")
+        assert after.info["dpi"] == (300, 300)
+
+
+@pytest.mark.parametrize("quality", [40, 80])
+def test_webp_lossy_quality_is_a_close_guess(quality: int) -> None:
+    data = _save(_photo(128), "WEBP", quality=quality)
+    profile = capture_profile(data)
+    assert profile.webp_lossless is False and profile.webp_quality is not None
+    assert abs(profile.webp_quality - quality) <= 15  # a guess from sizes; see the module docstring
+    out = encode(decode_rgb(data, "a.webp"), profile)
+    assert out == encode(decode_rgb(data, "a.webp"), profile)
+    assert Image.open(io.BytesIO(out)).format == "WEBP"
+
+
+def test_webp_lossless_is_detected_and_kept() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"
+    data = _save(_photo(), "WEBP", lossless=True, exif=exif.tobytes(), icc_profile=rumba.srgb_icc())
+    profile = capture_profile(data)
+    assert profile.webp_lossless is True and profile.webp_quality is None
+    out = encode(decode_rgb(data, "a.webp"), profile)
+    with Image.open(io.BytesIO(out)) as after, Image.open(io.BytesIO(data)) as before:
+        assert after.tobytes() == before.tobytes()
+        assert after.info["icc_profile"] == rumba.srgb_icc() and after.getexif()[0x010F] == "Maker"
+
+
+def test_capture_refuses_what_originals_refuse() -> None:
+    with pytest.raises(UnsupportedImage) as info:
+        capture_profile(_save(Image.new("RGBA", (4, 4)), "PNG"), "a.png")
+    assert info.value.reason == "alpha"
+
+
+def test_encode_refuses_non_rgb_and_bad_profiles() -> None:
+    with pytest.raises(ValueError, match="RGB"):
+        encode(Image.new("RGBA", (4, 4)), EncodingProfile(format="PNG", png_mode="RGB", png_bit_depth=8))
+    with pytest.raises(ValueError, match="quantization"):
+        encode(Image.new("RGB", (4, 4)), EncodingProfile(format="JPEG", jpeg_subsampling=0))
+    with pytest.raises(ValueError, match="GIF"):
+        encode(Image.new("RGB", (4, 4)), EncodingProfile(format="GIF"))
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"format":"PNG","png_bit_depth":8,"png_mode":"RGB"}', "version"),
+        (b'{"format":"PNG","png_bit_depth":8,"png_mode":"RGB","v":1,"colour":1}', "unknown field"),
+        (b'{"format":"PNG","png_bit_depth":true,"png_mode":"RGB","v":1}', "png_bit_depth"),
+        (b'{"exif":"***","format":"PNG","png_bit_depth":8,"png_mode":"RGB","v":1}', "exif"),
+        (b'{"format":"PNG","png_bit_depth":16,"png_mode":"RGB","v":1}', "8-bit RGB"),
+        (b'{"v":1}', "format"),
+    ],
+)
+def test_from_json_names_what_is_wrong(text: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        EncodingProfile.from_json(text)
