@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from archiver.errors import ConfigError
+from archiver.errors import ConfigError, UnsafeKey
 from archiver.storage.base import (
     ARCHIVE_CLASSES,
     VAULT_CLASSES,
@@ -95,7 +95,13 @@ def parse_store_url(url: str) -> tuple[str, str, str]:
         if not url[3:].startswith("//") or not parts.netloc:
             raise ConfigError(f"{url!r} names no bucket: write s3://bucket/prefix")
         _check_bucket(parts.netloc, url)
-        return "s3", parts.netloc, parts.path.strip("/")
+        prefix = parts.path.strip("/")
+        if prefix:
+            try:
+                safe_key(prefix)
+            except UnsafeKey as exc:
+                raise ConfigError(f"{url!r}: bad prefix: {exc}") from None
+        return "s3", parts.netloc, prefix
     if scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ConfigError(
