@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from archiver.example import rumba
 
@@ -72,7 +72,8 @@ def test_layout_formats_and_captions(root: Path, entries: list[rumba.CatalogueEn
             exif = image.getexif()
             assert exif[0x0112] == 1 and exif[0x010F] == "Archiver Example Co."
             if e.format == "JPEG":
-                assert image.quantization and image.info.get("progressive") is None
+                assert isinstance(image, JpegImagePlugin.JpegImageFile) and "progressive" not in image.info
+                assert JpegImagePlugin.get_sampling(image) == rumba.JPEG_SUBSAMPLING
 
     with (root / "captions.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
