@@ -147,31 +147,32 @@ class Gate:
             metrics.update(lpips=None, worst_tile=None, psnr=None, sibling_margin_db=None)
         else:
             spatial = self.lpips_map([rendered], [original])
-            metrics["lpips"] = float(spatial.mean())
-            metrics["worst_tile"] = worst_tile(spatial, t.tiles)
-            metrics["psnr"] = psnr(original, rendered)
+            mean_lpips, tile, own_psnr = (
+                float(spatial.mean()),
+                worst_tile(spatial, t.tiles),
+                psnr(original, rendered),
+            )
+            metrics.update(lpips=mean_lpips, worst_tile=tile, psnr=own_psnr, sibling_margin_db=None)
+            if mean_lpips > t.lpips_max:
+                failures.append("gate-lpips")
+            if tile > t.worst_tile_max:
+                failures.append("gate-worst-tile")
+            if own_psnr < t.psnr_min:
+                failures.append("gate-psnr")
             same_size = [s for s in siblings if s.size == rendered.size]
             if same_size:
-                best_sibling = max(psnr(s, rendered) for s in same_size)
-                sibling_lpips = float(
-                    self.lpips_map([rendered] * len(same_size), same_size).mean(dim=(1, 2, 3)).min()
+                nearest_psnr = max(psnr(s, rendered) for s in same_size)
+                per_sibling = self.lpips_map([rendered] * len(same_size), same_size).mean(dim=(1, 2, 3))
+                nearest_lpips = float(per_sibling.min())
+                margin = own_psnr - nearest_psnr
+                metrics.update(
+                    nearest_sibling_psnr=nearest_psnr,
+                    nearest_sibling_lpips=nearest_lpips,
+                    sibling_margin_db=margin,
                 )
-                metrics["nearest_sibling_psnr"] = best_sibling
-                metrics["nearest_sibling_lpips"] = sibling_lpips
-                metrics["sibling_margin_db"] = metrics["psnr"] - best_sibling
-            else:
-                metrics["sibling_margin_db"] = None
-            if metrics["lpips"] > t.lpips_max:
-                failures.append("gate-lpips")
-            if metrics["worst_tile"] > t.worst_tile_max:
-                failures.append("gate-worst-tile")
-            if metrics["psnr"] < t.psnr_min:
-                failures.append("gate-psnr")
-            if same_size and (
-                metrics["sibling_margin_db"] < t.sibling_margin_db  # type: ignore[operator]
-                or metrics["nearest_sibling_lpips"] <= metrics["lpips"]  # type: ignore[operator]
-            ):
-                failures.append("gate-sibling")
+                # Nearer its own original than any sibling, by PSNR (with a margin) and by LPIPS.
+                if margin < t.sibling_margin_db or nearest_lpips <= mean_lpips:
+                    failures.append("gate-sibling")
         if not rerender_identical:
             failures.append("gate-determinism")
         # ±inf (a perfect match somewhere) is not valid JSON: store it as a large finite number,
