@@ -16,6 +16,7 @@ from archiver.errors import (
     NoSuchObject,
     NotRestored,
     ObjectChanged,
+    StorageError,
     UnsafeKey,
 )
 from archiver.storage import LocalHotStore, LocalVault, RestoreStatus, safe_key
@@ -215,3 +216,11 @@ def test_local_vault_detects_corruption_and_half_written_objects(tmp_path: Path)
         vault.head("half")
     with pytest.raises(UnsafeKey, match="reserved"):
         vault.put(f"{META_DIR}/k.json", b"{}")
+
+
+def test_key_that_is_also_a_folder_locally_is_a_clear_error(tmp_path: Path) -> None:
+    store = LocalHotStore(tmp_path)
+    store.put("a", b"file")
+    with pytest.raises(StorageError, match="in the way") as info:
+        store.put("a/b", b"x")
+    assert type(info.value) is StorageError

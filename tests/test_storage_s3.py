@@ -205,7 +205,7 @@ def test_vault_round_trip_with_restore_held_in_progress(
     moto_restores.hold()
     for _ in range(3):
         assert vault.restore_state(key).status is RestoreStatus.IN_PROGRESS
-    with pytest.raises(NotRestored):
+    with pytest.raises(NotRestored, match="in progress"):
         vault.get(key)
     assert vault.request_restore(key, "Expedited", 1).status is RestoreStatus.IN_PROGRESS
     # What a second worker would send while it is in progress: moto answers 200, AWS 409.
@@ -253,6 +253,13 @@ def test_missing_bucket(s3_client: Any) -> None:
     ):
         with pytest.raises(NoSuchBucket, match="no-such-bucket-here"):
             call()
+
+
+@pytest.mark.s3
+def test_invalid_bucket_name_is_one_line(s3_client: Any) -> None:
+    with pytest.raises(StorageError) as info:
+        S3HotStore("Bad_Bucket!", "", s3_client).head("k")
+    assert "\n" not in str(info.value) and "Bad_Bucket!" in str(info.value)
 
 
 @pytest.mark.s3

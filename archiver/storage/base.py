@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol, get_args
 
-from archiver.errors import ChecksumMismatch, UnsafeKey
+from archiver.errors import ChecksumMismatch, NotRestored, ObjectChanged, UnsafeKey
 
 RestoreTier = Literal["Expedited", "Standard", "Bulk"]
 RESTORE_TIERS: tuple[str, ...] = get_args(RestoreTier)
@@ -218,3 +218,16 @@ def check_restore_args(tier: str, days: int) -> None:
         raise ValueError(f"restore tier must be one of {', '.join(RESTORE_TIERS)}, not {tier!r}")
     if days < 1:
         raise ValueError(f"a restore must last at least 1 day, not {days}")
+
+
+def object_changed(where: str) -> ObjectChanged:
+    return ObjectChanged(f"{where} changed since it was verified, so it was not deleted: verify it again")
+
+
+def not_restored(where: str, *, in_progress: bool) -> NotRestored:
+    if in_progress:
+        return NotRestored(f"{where}: its restore is still in progress; try again later")
+    return NotRestored(
+        f"{where} is archived and not restored: request a restore (tier Expedited, Standard or Bulk), "
+        "then read it once the restore completes"
+    )

@@ -29,8 +29,6 @@ from archiver.errors import (
     ChecksumMismatch,
     NoSuchBucket,
     NoSuchObject,
-    NotRestored,
-    ObjectChanged,
     StorageError,
     UnsafeKey,
 )
@@ -44,6 +42,8 @@ from archiver.storage.base import (
     VaultCopy,
     check_restore_args,
     confirm_checksum,
+    not_restored,
+    object_changed,
     safe_key,
     sha256_hex,
 )
@@ -57,11 +57,15 @@ def _utc_now() -> datetime:
 
 
 @contextlib.contextmanager
-def _os_errors(where: str) -> Iterator[None]:
+def _os_errors(where: str, *, writing: bool = False) -> Iterator[None]:
     """Translate OSError raised by the block into the storage layer's neutral errors."""
     try:
         yield
     except OSError as exc:
+        if writing and isinstance(exc, FileExistsError | NotADirectoryError):
+            raise StorageError(
+                f"{where}: a file is in the way of its directory (locally a key cannot also be a 'folder')"
+            ) from exc
         if isinstance(exc, FileNotFoundError | NotADirectoryError):
             raise NoSuchObject(f"{where} does not exist") from exc
         if isinstance(exc, PermissionError):
@@ -240,7 +244,7 @@ class LocalHotStore:
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         path = self._tree.path(key)
-        with _os_errors(self._tree.where(key)):
+        with _os_errors(self._tree.where(key), writing=True):
             _atomic_write(path, data)
         return self.head(key)
 
@@ -273,7 +277,7 @@ class LocalHotStore:
                     os.rename(tomb, path)
             else:
                 os.unlink(tomb)
-        raise ObjectChanged(f"{where} changed since it was verified; it was not deleted: verify it again")
+        raise object_changed(where)
 
 
 @dataclass(frozen=True)
@@ -362,7 +366,7 @@ class LocalVault:
         where = self._tree.where(key)
         digest = sha256_hex(data)
         sidecar = _Sidecar(self._storage_class, digest, len(data), self._clock())
-        with _os_errors(where):
+        with _os_errors(where, writing=True):
             _atomic_write(path, data)
             _atomic_write(self._meta_path(key), sidecar.to_json())
             stored = sha256_hex(_read_nofollow(path))  # read back what is on disk, not what we sent
@@ -438,13 +442,8 @@ class LocalVault:
         where = self._tree.where(key)
         sidecar = self._sidecar(key)
         state = self._state(sidecar)
-        if state.status is RestoreStatus.IN_PROGRESS:
-            raise NotRestored(f"{where}: its restore is still in progress; try again later")
-        if state.status is RestoreStatus.ARCHIVED:
-            raise NotRestored(
-                f"{where} is in {sidecar.storage_class} and not restored: request a restore "
-                "(tier Expedited, Standard or Bulk), then read it once the restore completes"
-            )
+        if not state.readable:
+            raise not_restored(where, in_progress=state.status is RestoreStatus.IN_PROGRESS)
         with _os_errors(where):
             data = _read_nofollow(path)
         if sha256_hex(data) != sidecar.sha256:

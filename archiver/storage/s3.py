@@ -38,7 +38,6 @@ from archiver.errors import (
     NoSuchBucket,
     NoSuchObject,
     NotRestored,
-    ObjectChanged,
     StorageError,
     TemporaryStorageError,
     UnsafeKey,
@@ -55,6 +54,8 @@ from archiver.storage.base import (
     check_restore_args,
     confirm_checksum,
     hex_to_b64,
+    not_restored,
+    object_changed,
     safe_key,
     sha256_hex,
 )
@@ -128,25 +129,20 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None = None) -> S
         code = error_code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         message = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())
-        if code == "NoSuchBucket":
+        not_found = code in ("NoSuchKey", "404", "NotFound")
+        # A 404 on a bucket-level request (HeadBucket, ListObjectsV2) means the bucket is missing.
+        if code == "NoSuchBucket" or (not_found and key is None):
             return NoSuchBucket(f"bucket {bucket!r} does not exist: check the URL or create the bucket")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            if key is None:  # a bucket-level request (HeadBucket, ListObjectsV2): the bucket is missing
-                return NoSuchBucket(f"bucket {bucket!r} does not exist: check the URL or create the bucket")
+        if not_found:
             return NoSuchObject(f"{where} does not exist")
         if code == "InvalidObjectState":
-            return NotRestored(
-                f"{where} is in an archive storage class and not restored: request a restore "
-                "(tier Expedited, Standard or Bulk), then read it once the restore completes"
-            )
+            return not_restored(where, in_progress=False)
         if code in _AUTH_CODES:
             return AuthorizationError(
                 f"access to {where} denied ({code}): check the credentials and their permissions"
             )
-        if code in ("PreconditionFailed", "412"):
-            return ObjectChanged(
-                f"{where} changed since it was verified; it was not deleted: verify it again"
-            )
+        if code in ("PreconditionFailed", "412"):  # only guarded deletes send preconditions
+            return object_changed(where)
         if code in _DIGEST_CODES:
             return ChecksumMismatch(
                 f"{where}: the store rejected the upload's checksum ({code}); upload it again"
@@ -169,7 +165,7 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None = None) -> S
         )
     if isinstance(exc, FlexibleChecksumError):
         return ChecksumMismatch(f"{where}: downloaded bytes do not match the stored checksum; read it again")
-    return StorageError(f"{where}: {exc}")
+    return StorageError(f"{where}: {' '.join(str(exc).split())}")  # e.g. ParamValidationError
 
 
 @contextlib.contextmanager
@@ -261,9 +257,20 @@ class _S3Objects:
                 return response
         except NoSuchObject:
             # HEAD has no body, so a missing bucket is a bare 404 too: ask once, to say which.
+            missing_bucket = self._missing_bucket()
+            if missing_bucket is not None:
+                raise missing_bucket from None
+            raise
+
+    def _missing_bucket(self) -> NoSuchBucket | None:
+        try:
             with self.translating():
                 self.client.head_bucket(Bucket=self.bucket)
-            raise
+        except NoSuchBucket as exc:
+            return exc
+        except StorageError:
+            pass  # cannot tell (e.g. no permission to HEAD the bucket): the object's error stands
+        return None
 
     def info(self, key: str, response: dict[str, Any]) -> ObjectInfo:
         return ObjectInfo(
@@ -351,9 +358,7 @@ class S3HotStore:
         s3 = self._s3
         current = self.head(key)
         if current.etag != expected.etag:
-            raise ObjectChanged(
-                f"{s3.where(key)} changed since it was verified; it was not deleted: verify it again"
-            )
+            raise object_changed(s3.where(key))
         # If-Match makes the delete itself conditional where the server supports it (AWS since
         # 2025-09); the HEAD above guards servers that ignore the header.
         with s3.translating(key):
@@ -433,7 +438,13 @@ class S3Vault:
         return self.restore_state(key)
 
     def get(self, key: str) -> bytes:
-        return self._s3.get_raw(key)
+        try:
+            return self._s3.get_raw(key)
+        except NotRestored:
+            # S3 refuses the same way before and during a restore; say which one it is.
+            if self.restore_state(key).status is RestoreStatus.IN_PROGRESS:
+                raise not_restored(self._s3.where(key), in_progress=True) from None
+            raise
 
     def delete(self, key: str) -> None:
         s3 = self._s3
