@@ -1,6 +1,7 @@
 """moto's S3 in server mode on 127.0.0.1: a real HTTP endpoint for tests, no mocked boto3.
 
-Fixtures (import them into conftest.py or a test module):
+Fixtures, registered as a plugin: `pytest_plugins = ["s3_server"]` in tests/conftest.py or a test
+module (a plain `from s3_server import ...` works too, but then pytest cannot rewrite its asserts):
     moto_server    session: starts the server, yields its URL; sets fake credentials, a region and
                    AWS_ENDPOINT_URL for the session (and hides ~/.aws), restores them at the end.
     s3_client      session: a client from archiver's own make_s3_client, pointed at the server.
@@ -9,7 +10,7 @@ Fixtures (import them into conftest.py or a test module):
 
 The server runs in this process (a thread), so its state is shared by every test of the session;
 tests use their own buckets instead of resetting it (`reset_moto` exists for those that must).
-Importing the fixtures from both conftest.py and a test module is safe: the server is started once.
+However many places register the fixtures, the server is started once per process.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@ the x-amz-restore parser, the error translator and store URLs."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import (
@@ -17,7 +19,6 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-from s3_server import MotoRestores
 
 from archiver.errors import (
     AuthorizationError,
@@ -44,7 +45,10 @@ from archiver.storage import (
 from archiver.storage.base import sha256_hex
 from archiver.storage.s3 import parse_restore_header, translate_error
 
-# The moto fixtures (tests/s3_server.py); harmless if conftest.py imports them as well.
+if TYPE_CHECKING:  # imported by pytest_plugins below, as a plugin (for assertion rewriting)
+    from s3_server import MotoRestores
+
+# The moto fixtures (tests/s3_server.py); registering them again in conftest.py is harmless.
 pytest_plugins = ["s3_server"]
 
 # --- pure parts ---
@@ -341,6 +345,18 @@ def test_checksum_read_back_refuses_an_object_without_checksum(
     client.meta.events.register("after-call.s3.PutObject", overwrite_without_checksum)
     with pytest.raises(ChecksumMismatch, match="no SHA-256"):
         S3Vault(bucket, "v", "GLACIER", client).put("k", b"original")
+
+
+@pytest.mark.s3
+def test_get_verifies_the_stored_checksum(s3_client: Any, bucket: str) -> None:
+    # moto keeps whatever checksum a PUT declares without checking it (AWS would answer BadDigest),
+    # which lets this test store bytes under a wrong SHA-256, as a corrupted object would look.
+    wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+    s3_client.put_object(
+        Bucket=bucket, Key="k", Body=b"bytes", ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong
+    )
+    with pytest.raises(ChecksumMismatch, match="do not match"):
+        S3HotStore(bucket, "", s3_client).get("k")
 
 
 @pytest.mark.s3

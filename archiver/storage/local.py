@@ -62,11 +62,11 @@ def _os_errors(where: str, *, writing: bool = False) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if writing and isinstance(exc, FileExistsError | NotADirectoryError):
+        if writing and isinstance(exc, FileExistsError | NotADirectoryError | IsADirectoryError):
             raise StorageError(
                 f"{where}: a file is in the way of its directory (locally a key cannot also be a 'folder')"
             ) from exc
-        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
             raise NoSuchObject(f"{where} does not exist") from exc
         if isinstance(exc, PermissionError):
             raise AuthorizationError(f"permission denied on {where}: check its owner and mode") from exc
