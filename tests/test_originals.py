@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import struct
 import zlib
 from pathlib import Path
@@ -213,3 +214,39 @@ def test_refuses_to_run_when_truncated_images_are_allowed(monkeypatch: pytest.Mo
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(RuntimeError, match="LOAD_TRUNCATED_IMAGES"):
         inspect_original(_save(_rgb(), "PNG"), "a.png")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_damaged_bytes_never_escape_as_anything_but_unsupported_image(fmt: str) -> None:
+    # Seeded cuts and byte flips all over a real file: each one is accepted or rejected, never a crash.
+    data = _save(_noisy(32), fmt, icc_profile=rumba.srgb_icc(), exif=rumba.exif_bytes())
+    rng = random.Random(fmt)
+    cases = [data[:cut] for cut in range(0, len(data), max(1, len(data) // 60))]
+    for _ in range(150):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        cases.append(bytes(damaged))
+    reasons = set()
+    for case in cases:
+        try:
+            inspect_original(case, f"fuzz.{fmt.lower()}")
+        except UnsupportedImage as e:
+            reasons.add(e.reason)
+    assert reasons <= {
+        "empty",
+        "not-an-image",
+        "truncated",
+        "corrupt",
+        "unsupported-format",
+        "exif-orientation",
+    }
+    assert "truncated" in reasons
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_damaged_exif_is_corrupt(tmp_path: Path, fmt: str) -> None:
+    # Pillow only warns and skips tags it cannot read; one of them could be the orientation.
+    exif = rumba.exif_bytes()
+    data = _save(_rgb(), fmt, exif=exif[: len(exif) - 30])
+    assert _reason(data, tmp_path, f"bad-exif.{fmt.lower()}") == "corrupt"

@@ -12,6 +12,9 @@ orientation absent or 1. Reason codes, each tested:
     empty, not-an-image, truncated, corrupt, decompression-bomb, unsupported-format, animated,
     alpha, palette, grayscale, cmyk, high-bit-depth, unsupported-mode, exif-orientation
 
+A file Pillow reads only with a warning (typically damaged EXIF, where a skipped tag could be the
+orientation) is rejected as corrupt: strict on purpose, since a rejected image simply stays hot.
+
 Limits: Pillow (libjpeg) decodes some damaged JPEG scans without complaint (it only warns), so
 corruption inside entropy-coded data can go unnoticed here; the gate, which compares the render
 with these pixels, and the recorded SHA-256 of the original are the backstops.
@@ -67,7 +70,7 @@ def decode_rgb(data: bytes, key: str) -> Image.Image:
     """The original's pixels as a fully loaded RGB image, for the gate. Same checks as `inspect_original`.
 
     ICC profiles are not applied: the rehydrated file carries the same profile, so comparing the
-    stored values compares what a viewer will show.
+    stored values compares like with like.
     """
     _, image = open_original(data, key)
     with image:
@@ -77,8 +80,9 @@ def decode_rgb(data: bytes, key: str) -> Image.Image:
 def open_original(data: bytes, key: str) -> tuple[OriginalImage, Image.Image]:
     """Check and fully decode `data`; return its description and the loaded image (the caller closes it).
 
-    Decompression-bomb warnings are turned into errors with `warnings.catch_warnings`, which is
-    process-global before Python 3.14: another thread's warning filters are briefly affected.
+    Any warning Pillow gives while reading the file rejects it as `corrupt`, and a decompression-bomb
+    warning as `decompression-bomb`. Both rely on `warnings.catch_warnings`, which is process-global
+    before Python 3.14: another thread's warnings are briefly affected.
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A global switch someone else set would make truncated files look whole; refuse to guess.
@@ -86,18 +90,25 @@ def open_original(data: bytes, key: str) -> tuple[OriginalImage, Image.Image]:
     if not data:
         raise UnsupportedImage(key, "empty", "the file is empty (0 bytes)")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # the filter added last wins
         image = _open(data, key)
         try:
             _check_format(image, key)
             if image.format == "PNG":
                 _verify_png(data, key)
             _load(image, data, key)
-            return _describe(image, data, key), image
+            original = _describe(image, data, key)
+            if caught:
+                # Pillow warns when it skipped or guessed something (mostly damaged EXIF, where the
+                # skipped tag could be the orientation). The engine does not guess: it rejects.
+                first = _one_line(caught[0].message)
+                raise UnsupportedImage(key, "corrupt", f"Pillow read it only with a warning ({first})")
         except BaseException:
             image.close()
             raise
+    return original, image
 
 
 def png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
@@ -284,5 +295,5 @@ def _damaged(key: str, e: BaseException, data: bytes) -> UnsupportedImage:
     return UnsupportedImage(key, "corrupt", f"the image data is damaged ({text})")
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: BaseException | str) -> str:
     return " ".join(str(e).split()) or type(e).__name__
