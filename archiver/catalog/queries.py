@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archiver.catalog.models import Asset, AssetState, Event, Source
+from archiver.catalog.models import Asset, AssetState, Event, Model, Source
+from archiver.errors import ConfigError, NotFound
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,35 @@ def record_event(session: Session, kind: str, asset: Asset | None = None, **deta
 
 def events_for(session: Session, asset: Asset) -> list[Event]:
     return list(session.scalars(select(Event).where(Event.asset_id == asset.id).order_by(Event.id)))
+
+
+def add_model(session: Session, *, name: str, sha256: str, path: str, pipeline_class: str) -> Model:
+    """Register a model; the same name with the same hash is a no-op, a clash is an error."""
+    by_name = session.scalar(select(Model).where(Model.name == name))
+    if by_name is not None:
+        if by_name.sha256 == sha256:
+            return by_name
+        raise ConfigError(
+            f"a different model is already registered as {name!r} ({by_name.sha256[:12]}…): "
+            "choose another name"
+        )
+    by_hash = session.scalar(select(Model).where(Model.sha256 == sha256))
+    if by_hash is not None:
+        raise ConfigError(f"this model is already registered as {by_hash.name!r}: use that name")
+    model = Model(name=name, sha256=sha256, path=path, pipeline_class=pipeline_class)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def get_model(session: Session, name: str) -> Model:
+    model = session.scalar(select(Model).where(Model.name == name))
+    if model is None:
+        raise NotFound(
+            f"no model named {name!r}: see `archiver model list`, or `archiver model add PATH --name {name}`"
+        )
+    return model
+
+
+def list_models(session: Session) -> list[Model]:
+    return list(session.scalars(select(Model).order_by(Model.name)))
