@@ -62,6 +62,23 @@ class Settings(BaseSettings):
     )
     s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore standard-mode retries")
 
+    # --- engine and gate ---
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where renders run: auto = CUDA when present, else CPU"
+    )
+    lpips_backbone: Literal["pretrained", "random-test-only"] = Field(
+        default="pretrained",
+        description="LPIPS trunk; random-test-only is for machines without AlexNet's weights, never production",
+    )
+    gate_lpips_max: float = Field(default=0.05, gt=0, description="mean LPIPS over the image")
+    gate_worst_tile_max: float = Field(default=0.10, gt=0, description="mean LPIPS of the worst tile")
+    gate_psnr_min: float = Field(default=30.0, ge=0, description="PSNR floor, dB")
+    gate_sibling_margin_db: float = Field(
+        default=3.0, ge=0, description="own PSNR minus the nearest sibling's"
+    )
+    seed_search_max: int = Field(default=8, ge=1, le=10_000, description="seeds tried per image at most")
+    seed_search_batch: int = Field(default=4, ge=1, le=256, description="seeds rendered per pipeline call")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -107,6 +124,15 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device is cuda but torch sees no CUDA GPU: set ARCHIVER_DEVICE=cpu or auto")
+        return self.device
 
     def ensure_home(self) -> Path:
         """Create the home directory if needed and prove it is writable, or raise ConfigError."""

@@ -30,3 +30,18 @@ def archiver_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ARCHIVER_HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     return home
+
+
+TINY_PROMPT = "a rumba sneaker with red laces and a white sole, product photo"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny StableDiffusionPipeline saved with safetensors (renders noise, quickly)."""
+    from archiver.engine.pipeline import TinySpec, build_tiny_pipeline
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    build_tiny_pipeline(TinySpec(vocabulary=[TINY_PROMPT]), seed=0).save_pretrained(
+        path, safe_serialization=True
+    )
+    return path

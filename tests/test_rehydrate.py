@@ -9,28 +9,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import TINY_PROMPT as PROMPT
 from diffusers import EulerDiscreteScheduler
 from PIL import Image
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.queries import get_model, list_models
 from archiver.engine.encoding import capture_profile
-from archiver.engine.pipeline import TinySpec, build_tiny_pipeline
 from archiver.engine.registry import load_model, model_sha256, register_model, verify_model
 from archiver.engine.rehydrate import base_spec, rehydrate, search_seed
 from archiver.engine.rendering import enable_determinism
 from archiver.errors import ConfigError, ModelError, NotFound
 from archiver.example.rumba import write_catalogue
 from archiver.gate import Gate, Thresholds
-
-PROMPT = "a rumba sneaker with red laces and a white sole, product photo"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    build_tiny_pipeline(TinySpec(vocabulary=[PROMPT]), seed=0).save_pretrained(path, safe_serialization=True)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +38,16 @@ def catalog(tmp_path: Path):  # type: ignore[no-untyped-def]
     catalog.close()
 
 
-def test_register_is_idempotent_and_names_are_unique(catalog, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_register_is_idempotent_and_names_are_unique(catalog, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with catalog.begin() as session:
-        first = register_model(session, model_dir, "rumba")
-        again = register_model(session, model_dir, "rumba")
-        assert first.id == again.id and first.sha256 == model_sha256(model_dir)
+        first = register_model(session, tiny_model_dir, "rumba")
+        again = register_model(session, tiny_model_dir, "rumba")
+        assert first.id == again.id and first.sha256 == model_sha256(tiny_model_dir)
         assert first.pipeline_class == "StableDiffusionPipeline"
     with catalog.begin() as session, pytest.raises(ConfigError, match="already registered as 'rumba'"):
-        register_model(session, model_dir, "other-name")
+        register_model(session, tiny_model_dir, "other-name")
     copy = tmp_path / "copy"
-    shutil.copytree(model_dir, copy)
+    shutil.copytree(tiny_model_dir, copy)
     (copy / "unet" / "config.json").write_text((copy / "unet" / "config.json").read_text() + "\n")
     with (
         catalog.begin() as session,
@@ -69,9 +60,9 @@ def test_register_is_idempotent_and_names_are_unique(catalog, model_dir: Path, t
             get_model(session, "nope")
 
 
-def test_hash_ignores_training_leftovers_but_not_weights(model_dir: Path, tmp_path: Path) -> None:
+def test_hash_ignores_training_leftovers_but_not_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
-    shutil.copytree(model_dir, copy)
+    shutil.copytree(tiny_model_dir, copy)
     before = model_sha256(copy)
     (copy / "checkpoints").mkdir()
     (copy / "checkpoints" / "step-10.safetensors").write_bytes(b"x")
@@ -84,10 +75,10 @@ def test_hash_ignores_training_leftovers_but_not_weights(model_dir: Path, tmp_pa
 
 
 def test_changed_or_missing_model_is_refused_before_rendering(
-    catalog, model_dir: Path, tmp_path: Path
+    catalog, tiny_model_dir: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     copy = tmp_path / "copy"
-    shutil.copytree(model_dir, copy)
+    shutil.copytree(tiny_model_dir, copy)
     with catalog.begin() as session:
         row = register_model(session, copy, "copy")
     weights = next((copy / "vae").glob("*.safetensors"))
@@ -99,19 +90,21 @@ def test_changed_or_missing_model_is_refused_before_rendering(
         verify_model(row)
 
 
-def test_pickle_only_model_is_refused(catalog, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pickle_only_model_is_refused(catalog, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     copy = tmp_path / "pickled"
-    shutil.copytree(model_dir, copy)
+    shutil.copytree(tiny_model_dir, copy)
     for weights in (copy / "unet").glob("*.safetensors"):
         weights.rename(weights.with_suffix(".bin"))
     with catalog.begin() as session, pytest.raises(ModelError, match="only pickle weights"):
         register_model(session, copy, "pickled")
 
 
-def test_rehydrate_is_byte_identical_and_pins_the_scheduler(catalog, model_dir: Path, png_profile) -> None:  # type: ignore[no-untyped-def]
+def test_rehydrate_is_byte_identical_and_pins_the_scheduler(
+    catalog, tiny_model_dir: Path, png_profile
+) -> None:  # type: ignore[no-untyped-def]
     enable_determinism()
     with catalog.begin() as session:
-        loaded = load_model(register_model(session, model_dir, "tiny"))
+        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
     spec = replace(base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=4), seed=7)
     first = rehydrate(loaded, spec, png_profile)
     assert rehydrate(loaded, spec, png_profile) == first
@@ -126,10 +119,12 @@ def test_rehydrate_is_byte_identical_and_pins_the_scheduler(catalog, model_dir: 
         rehydrate(loaded, replace(spec, dtype="float16"), png_profile)
 
 
-def test_seed_search_stops_at_the_first_pass_and_is_capped(catalog, model_dir: Path, png_profile) -> None:  # type: ignore[no-untyped-def]
+def test_seed_search_stops_at_the_first_pass_and_is_capped(
+    catalog, tiny_model_dir: Path, png_profile
+) -> None:  # type: ignore[no-untyped-def]
     enable_determinism()
     with catalog.begin() as session:
-        loaded = load_model(register_model(session, model_dir, "tiny"))
+        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
     base = base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=4)
     # The "original" is exactly what seed 2 renders: only seed 2 can pass a 60 dB floor.
     target = rehydrate(loaded, replace(base, seed=2), png_profile)

@@ -15,6 +15,10 @@ import click
 
 from archiver import __version__
 from archiver.catalog.database import Catalog, open_catalog
+from archiver.catalog.queries import get_model
+from archiver.engine.registry import LoadedModel, load_model
+from archiver.engine.rendering import enable_determinism
+from archiver.gate import Gate, Thresholds
 from archiver.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +34,24 @@ class App:
     @cached_property
     def settings(self) -> Settings:
         return load_settings(**self._cli_settings)
+
+    @cached_property
+    def gate(self) -> Gate:
+        s = self.settings
+        thresholds = Thresholds(
+            lpips_max=s.gate_lpips_max,
+            worst_tile_max=s.gate_worst_tile_max,
+            psnr_min=s.gate_psnr_min,
+            sibling_margin_db=s.gate_sibling_margin_db,
+        )
+        return Gate(thresholds, backbone=s.lpips_backbone)
+
+    def load_model(self, name: str) -> LoadedModel:
+        """The named model, verified against its registered hash, loaded on the configured device."""
+        enable_determinism()
+        with self.catalog.begin() as session:
+            row = get_model(session, name)
+        return load_model(row, device=self.settings.resolved_device())
 
     @cached_property
     def catalog(self) -> Catalog:

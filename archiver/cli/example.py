@@ -1,0 +1,33 @@
+"""`archiver example`: write the synthetic example catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from archiver.cli.app import cli
+from archiver.example.rumba import distractors, write_catalogue
+
+
+@cli.group()
+def example() -> None:
+    """Example data to try archiver on."""
+
+
+@example.command("rumba")
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--distractors/--no-distractors",
+    "with_distractors",
+    default=False,
+    help="Also write images the shipped model was not trained on (the gate must reject them).",
+)
+def example_rumba(dest: Path, with_distractors: bool) -> None:
+    """Write the rumba sneaker catalogue (48 images, JPEG and PNG, captions.csv) into DEST."""
+    entries = write_catalogue(dest)
+    extra = distractors(dest) if with_distractors else []
+    click.echo(
+        f"wrote {len(entries)} images and captions.csv to {dest}"
+        + (f", and {len(extra)} distractors under {dest / 'distractors'}" if extra else "")
+    )
