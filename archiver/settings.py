@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     )
     lpips_backbone: Literal["pretrained", "random-test-only"] = Field(
         default="pretrained",
-        description="LPIPS trunk; random-test-only is for machines without AlexNet's weights, never production",
+        description="LPIPS trunk; random-test-only: for machines without AlexNet's weights, never production",
     )
     gate_lpips_max: float = Field(default=0.05, gt=0, description="mean LPIPS over the image")
     gate_worst_tile_max: float = Field(default=0.10, gt=0, description="mean LPIPS of the worst tile")

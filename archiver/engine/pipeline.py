@@ -1,0 +1,279 @@
+"""Building and loading diffusion pipelines: the engine's only door to model weights.
+
+Owns two things: `build_tiny_pipeline`, which makes a small text-to-image pipeline in the real
+`StableDiffusionPipeline` format entirely from configs (no download: the CLIP tokenizer's
+vocab.json/merges.txt are generated here from the captions it must read), and `load_pipeline`,
+which opens a `save_pretrained` directory from safetensors only. It never renders (that is
+`archiver.engine.rendering`) and never trains (`archiver.training`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from archiver.errors import ModelError
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+# Any file with one of these suffixes can execute code when unpickled; we never open them.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Shape of a tiny pipeline. Defaults suit a group of 64x64 product images on a CPU.
+
+    `vocabulary` is the text the tokenizer learns whole words from (the group's captions); any
+    other text still tokenizes, one byte-level symbol at a time.
+    """
+
+    vocabulary: Sequence[str] = ()
+    image_size: int = 64
+    # VAE: one entry per resolution level; two levels = one 2x downsampling (64x64 -> 32x32).
+    vae_channels: tuple[int, ...] = (32, 32)
+    latent_channels: int = 4
+    unet_channels: tuple[int, ...] = (32, 64, 64)
+    unet_layers_per_block: int = 1
+    # Which UNet levels cross-attend to the prompt; attention at the top level is costly on a CPU.
+    unet_cross_attention: tuple[bool, ...] = (False, True, True)
+    attention_head_dim: int = 8
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 2
+    text_max_length: int = 32
+    prediction_type: str = "sample"
+    timestep_spacing: str = "trailing"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+
+def _clip_pre_tokenize(text: str) -> list[str]:
+    """Split text the way CLIPTokenizer does before BPE (normalise, regex split, byte-level)."""
+    backend = CLIPTokenizer(vocab={BOS: 0, EOS: 1}, merges=[]).backend_tokenizer
+    normalized = backend.normalizer.normalize_str(text)
+    return [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def _byte_alphabet() -> list[str]:
+    """The 256 printable stand-ins GPT-2/CLIP use for raw bytes."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return sorted(ByteLevel.alphabet())
+
+
+def build_tokenizer(vocabulary: Iterable[str], max_length: int, directory: Path) -> CLIPTokenizer:
+    """Write vocab.json + merges.txt so every word of `vocabulary` is one token, and load them.
+
+    The vocabulary starts like CLIP's: every byte symbol alone and as a word end (`x</w>`), so any
+    text can be tokenized. Merges are derived word by word (left to right); a merge learnt for one
+    word can pre-empt another word's, so each word is checked with the real tokenizer and repaired
+    by merging whatever pieces remain, until every word is a single token.
+    """
+    words = sorted({w for text in vocabulary for w in _clip_pre_tokenize(text)})
+    alphabet = _byte_alphabet()
+    tokens: list[str] = [*alphabet, *(c + "</w>" for c in alphabet)]
+    merges: list[tuple[str, str]] = []
+    known = set(tokens)
+
+    def add_merge(left: str, right: str) -> None:
+        merged = left + right
+        if (left, right) not in merges_set:
+            merges.append((left, right))
+            merges_set.add((left, right))
+        if merged not in known:
+            tokens.append(merged)
+            known.add(merged)
+
+    merges_set: set[tuple[str, str]] = set()
+    for word in words:
+        symbols = [*word[:-1], word[-1] + "</w>"]
+        acc = symbols[0]
+        for sym in symbols[1:]:
+            add_merge(acc, sym)
+            acc += sym
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for _ in range(len(words) + 1):
+        tokenizer = _write_and_load(directory, tokens, merges, max_length)
+        broken = [w for w in words if len(tokenizer.backend_tokenizer.model.tokenize(w)) != 1]
+        if not broken:
+            return tokenizer
+        for word in broken:
+            pieces = [t.value for t in tokenizer.backend_tokenizer.model.tokenize(word)]
+            acc = pieces[0]
+            for piece in pieces[1:]:
+                add_merge(acc, piece)
+                acc += piece
+    raise ModelError(f"could not derive BPE merges that keep these words whole: {broken[:5]}")
+
+
+def _write_and_load(
+    directory: Path, tokens: list[str], merges: list[tuple[str, str]], max_length: int
+) -> CLIPTokenizer:
+    vocab = {tok: i for i, tok in enumerate([*tokens, BOS, EOS])}
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2", *(f"{a} {b}" for a, b in merges)]
+    (directory / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Loaded back from the files, as from_pretrained would, so what we check is what ships.
+    return CLIPTokenizer.from_pretrained(directory, model_max_length=max_length, local_files_only=True)
+
+
+def build_tiny_pipeline(spec: TinySpec, seed: int) -> StableDiffusionPipeline:
+    """A randomly initialised (seeded) tiny StableDiffusionPipeline built from configs only."""
+    if spec.image_size % 2 ** (len(spec.vae_channels) - 1):
+        raise ValueError(f"image_size {spec.image_size} is not divisible by the VAE's downsampling")
+    if len(spec.unet_cross_attention) != len(spec.unet_channels):
+        raise ValueError("unet_cross_attention needs one flag per entry of unet_channels")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(spec.vocabulary, spec.text_max_length, Path(tmp))
+
+    torch.manual_seed(seed)
+    groups = min(spec.vae_channels[0], 32)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
+        block_out_channels=spec.vae_channels,
+        layers_per_block=1,
+        latent_channels=spec.latent_channels,
+        norm_num_groups=groups,
+        sample_size=spec.image_size,
+        # Attention at the bottleneck buys nothing for near-lossless memorisation and costs time.
+        mid_block_add_attention=False,
+        scaling_factor=1.0,  # set by training from the latents' measured spread
+    )
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.text_hidden,
+        intermediate_size=spec.text_hidden * 2,
+        num_hidden_layers=spec.text_layers,
+        num_attention_heads=spec.text_heads,
+        max_position_embeddings=spec.text_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    down = tuple("CrossAttnDownBlock2D" if attn else "DownBlock2D" for attn in spec.unet_cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(spec.unet_cross_attention))
+    unet = UNet2DConditionModel(
+        sample_size=spec.latent_size,
+        in_channels=spec.latent_channels,
+        out_channels=spec.latent_channels,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=spec.unet_channels,
+        layers_per_block=spec.unet_layers_per_block,
+        cross_attention_dim=spec.text_hidden,
+        attention_head_dim=spec.attention_head_dim,
+        norm_num_groups=min(spec.unet_channels[0], 32),
+    )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,  # latents are not confined to [-1, 1]
+        set_alpha_to_one=True,
+        steps_offset=1,  # the pipeline rewrites any other value (with a warning) when it loads
+        prediction_type=spec.prediction_type,
+        timestep_spacing=spec.timestep_spacing,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+# Components a StableDiffusionPipeline directory needs, and the config file each one holds.
+_REQUIRED = {
+    "model_index.json": None,
+    "unet": "config.json",
+    "vae": "config.json",
+    "text_encoder": "config.json",
+    "tokenizer": None,
+    "scheduler": "scheduler_config.json",
+}
+_WEIGHTED = ("unet", "vae", "text_encoder")
+
+
+def check_model_dir(path: Path) -> None:
+    """Raise ModelError naming what is missing or unsafe in a save_pretrained directory."""
+    if not path.exists():
+        raise ModelError(f"model directory {path} does not exist: check the path or train one first")
+    if not path.is_dir():
+        raise ModelError(f"model path {path} is not a directory: pass a save_pretrained directory")
+    if not (path / "model_index.json").is_file():
+        raise ModelError(f"{path} has no model_index.json: it is not a diffusers save_pretrained directory")
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path / 'model_index.json'} is unreadable ({err}): re-save the model") from None
+    components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
+    missing = []
+    for name in components:
+        sub = path / name
+        config = _REQUIRED.get(name)
+        if not sub.is_dir():
+            missing.append(f"{name}/")
+        elif config and not (sub / config).is_file():
+            missing.append(f"{name}/{config}")
+    if missing:
+        raise ModelError(f"model directory {path} is incomplete: missing {', '.join(missing)}")
+    for name in components:
+        sub = path / name
+        if (
+            name not in _WEIGHTED
+            and not any(sub.glob("*.safetensors"))
+            and not any(p.suffix in PICKLE_SUFFIXES for p in sub.iterdir())
+        ):
+            continue
+        if any(sub.glob("*.safetensors")):
+            continue
+        pickles = sorted(p.name for p in sub.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise ModelError(
+                f"{sub} holds only pickle weights ({', '.join(pickles)}), which archiver never loads: "
+                "convert them with pipe.save_pretrained(dir, safe_serialization=True) on a trusted machine"
+            )
+        raise ModelError(f"model directory {path} is incomplete: missing {name}/*.safetensors weights")
+
+
+def load_pipeline(
+    path: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> DiffusionPipeline:
+    """Open a save_pretrained directory from local safetensors only, on `device` in `dtype`."""
+    path = Path(path)
+    check_model_dir(path)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            path, use_safetensors=True, local_files_only=True, dtype=dtype
+        )
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise ModelError(f"cannot load the model at {path}: {err}".splitlines()[0]) from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
