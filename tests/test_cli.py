@@ -161,3 +161,10 @@ def test_installed_console_script(archiver_env: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["assets"] == 0
+
+
+def test_cli_start_does_not_import_the_ml_stack() -> None:
+    """`archiver status` and `--help` must stay fast: torch/diffusers load only in commands that render."""
+    probe = "import sys, archiver.cli; print(sorted(m for m in ('torch', 'diffusers', 'lpips') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

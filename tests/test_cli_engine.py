@@ -94,3 +94,35 @@ def test_verify_reports_every_image_and_rejects_what_an_untrained_model_cannot_d
     drawn = rows["shoes/rumba-red-white.png"]
     assert not drawn["passed"] and drawn["seeds_tried"] == 2 and drawn["psnr"] < 30
     assert report["passed"] == 0 and report["rejected"] == 3
+
+
+def test_verify_on_a_missing_bucket(
+    archiver_env: Path, moto_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "verify", "s3://no-such-bucket-here/shoes", "--model", "any")
+    assert code == ExitCode.STORAGE and "no-such-bucket-here" in err and err.count("\n") == 1
+
+
+def test_verify_without_credentials(
+    archiver_env: Path,
+    moto_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    code, _, err = run(capsys, "verify", "s3://some-bucket/shoes", "--model", "any")
+    assert code == ExitCode.STORAGE and "credentials" in err
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:/bucket", "ftp://host/x", "s3://UPPER_case/x"])
+def test_verify_on_malformed_source_urls(
+    archiver_env: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "verify", url, "--model", "any")
+    assert code == ExitCode.CONFIG and err.startswith("archiver: error: ")

@@ -9,17 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from archiver import __version__
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.queries import get_model
-from archiver.engine.registry import LoadedModel, load_model
-from archiver.engine.rendering import enable_determinism
-from archiver.gate import Gate, Thresholds
 from archiver.settings import Settings, load_settings
+from archiver.storage import HotStore, Vault, make_s3_client, open_hot_store, open_vault
+from archiver.storage.s3 import S3Client
+
+if TYPE_CHECKING:  # torch and diffusers take seconds to import: only commands that render pay for it
+    from archiver.engine.registry import LoadedModel
+    from archiver.gate import Gate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,8 +38,28 @@ class App:
     def settings(self) -> Settings:
         return load_settings(**self._cli_settings)
 
+    def _s3_client(self) -> S3Client:
+        return make_s3_client(
+            endpoint_url=self.settings.s3_endpoint_url, max_attempts=self.settings.s3_max_attempts
+        )
+
+    def open_source(self, url: str) -> HotStore:
+        """A hot source (a directory or s3://bucket/prefix), S3 configured from the settings."""
+        return open_hot_store(url, client_factory=self._s3_client)
+
+    @cached_property
+    def vault(self) -> Vault:
+        """The archive tier from the settings (default: HOME/vault)."""
+        if self.settings.vault is None:
+            self.settings.ensure_home()
+        return open_vault(
+            self.settings.vault_url, self.settings.vault_storage_class, client_factory=self._s3_client
+        )
+
     @cached_property
     def gate(self) -> Gate:
+        from archiver.gate import Gate, Thresholds
+
         s = self.settings
         thresholds = Thresholds(
             lpips_max=s.gate_lpips_max,
@@ -48,6 +71,9 @@ class App:
 
     def load_model(self, name: str) -> LoadedModel:
         """The named model, verified against its registered hash, loaded on the configured device."""
+        from archiver.engine.registry import load_model
+        from archiver.engine.rendering import enable_determinism
+
         enable_determinism()
         with self.catalog.begin() as session:
             row = get_model(session, name)

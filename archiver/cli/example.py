@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from archiver.cli.app import cli
-from archiver.example.rumba import distractors, write_catalogue
 
 
 @cli.group()
@@ -25,6 +24,8 @@ def example() -> None:
 )
 def example_rumba(dest: Path, with_distractors: bool) -> None:
     """Write the rumba sneaker catalogue (48 images, JPEG and PNG, captions.csv) into DEST."""
+    from archiver.example.rumba import distractors, write_catalogue
+
     entries = write_catalogue(dest)
     extra = distractors(dest) if with_distractors else []
     click.echo(

@@ -9,7 +9,6 @@ import click
 
 from archiver.catalog.queries import list_models
 from archiver.cli.app import App, cli, pass_app
-from archiver.engine.registry import register_model
 
 
 @cli.group()
@@ -23,6 +22,8 @@ def model() -> None:
 @pass_app
 def model_add(app: App, path: Path, name: str) -> None:
     """Register the diffusers pipeline directory PATH (save_pretrained layout, safetensors only)."""
+    from archiver.engine.registry import register_model
+
     with app.catalog.begin() as session:
         row = register_model(session, path, name)
         click.echo(f"model {row.name!r}: {row.pipeline_class} at {row.path}, sha256 {row.sha256}")

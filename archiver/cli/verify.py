@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from archiver.cli.app import App, cli, pass_app
-from archiver.engine.registry import captions_of
-from archiver.prove import Proof, SearchLimits, prove_group
-from archiver.storage import open_hot_store
+
+if TYPE_CHECKING:
+    from archiver.prove import Proof
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -44,9 +44,12 @@ def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
 
     Prints, per image, the verdict and LPIPS, worst tile, PSNR and sibling margin of the best seed.
     """
-    loaded = app.load_model(model_name)
-    store = open_hot_store(source)
+    from archiver.engine.registry import captions_of
+    from archiver.prove import SearchLimits, prove_group
+
+    store = app.open_source(source)  # cheap checks (URL, bucket, credentials) before loading a model
     originals = {o.key: store.get(o.key) for o in store.list() if o.key.lower().endswith(IMAGE_SUFFIXES)}
+    loaded = app.load_model(model_name)
     limits = SearchLimits(app.settings.seed_search_max, app.settings.seed_search_batch)
     prompts = captions_of(Path(loaded.row.path))
     rows = [proof_row(p) for p in prove_group(originals, prompts, loaded, app.gate, limits)]
