@@ -165,6 +165,6 @@ def test_installed_console_script(archiver_env: Path, tmp_path: Path) -> None:
 
 def test_cli_start_does_not_import_the_ml_stack() -> None:
     """`archiver status` and `--help` must stay fast: torch/diffusers load only in commands that render."""
-    probe = "import sys, archiver.cli; print(sorted(m for m in ('torch', 'diffusers', 'lpips') if m in sys.modules))"
+    probe = "import sys, archiver.cli; print(sorted({'torch', 'diffusers', 'lpips'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

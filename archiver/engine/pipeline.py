@@ -218,7 +218,8 @@ _REQUIRED = {
     "tokenizer": None,
     "scheduler": "scheduler_config.json",
 }
-_WEIGHTED = ("unet", "vae", "text_encoder")
+# Components that hold no weights; every other one must have safetensors.
+_WEIGHTLESS = {"tokenizer", "tokenizer_2", "scheduler", "feature_extractor"}
 
 
 def check_model_dir(path: Path) -> None:
@@ -246,13 +247,7 @@ def check_model_dir(path: Path) -> None:
         raise ModelError(f"model directory {path} is incomplete: missing {', '.join(missing)}")
     for name in components:
         sub = path / name
-        if (
-            name not in _WEIGHTED
-            and not any(sub.glob("*.safetensors"))
-            and not any(p.suffix in PICKLE_SUFFIXES for p in sub.iterdir())
-        ):
-            continue
-        if any(sub.glob("*.safetensors")):
+        if name in _WEIGHTLESS or any(sub.glob("*.safetensors")):
             continue
         pickles = sorted(p.name for p in sub.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
@@ -273,7 +268,7 @@ def load_pipeline(
         pipe = DiffusionPipeline.from_pretrained(
             path, use_safetensors=True, local_files_only=True, dtype=dtype
         )
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise ModelError(f"cannot load the model at {path}: {err}".splitlines()[0]) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
