@@ -8,7 +8,7 @@ it cannot be archived. It reads no storage and writes no catalog: callers do bot
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,50 +53,51 @@ def render_defaults(model_dir: Path) -> dict[str, float]:
     return defaults
 
 
+def decode_group(originals: Mapping[str, bytes]) -> tuple[dict[str, Image.Image], dict[str, Proof]]:
+    """Decoded originals by key, and a rejecting Proof for each one that cannot be decoded."""
+    decoded: dict[str, Image.Image] = {}
+    rejected: dict[str, Proof] = {}
+    for key, data in originals.items():
+        try:
+            decoded[key] = decode_rgb(data, key)
+        except UnsupportedImage as bad:
+            rejected[key] = Proof(key, False, bad.reason, str(bad))
+    return decoded, rejected
+
+
 def prove_group(
     originals: Mapping[str, bytes],
     prompts: Mapping[str, str],
     loaded: LoadedModel,
     gate: Gate,
     limits: SearchLimits,
-    on_proof: Callable[[Proof], None] | None = None,
 ) -> Iterator[Proof]:
     """One Proof per original, in key order. Siblings are the group's other decodable originals."""
-    decoded: dict[str, Image.Image] = {}
-    early: dict[str, Proof] = {}
-    for key, data in originals.items():
-        try:
-            decoded[key] = decode_rgb(data, key)
-        except UnsupportedImage as bad:
-            early[key] = Proof(key, False, bad.reason, str(bad))
-    render = render_defaults(Path(loaded.row.path))
+    decoded, rejected = decode_group(originals)
     for key in sorted(originals):
-        if key in early:
-            proof = early[key]
-        elif key not in prompts:
-            proof = Proof(key, False, "no-caption", f"model {loaded.row.name!r} has no prompt for {key}")
-        else:
-            proof = _prove_one(key, originals[key], decoded, prompts[key], loaded, gate, limits, render)
-        if on_proof is not None:
-            on_proof(proof)
-        yield proof
+        yield rejected.get(key) or prove_one(
+            key, originals[key], decoded, prompts.get(key), loaded, gate, limits
+        )
 
 
-def _prove_one(
+def prove_one(
     key: str,
     data: bytes,
-    decoded: Mapping[str, Image.Image],
-    prompt: str,
+    group: Mapping[str, Image.Image],
+    prompt: str | None,
     loaded: LoadedModel,
     gate: Gate,
     limits: SearchLimits,
-    render: Mapping[str, float],
 ) -> Proof:
-    original = decoded[key]
+    """Prove one decodable original (`group[key]`) against its siblings (the rest of `group`)."""
+    if prompt is None:
+        return Proof(key, False, "no-caption", f"model {loaded.row.name!r} has no prompt for {key}")
+    original = group[key]
     try:
         profile = capture_profile(data, key)
     except UnsupportedImage as bad:  # an encoding archiver cannot write back, e.g. odd JPEG subsampling
         return Proof(key, False, bad.reason, str(bad))
+    render = render_defaults(Path(loaded.row.path))
     base = base_spec(
         loaded,
         prompt=prompt,
@@ -106,7 +107,7 @@ def _prove_one(
         guidance_scale=float(render["guidance_scale"]),
         eta=float(render["eta"]),
     )
-    siblings = [image for other, image in decoded.items() if other != key]
+    siblings = [image for other, image in group.items() if other != key]
     found: SearchResult = search_seed(
         loaded,
         base,

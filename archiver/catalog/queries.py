@@ -6,13 +6,24 @@ Functions take an open `Session` and never commit: the caller owns the transacti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from archiver.catalog.models import Asset, AssetState, Event, Model, Source
+from archiver.catalog.models import (
+    Asset,
+    AssetState,
+    EncodingProfile,
+    Event,
+    Model,
+    Record,
+    Source,
+    VaultObject,
+)
 from archiver.errors import ConfigError, NotFound
 
 
@@ -84,3 +95,160 @@ def get_model(session: Session, name: str) -> Model:
 
 def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.name)))
+
+
+# --- the sweep: discovering, claiming and moving assets through their states ---
+
+
+def find_asset(session: Session, source: Source, key: str) -> Asset | None:
+    return session.scalar(select(Asset).where(Asset.source_id == source.id, Asset.key == key))
+
+
+def add_asset(
+    session: Session, source: Source, *, key: str, size: int, etag: str | None, last_modified: datetime
+) -> Asset:
+    asset = Asset(
+        source=source, key=key, state=AssetState.CANDIDATE, size=size, etag=etag, last_modified=last_modified
+    )
+    session.add(asset)
+    session.flush()
+    record_event(session, "discovered", asset, size=size, etag=etag)
+    return asset
+
+
+def set_state(
+    session: Session,
+    asset: Asset,
+    state: AssetState,
+    *,
+    reason: str | None = None,
+    detail: str | None = None,
+    **event: Any,
+) -> None:
+    """Move an asset to `state` and append the transition to its history, in the caller's transaction."""
+    previous = asset.state
+    asset.state = state
+    asset.reason = reason
+    asset.reason_detail = detail
+    record_event(
+        session, state.value, asset, previous=previous.value if previous else None, reason=reason, **event
+    )
+
+
+def assets_in(
+    session: Session, source: Source, states: Sequence[AssetState], claimed_by: str | None = None
+) -> list[Asset]:
+    query = select(Asset).where(Asset.source_id == source.id, Asset.state.in_(states))
+    if claimed_by is not None:
+        query = query.where(Asset.claimed_by == claimed_by)
+    return list(session.scalars(query.order_by(Asset.key)))
+
+
+def claim(
+    session: Session,
+    asset_id: int,
+    worker: str,
+    *,
+    now: datetime,
+    until: datetime,
+    steal_from: str | None = None,
+) -> bool:
+    """Claim one asset for `worker`: one conditional UPDATE, atomic on SQLite and PostgreSQL alike.
+
+    Succeeds when the asset is unclaimed, its claim expired, already ours, or held by `steal_from`
+    (a worker the caller proved dead). Two sweeps can never both get the same asset.
+    """
+    free = or_(Asset.claimed_by.is_(None), Asset.claimed_until < now, Asset.claimed_by == worker)
+    if steal_from is not None:
+        free = or_(free, Asset.claimed_by == steal_from)
+    result = session.execute(
+        update(Asset)
+        .where(Asset.id == asset_id, free)
+        .values(claimed_by=worker, claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release(session: Session, asset: Asset) -> None:
+    asset.claimed_by = None
+    asset.claimed_until = None
+
+
+def claim_holders(session: Session, source: Source, now: datetime) -> list[str]:
+    """Workers holding unexpired claims on this source's assets."""
+    rows = session.scalars(
+        select(Asset.claimed_by)
+        .where(Asset.source_id == source.id, Asset.claimed_until >= now, Asset.claimed_by.is_not(None))
+        .distinct()
+    )
+    return [row for row in rows if row is not None]
+
+
+def get_or_add_profile(session: Session, profile_id: str, fmt: str, body: bytes) -> EncodingProfile:
+    """Profiles are content-addressed: many assets share one row."""
+    profile = session.get(EncodingProfile, profile_id)
+    if profile is None:
+        profile = EncodingProfile(id=profile_id, format=fmt, body=body)
+        session.add(profile)
+        session.flush()
+    return profile
+
+
+def save_record(session: Session, asset: Asset, **columns: Any) -> Record:
+    """Create or replace the asset's record (a re-verified asset gets a fresh one)."""
+    record = session.scalar(select(Record).where(Record.asset_id == asset.id))
+    if record is None:
+        record = Record(asset_id=asset.id, **columns)
+        session.add(record)
+    else:
+        for name, value in columns.items():
+            setattr(record, name, value)
+    session.flush()
+    return record
+
+
+def add_vault_object(
+    session: Session,
+    *,
+    uri: str,
+    storage_class: str,
+    version_id: str | None,
+    sha256: str,
+    size: int,
+    is_pack: bool,
+    confirmed_at: datetime,
+) -> VaultObject:
+    """The row for a confirmed vault object (content-addressed URIs: re-uploads reuse it)."""
+    existing = session.scalar(select(VaultObject).where(VaultObject.uri == uri))
+    if existing is not None:
+        existing.confirmed_at = confirmed_at
+        existing.version_id = version_id
+        return existing
+    row = VaultObject(
+        uri=uri,
+        storage_class=storage_class,
+        version_id=version_id,
+        sha256=sha256,
+        size=size,
+        is_pack=is_pack,
+        confirmed_at=confirmed_at,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_assets(session: Session, prefix: str = "", source: Source | None = None) -> list[Asset]:
+    query = select(Asset).where(Asset.key.startswith(prefix, autoescape=True))
+    if source is not None:
+        query = query.where(Asset.source_id == source.id)
+    return list(session.scalars(query.order_by(Asset.source_id, Asset.key)))
+
+
+def assets_with_key(session: Session, key: str) -> list[Asset]:
+    return list(session.scalars(select(Asset).where(Asset.key == key).order_by(Asset.source_id)))
+
+
+def find_source(session: Session, url: str) -> Source | None:
+    return session.scalar(select(Source).where(Source.url == url))
