@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     seed_search_max: int = Field(default=8, ge=1, le=10_000, description="seeds tried per image at most")
     seed_search_batch: int = Field(default=4, ge=1, le=256, description="seeds rendered per pipeline call")
 
+    # --- sweep: packing small originals, and the prices behind the dry-run estimate ---
+    pack_threshold: int = Field(default=1 << 20, ge=0, description="originals under this size are packed")
+    pack_target: int = Field(default=64 << 20, ge=1, description="bytes at which a pack is cut")
+    claim_lease_minutes: float = Field(default=30, gt=0, description="how long a sweep's claim lasts")
+    # USD per GB-month (AWS us-east-1 list prices); STANDARD is the hot tier originals leave.
+    price_standard: float = Field(default=0.023, ge=0)
+    price_glacier_ir: float = Field(default=0.004, ge=0)
+    price_glacier: float = Field(default=0.0036, ge=0)
+    price_deep_archive: float = Field(default=0.00099, ge=0)
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -152,6 +152,7 @@ class VaultObject(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uri: Mapped[str] = mapped_column(String(2048), unique=True)
+    key: Mapped[str] = mapped_column(String(1024))  # within the vault, as the storage layer names it
     storage_class: Mapped[str] = mapped_column(String(32))
     version_id: Mapped[str | None] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))

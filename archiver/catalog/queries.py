@@ -175,6 +175,17 @@ def release(session: Session, asset: Asset) -> None:
     asset.claimed_until = None
 
 
+def release_all(session: Session, worker: str) -> int:
+    """Drop every claim `worker` holds (a sweep ending on an error hands its work back)."""
+    result = session.execute(
+        update(Asset)
+        .where(Asset.claimed_by == worker)
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def claim_holders(session: Session, source: Source, now: datetime) -> list[str]:
     """Workers holding unexpired claims on this source's assets."""
     rows = session.scalars(
@@ -212,6 +223,7 @@ def add_vault_object(
     session: Session,
     *,
     uri: str,
+    key: str,
     storage_class: str,
     version_id: str | None,
     sha256: str,
@@ -227,6 +239,7 @@ def add_vault_object(
         return existing
     row = VaultObject(
         uri=uri,
+        key=key,
         storage_class=storage_class,
         version_id=version_id,
         sha256=sha256,

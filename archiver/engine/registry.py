@@ -101,8 +101,13 @@ def verify_model(row: Model) -> Path:
 
 def load_model(row: Model, device: str = "cpu") -> LoadedModel:
     """Verify, then load. Once loaded, the weights in memory are what renders (later disk edits do not)."""
+    import diffusers
     import torch
+    import transformers
 
+    # Their loading bars would bury archiver's own output; archiver reports progress itself.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     path = verify_model(row)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return LoadedModel(row=row, pipeline=load_pipeline(path, device=device, dtype=dtype), device=device)

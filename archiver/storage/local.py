@@ -336,8 +336,13 @@ class LocalVault:
         if storage_class not in KNOWN_CLASSES:
             raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {storage_class!r}")
         self._tree = _LocalTree(root, reserved=(META_DIR,))
-        with _os_errors(str(self._tree.root)):
+        try:
             self._tree.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # not "no such object": the vault itself cannot exist there
+            raise StorageError(
+                f"cannot create the vault directory {self._tree.root} ({exc.strerror}): "
+                "set ARCHIVER_VAULT to a writable directory or s3://bucket/prefix"
+            ) from None
         self._storage_class = storage_class
         self.restore_delay = restore_delay
         self._clock = clock

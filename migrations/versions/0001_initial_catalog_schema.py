@@ -50,6 +50,7 @@ def upgrade() -> None:
         "vault_objects",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("uri", sa.String(length=2048), nullable=False),
+        sa.Column("key", sa.String(length=1024), nullable=False),
         sa.Column("storage_class", sa.String(length=32), nullable=False),
         sa.Column("version_id", sa.String(length=1024), nullable=True),
         sa.Column("sha256", sa.String(length=64), nullable=False),

@@ -1,0 +1,154 @@
+"""`archiver ls` and `archiver show`: what the catalog knows about assets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from archiver.catalog import queries
+from archiver.catalog.models import Asset
+from archiver.cli.app import App, cli, pass_app
+from archiver.cli.status import human_bytes
+from archiver.errors import NotFound
+
+
+@cli.command("ls")
+@click.argument("prefix", default="")
+@click.option("--source", help="Only assets of this source URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@pass_app
+def ls(app: App, prefix: str, source: str | None, as_json: bool) -> None:
+    """List assets whose key starts with PREFIX: state, size, reason."""
+    with app.catalog.begin() as session:
+        scope = _source(session, source)
+        rows = [
+            (a.key, a.state.value, a.size, a.reason, a.source.url)
+            for a in queries.list_assets(session, prefix, scope)
+        ]
+    if as_json:
+        for key, state, size, reason, url in rows:
+            click.echo(
+                json.dumps({"key": key, "state": state, "size": size, "reason": reason, "source": url})
+            )
+        return
+    table = Table(caption=f"{len(rows)} assets")
+    for column in ("key", "state", "size", "reason"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for key, state, size, reason, _ in rows:
+        table.add_row(key, state, human_bytes(size), reason or "")
+    Console().print(table)
+
+
+def _source(session: Any, url: str | None) -> Any:
+    if url is None:
+        return None
+    found = queries.find_source(session, url)
+    if found is None:
+        raise NotFound(f"no source {url!r} in the catalog: see `archiver ls` for the sources swept so far")
+    return found
+
+
+def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
+    record = asset.record
+    vault = asset.vault_object
+    return {
+        "key": asset.key,
+        "source": asset.source.url,
+        "state": asset.state.value,
+        "reason": asset.reason,
+        "reason_detail": asset.reason_detail,
+        "original": {
+            "size": asset.size,
+            "etag": asset.etag,
+            "sha256": asset.sha256,
+            "last_modified": asset.last_modified.isoformat(),
+        },
+        "record": None
+        if record is None
+        else {
+            "model": record.model.name,
+            "model_sha256": record.model.sha256,
+            "pipeline_class": record.pipeline_class,
+            "scheduler_class": record.scheduler_class,
+            "prompt": record.prompt,
+            "negative_prompt": record.negative_prompt,
+            "seed": record.seed,
+            "steps": record.steps,
+            "guidance_scale": record.guidance_scale,
+            "width": record.width,
+            "height": record.height,
+            "eta": record.eta,
+            "rng": record.rng,
+            "dtype": record.dtype,
+            "encoding_profile": record.encoding_profile_id,
+            "rendered_sha256": record.rendered_sha256,
+            "rendered_size": record.rendered_size,
+        },
+        "gate_report": None if record is None else record.gate_report,
+        "vault": None
+        if vault is None
+        else {
+            "uri": vault.uri,
+            "storage_class": vault.storage_class,
+            "version_id": vault.version_id,
+            "sha256": vault.sha256,
+            "pack": vault.is_pack,
+            "offset": asset.vault_offset,
+            "length": asset.vault_length,
+            "confirmed_at": vault.confirmed_at.isoformat() if vault.confirmed_at else None,
+        },
+        "history": [
+            {"at": e.at.isoformat(), "event": e.kind, **e.detail} for e in queries.events_for(session, asset)
+        ],
+    }
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--source", help="The source URL, when the key exists in several.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def show(app: App, key: str, source: str | None, as_json: bool) -> None:
+    """Show one asset: state, record, gate report, vault location and history."""
+    with app.catalog.begin() as session:
+        scope = _source(session, source)
+        matches = [
+            a for a in queries.assets_with_key(session, key) if scope is None or a.source_id == scope.id
+        ]
+        if not matches:
+            raise NotFound(f"no asset {key!r} in the catalog: `archiver ls` lists what is there")
+        if len(matches) > 1:
+            urls = ", ".join(a.source.url for a in matches)
+            raise NotFound(f"{key!r} exists in several sources ({urls}): pass --source")
+        info = describe_asset(session, matches[0])
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+        return
+    console = Console()
+    console.print(
+        f"[bold]{info['key']}[/bold] in {info['source']}: {info['state']}"
+        + (f" ({info['reason']}: {info['reason_detail']})" if info["reason"] else "")
+    )
+    original = info["original"]
+    console.print(f"original: {original['size']} bytes, sha256 {original['sha256']}, etag {original['etag']}")
+    if info["record"]:
+        r = info["record"]
+        console.print(
+            f"record: model {r['model']}, seed {r['seed']}, {r['steps']} steps, {r['width']}x{r['height']}, "
+            f"prompt {r['prompt']!r}"
+        )
+        metrics = info["gate_report"]["metrics"]
+        console.print(
+            "gate: "
+            + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        )
+    if info["vault"]:
+        v = info["vault"]
+        where = f" bytes {v['offset']}+{v['length']} of pack" if v["pack"] else ""
+        console.print(f"vault:{where} {v['uri']} ({v['storage_class']}), sha256 {v['sha256']}")
+    for event in info["history"]:
+        console.print(f"  {event['at']}  {event['event']}")

@@ -1,0 +1,215 @@
+"""`archiver sweep`: archive the long-tail images of a source that pass the gate."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from archiver.cli.app import App, cli, pass_app
+from archiver.cli.status import human_bytes
+
+
+class RichSweepProgress:
+    """The verify step's progress bar: count, rate and ETA (the gate is where a sweep spends its time)."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("verifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[key]}"),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._task: Any = None
+        self._started = datetime.now(UTC)
+
+    def start(self, total: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task("verify", total=total, rate="", key="")
+
+    def advance(self, key: str, passed: bool) -> None:
+        task = self._progress.tasks[0]
+        elapsed = (datetime.now(UTC) - self._started).total_seconds() or 1e-9
+        rate = f"{(task.completed + 1) / elapsed:.2f} img/s"
+        self._progress.update(self._task, advance=1, rate=rate, key=key)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--model", "model_name", required=True, help="Registered model that regenerates the images.")
+@click.option("--older-than", help="Only objects not modified (or accessed) for this long: 90d, 12h, 2w.")
+@click.option("--min-size", help="Only objects at least this big: 10KB, 5MiB.")
+@click.option("--max-size", help="Only objects at most this big.")
+@click.option("--include", multiple=True, help="Only keys matching this glob (repeatable); * crosses /.")
+@click.option("--exclude", multiple=True, help="Skip keys matching this glob (repeatable).")
+@click.option(
+    "--access-log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CSV with key,last_access: an object read recently is not cold.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be archived and the saving; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@pass_app
+def sweep(
+    app: App,
+    source: str,
+    model_name: str,
+    older_than: str | None,
+    min_size: str | None,
+    max_size: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    access_log: Path | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Archive the images in SOURCE (a directory or s3://bucket/prefix) that MODEL regenerates.
+
+    Each image that passes the gate is copied to the vault (checksum read back), its record is
+    committed, and only then is the hot copy deleted, if it is unchanged. Safe to interrupt and
+    re-run: it resumes where it stopped.
+    """
+    from archiver.sweep.filters import Filters, load_access_log, parse_age, parse_size
+
+    filters = Filters(
+        older_than=parse_age(older_than) if older_than else None,
+        min_size=parse_size(min_size) if min_size else None,
+        max_size=parse_size(max_size) if max_size else None,
+        include=include,
+        exclude=exclude,
+        access_log=load_access_log(access_log) if access_log else None,
+    )
+    catalog = app.catalog  # an unreachable catalog stops the sweep before it touches anything
+    store = app.open_source(source)
+    if dry_run:
+        _dry_run(app, store, filters, as_json)
+        return
+    from archiver.prove import SearchLimits
+    from archiver.sweep.run import Sweep, SweepConfig
+
+    console = Console(stderr=True)
+    progress = None if as_json else RichSweepProgress(console)
+    settings = app.settings
+    run = Sweep(
+        catalog,
+        store,
+        app.vault,
+        SweepConfig(
+            model=model_name,
+            filters=filters,
+            pack_threshold=settings.pack_threshold,
+            pack_target=settings.pack_target,
+            lease=timedelta(minutes=settings.claim_lease_minutes),
+        ),
+        load_model=lambda: app.load_model(model_name),
+        gate=lambda: app.gate,
+        limits=SearchLimits(settings.seed_search_max, settings.seed_search_batch),
+        progress=progress,
+    )
+    try:
+        summary = run.run()
+    finally:
+        if progress is not None:
+            progress.stop()
+    report = summary.to_dict()
+    report["estimate"] = _saving(app, summary.archived_sizes)
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+        return
+    table = Table(title=f"sweep of {summary.source}", show_header=False)
+    rows = [
+        ("scanned", summary.scanned),
+        ("candidates", summary.candidates),
+        *((f"skipped: {k}", v) for k, v in report["skipped"].items()),
+        ("busy (another sweep)", summary.busy),
+        ("verified", summary.verified),
+        ("archived", summary.archived),
+        *((f"rejected: {k}", v) for k, v in report["rejected"].items()),
+        ("vault objects written", summary.vault_objects),
+        ("bytes freed", human_bytes(summary.bytes_freed)),
+        (
+            "est. saving / month",
+            f"${report['estimate']['saving_monthly']:.6f} ({settings.vault_storage_class})",
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    Console().print(table)
+
+
+def _prices(app: App) -> Any:
+    from archiver.sweep.cost import Prices
+
+    s = app.settings
+    return Prices(
+        standard=s.price_standard,
+        glacier_ir=s.price_glacier_ir,
+        glacier=s.price_glacier,
+        deep_archive=s.price_deep_archive,
+    )
+
+
+def _estimate(app: App, sizes: list[int]) -> list[Any]:
+    from archiver.sweep.cost import estimate
+
+    s = app.settings
+    return estimate(sizes, _prices(app), pack_threshold=s.pack_threshold, pack_target=s.pack_target)
+
+
+def _saving(app: App, archived_sizes: list[int]) -> dict[str, Any]:
+    """The estimate for what this run archived, in the configured vault class."""
+    (row,) = [r for r in _estimate(app, archived_sizes) if r.vault_class == app.settings.vault_storage_class]
+    return dict(row.to_dict())
+
+
+def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
+    now = datetime.now(UTC)
+    candidates = [obj for obj in store.list() if filters.reason_to_skip(obj, now) is None]
+    rows = _estimate(app, [obj.size for obj in candidates])
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "candidates": [{"key": o.key, "size": o.size} for o in candidates],
+                    "estimate": [row.to_dict() for row in rows],
+                },
+                sort_keys=True,
+            )
+        )
+        return
+    console = Console()
+    listing = Table(title=f"{len(candidates)} candidates (the gate decides which are archived)")
+    listing.add_column("key")
+    listing.add_column("size", justify="right")
+    listing.add_column("last modified")
+    for obj in candidates:
+        listing.add_row(obj.key, human_bytes(obj.size), obj.last_modified.strftime("%Y-%m-%d %H:%M"))
+    console.print(listing)
+    costs = Table(title="estimated monthly cost if all are archived (USD)")
+    for column in ("class", "objects", "hot now", "archive", "saving", "min. commitment"):
+        costs.add_column(column, justify="left" if column == "class" else "right")
+    for row in rows:
+        d = row.to_dict()
+        costs.add_row(
+            d["vault_class"],
+            str(d["objects"]),
+            f"{d['hot_monthly']:.6f}",
+            f"{d['archive_monthly']:.6f}",
+            f"{d['saving_monthly']:.6f}",
+            f"{d['minimum_commitment']:.6f}",
+        )
+    console.print(costs)

@@ -1,0 +1,394 @@
+"""The sweep's state machine: the crash-safe swap of verified images for records.
+
+Owns the order of the steps and nothing else (filters, packs and costs have their own modules):
+
+    listed ─filters─► candidate ─gate─► verified ─vault put + checksum read back─► vaulted
+           ─delete if unchanged─► archived           (or rejected, with a reason; stays hot)
+
+Each arrow is committed on its own, and a step only starts from the state the previous one
+committed, so a sweep killed anywhere resumes where it stopped and re-running a finished sweep
+changes nothing. The hot copy is deleted only after (a) the record and gate report are committed,
+(b) the vault copy's SHA-256 was read back and matched, and (c) the hot object is unchanged since
+it was verified. Assets are claimed with a conditional UPDATE, so two sweeps never process the
+same asset; claims of a worker that died on this host are taken over at once, others expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from archiver.catalog import queries
+from archiver.catalog.database import Catalog
+from archiver.catalog.models import AssetState, Source
+from archiver.engine.registry import LoadedModel, captions_of
+from archiver.errors import NoSuchObject, ObjectChanged
+from archiver.gate import Gate
+from archiver.prove import Proof, SearchLimits, decode_group, prove_one
+from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
+from archiver.sweep.filters import Filters
+from archiver.sweep.packs import build_pack, pack_groups
+
+# Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
+KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
+BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "hot-deleted", "archived")
+
+
+def boundary(name: str) -> None:
+    """A named point between two steps; the crash tests die here (a real SIGKILL, no cleanup)."""
+    assert name in BOUNDARIES, name
+    if os.environ.get(KILL_AT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def is_dead_local_worker(worker: str) -> bool:
+    """True for a claim holder that ran on this host and whose process no longer exists."""
+    host, _, rest = worker.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
+def vault_key_for(sha256: str) -> str:
+    """Singles are content-addressed: a re-upload after a crash lands on the same key."""
+    return f"originals/{sha256[:2]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    model: str
+    filters: Filters
+    pack_threshold: int = 1 << 20  # originals smaller than this go into packs
+    pack_target: int = 64 << 20  # a pack is cut once it would grow past this
+    lease: timedelta = timedelta(minutes=30)
+
+
+@dataclass
+class SweepSummary:
+    source: str
+    scanned: int = 0
+    candidates: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # by filter reason
+    busy: int = 0  # claimed by another running sweep
+    verified: int = 0
+    vault_objects: int = 0
+    archived: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # by gate/input reason
+    bytes_freed: int = 0
+    archived_sizes: list[int] = field(default_factory=list)  # for the saving estimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "scanned": self.scanned,
+            "candidates": self.candidates,
+            "skipped": dict(sorted(self.skipped.items())),
+            "busy": self.busy,
+            "verified": self.verified,
+            "vault_objects": self.vault_objects,
+            "archived": self.archived,
+            "rejected": dict(sorted(self.rejected.items())),
+            "bytes_freed": self.bytes_freed,
+        }
+
+
+class SweepProgress(Protocol):
+    def start(self, total: int) -> None: ...
+    def advance(self, key: str, passed: bool) -> None: ...
+
+
+class Sweep:
+    """One sweep of one source. Collaborators are handed in; the model loads only if needed."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: HotStore,
+        vault: Vault,
+        config: SweepConfig,
+        *,
+        load_model: Callable[[], LoadedModel],
+        gate: Callable[[], Gate],
+        limits: SearchLimits,
+        progress: SweepProgress | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.catalog, self.store, self.vault, self.config = catalog, store, vault, config
+        self._load_model, self._gate, self.limits = load_model, gate, limits
+        self._progress = progress
+        self.clock = clock
+        self.worker = new_worker_id()
+        self.summary = SweepSummary(source=store.url)
+        self._hot_bytes: dict[str, bytes] = {}  # read once per run, reused by the vault step
+
+    # --- the whole run ---
+
+    def run(self) -> SweepSummary:
+        with self.catalog.begin() as session:
+            source_id = queries.get_or_add_source(session, self.store.url).id
+        listed = self.discover(source_id)
+        self.claim_work(source_id)
+        boundary("claimed")
+        try:
+            self.verify(source_id, listed)
+            self.vault_verified(source_id)
+            self.delete_vaulted(source_id)
+        finally:
+            # Normally every claim was released step by step; after an error, hand the rest back
+            # so the next run resumes at once. (A killed sweep cannot: its claims are taken over.)
+            with self.catalog.begin() as session:
+                queries.release_all(session, self.worker)
+        return self.summary
+
+    @contextmanager
+    def _session_for(self, source_id: int) -> Iterator[tuple[Any, Source]]:
+        with self.catalog.begin() as session:
+            source = session.get(Source, source_id)
+            assert source is not None
+            yield session, source
+
+    # --- 1. list the source, filter, and record candidates ---
+
+    def discover(self, source_id: int) -> dict[str, ObjectInfo]:
+        now = self.clock()
+        listed: dict[str, ObjectInfo] = {}
+        for obj in self.store.list():
+            self.summary.scanned += 1
+            reason = self.config.filters.reason_to_skip(obj, now)
+            if reason is not None:
+                self.summary.skipped[reason] += 1
+                continue
+            listed[obj.key] = obj
+        with self._session_for(source_id) as (session, source):
+            for obj in listed.values():
+                self._upsert(session, source, obj)
+        self.summary.candidates = len(listed)
+        return listed
+
+    def _upsert(self, session: Any, source: Source, obj: ObjectInfo) -> None:
+        asset = queries.find_asset(session, source, obj.key)
+        if asset is None:
+            queries.add_asset(
+                session, source, key=obj.key, size=obj.size, etag=obj.etag, last_modified=obj.last_modified
+            )
+            return
+        changed = (asset.etag, asset.size) != (obj.etag, obj.size)
+        if asset.state in (AssetState.CANDIDATE, AssetState.REJECTED, AssetState.RESTORED) and changed:
+            asset.size, asset.etag, asset.last_modified = obj.size, obj.etag, obj.last_modified
+            queries.set_state(session, asset, AssetState.CANDIDATE, etag=obj.etag, size=obj.size)
+        # verified/vaulted: in flight, checked again before the delete; archived: the record stands.
+
+    # --- 2. claim what this run will work on ---
+
+    def claim_work(self, source_id: int) -> None:
+        now = self.clock()
+        until = now + self.config.lease
+        with self._session_for(source_id) as (session, source):
+            dead = {w for w in queries.claim_holders(session, source, now) if is_dead_local_worker(w)}
+            states = (AssetState.CANDIDATE, AssetState.VERIFIED, AssetState.VAULTED)
+            for asset in queries.assets_in(session, source, states):
+                holder = asset.claimed_by if asset.claimed_by in dead else None
+                if not queries.claim(session, asset.id, self.worker, now=now, until=until, steal_from=holder):
+                    self.summary.busy += 1
+
+    # --- 3. prove each claimed candidate with the gate ---
+
+    def verify(self, source_id: int, listed: dict[str, ObjectInfo]) -> None:
+        with self._session_for(source_id) as (session, source):
+            todo = [a.key for a in queries.assets_in(session, source, [AssetState.CANDIDATE], self.worker)]
+        if not todo:
+            return
+        loaded = self._load_model()
+        prompts = captions_of(Path(loaded.row.path))
+        # The group: every listed image the model has a prompt for (siblings for the margin check).
+        group_keys = [k for k in listed if k in prompts]
+        originals = {key: self.store.get(key) for key in group_keys}
+        decoded, undecodable = decode_group(originals)
+        gate = self._gate()
+        if self._progress:
+            self._progress.start(len(todo))
+        for key in todo:
+            if key not in prompts:
+                proof = Proof(key, False, "no-caption", f"model {loaded.row.name!r} has no prompt for {key}")
+            elif key in undecodable:
+                proof = undecodable[key]
+            else:
+                proof = prove_one(key, originals[key], decoded, prompts[key], loaded, gate, self.limits)
+            self._commit_proof(source_id, key, proof, originals.get(key), listed[key], loaded)
+            boundary("verified")
+            if self._progress:
+                self._progress.advance(key, proof.passed)
+
+    def _commit_proof(
+        self,
+        source_id: int,
+        key: str,
+        proof: Proof,
+        data: bytes | None,
+        seen: ObjectInfo,
+        loaded: LoadedModel,
+    ) -> None:
+        with self._session_for(source_id) as (session, source):
+            asset = queries.find_asset(session, source, key)
+            assert asset is not None
+            if not proof.passed:
+                queries.set_state(
+                    session,
+                    asset,
+                    AssetState.REJECTED,
+                    reason=proof.reason,
+                    detail=proof.detail,
+                    metrics=proof.report.metrics if proof.report else None,
+                )
+                queries.release(session, asset)
+                self.summary.rejected[proof.reason or "unknown"] += 1
+                return
+            assert (
+                proof.spec and proof.profile and proof.report and proof.data is not None and data is not None
+            )
+            self._hot_bytes[key] = data
+            profile = proof.profile
+            queries.get_or_add_profile(session, profile.profile_id, profile.format, profile.to_json())
+            queries.save_record(
+                session,
+                asset,
+                model_id=loaded.row.id,
+                encoding_profile_id=profile.profile_id,
+                rendered_sha256=hashlib.sha256(proof.data).hexdigest(),
+                rendered_size=len(proof.data),
+                gate_report=proof.report.to_dict(),
+                software=proof.report.software,
+                **proof.spec.as_columns(),
+            )
+            asset.sha256 = hashlib.sha256(data).hexdigest()
+            asset.size, asset.etag, asset.last_modified = seen.size, seen.etag, seen.last_modified
+            queries.set_state(
+                session,
+                asset,
+                AssetState.VERIFIED,
+                seed=proof.spec.seed,
+                lpips=proof.report.metrics.get("lpips"),
+                psnr=proof.report.metrics.get("psnr"),
+            )
+            self.summary.verified += 1
+
+    # --- 4. copy verified originals to the vault; confirm each by its checksum read back ---
+
+    def vault_verified(self, source_id: int) -> None:
+        with self._session_for(source_id) as (session, source):
+            assets = [
+                (a.key, a.sha256, a.size)
+                for a in queries.assets_in(session, source, [AssetState.VERIFIED], self.worker)
+            ]
+        singles: list[tuple[str, bytes]] = []
+        small: list[tuple[str, bytes]] = []
+        for key, sha256, size in assets:
+            data = self._hot_bytes.get(key)
+            if data is None:  # a resumed run: read the hot copy again and make sure it is the verified one
+                try:
+                    data = self.store.get(key)
+                except NoSuchObject:
+                    data = None
+            if data is None or hashlib.sha256(data).hexdigest() != sha256:
+                self._reject_changed(source_id, key)
+                continue
+            (singles if size >= self.config.pack_threshold else small).append((key, data))
+        for key, data in singles:
+            copy = self.vault.put(vault_key_for(hashlib.sha256(data).hexdigest()), data)
+            boundary("vault-uploaded")
+            self._commit_vaulted(source_id, copy, {key: None})
+        for group in pack_groups([len(data) for _, data in small], self.config.pack_target):
+            pack_bytes, members = build_pack([small[index] for index in group])
+            copy = self.vault.put(f"packs/{hashlib.sha256(pack_bytes).hexdigest()}.tar", pack_bytes)
+            boundary("vault-uploaded")
+            self._commit_vaulted(source_id, copy, {m.key: (m.offset, m.length) for m in members})
+
+    def _commit_vaulted(
+        self, source_id: int, copy: VaultCopy, members: dict[str, tuple[int, int] | None]
+    ) -> None:
+        with self._session_for(source_id) as (session, source):
+            row = queries.add_vault_object(
+                session,
+                uri=copy.uri,
+                key=copy.key,
+                storage_class=copy.storage_class,
+                version_id=copy.version_id,
+                sha256=copy.sha256,
+                size=copy.size,
+                is_pack=any(v is not None for v in members.values()),
+                confirmed_at=self.clock(),
+            )
+            for key, span in members.items():
+                asset = queries.find_asset(session, source, key)
+                assert asset is not None
+                asset.vault_object_id = row.id
+                asset.vault_offset, asset.vault_length = span if span is not None else (None, None)
+                queries.set_state(
+                    session, asset, AssetState.VAULTED, vault_uri=copy.uri, vault_sha256=copy.sha256
+                )
+        self.summary.vault_objects += 1
+        boundary("vaulted")
+
+    def _reject_changed(self, source_id: int, key: str) -> None:
+        with self._session_for(source_id) as (session, source):
+            asset = queries.find_asset(session, source, key)
+            assert asset is not None
+            queries.set_state(
+                session,
+                asset,
+                AssetState.REJECTED,
+                reason="changed-after-verify",
+                detail="the hot object changed after it was verified; the next sweep re-verifies it",
+            )
+            queries.release(session, asset)
+        self.summary.rejected["changed-after-verify"] += 1
+
+    # --- 5. delete the hot copy if it is still the one that was verified ---
+
+    def delete_vaulted(self, source_id: int) -> None:
+        with self._session_for(source_id) as (session, source):
+            assets = [
+                (a.key, a.size, a.etag, a.last_modified)
+                for a in queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
+            ]
+        for key, size, etag, last_modified in assets:
+            try:
+                self.store.delete_if_unchanged(
+                    key, ObjectInfo(key=key, size=size, etag=etag, last_modified=last_modified)
+                )
+            except NoSuchObject:
+                pass  # already gone (a crash right after our delete): the vault copy is confirmed
+            except ObjectChanged:
+                self._reject_changed(source_id, key)
+                continue
+            boundary("hot-deleted")
+            with self._session_for(source_id) as (session, source):
+                asset = queries.find_asset(session, source, key)
+                assert asset is not None
+                queries.set_state(session, asset, AssetState.ARCHIVED)
+                queries.release(session, asset)
+            self.summary.archived += 1
+            self.summary.bytes_freed += size
+            self.summary.archived_sizes.append(size)
+            boundary("archived")

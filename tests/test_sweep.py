@@ -1,0 +1,301 @@
+"""`archiver sweep` end to end on real parts: a local directory or moto's S3 server as the source,
+the local vault or S3 Glacier as the archive, SQLite as the catalog, the real gate.
+
+The catalogue is one the test model regenerates exactly (see the `memorized` fixture), plus a
+distractor the model cannot draw and an image it has no caption for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archiver.catalog.database import open_catalog
+from archiver.catalog.models import Asset, AssetState, Event
+from archiver.cli import main
+from archiver.errors import ExitCode
+from archiver.storage import open_vault
+from archiver.sweep.packs import PackMember, read_member
+from archiver.sweep.run import BOUNDARIES, KILL_AT_ENV
+
+MEMORIZED = {"shoes/tiny-red.png", "shoes/tiny-blue.jpg", "shoes/tiny-green.png", "shoes/tiny-pink.jpg"}
+
+
+@pytest.fixture
+def env(archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ARCHIVER_LPIPS_BACKBONE", "random-test-only")
+    monkeypatch.setenv("ARCHIVER_SEED_SEARCH_MAX", "2")
+    monkeypatch.setenv("ARCHIVER_SEED_SEARCH_BATCH", "1")
+    return archiver_env
+
+
+@pytest.fixture
+def source(tmp_path: Path, memorized: dict[str, object]) -> Path:
+    root = tmp_path / "hot"
+    for key, data in memorized["files"].items():  # type: ignore[union-attr]
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(data)
+    return root
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def register(capsys: pytest.CaptureFixture[str], memorized: dict[str, object]) -> None:
+    code, _, err = cli(capsys, "model", "add", str(memorized["model"]), "--name", "tiny")
+    assert code == 0, err
+
+
+def catalog_assets(home: Path) -> dict[str, Asset]:
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        assets = {a.key: a for a in session.query(Asset).all()}
+        for a in assets.values():
+            _ = a.vault_object, a.record  # load before the session closes
+    catalog.close()
+    return assets
+
+
+def vault_bytes(home: Path, asset: Asset) -> bytes:
+    """The original as the vault holds it, read the way a restore would (restore, then get)."""
+    obj = asset.vault_object
+    assert obj is not None and obj.confirmed_at is not None
+    vault = open_vault(str(home / "vault"), "GLACIER")
+    vault.request_restore(obj.key, "Standard", 1)
+    data = vault.get(obj.key)
+    if not obj.is_pack:
+        return data
+    member = PackMember(
+        asset.key, asset.sha256 or "", asset.size, asset.vault_offset or 0, asset.vault_length or 0
+    )
+    return read_member(data, member)
+
+
+def assert_nothing_lost(home: Path, hot: Path, files: dict[str, bytes]) -> dict[str, Asset]:
+    """Every original is readable, byte for byte, from where the catalog says it is."""
+    assets = catalog_assets(home)
+    for key, original in files.items():
+        asset = assets.get(key)
+        if asset is None or asset.state != AssetState.ARCHIVED:
+            assert (hot / key).read_bytes() == original, f"{key}: hot copy lost while {asset and asset.state}"
+        else:
+            assert vault_bytes(home, asset) == original, f"{key}: archived but the vault copy differs"
+            assert hashlib.sha256(original).hexdigest() == asset.sha256
+    return assets
+
+
+def test_sweep_archives_what_the_model_regenerates_and_keeps_the_rest(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["archived"] == 4 and summary["scanned"] == 6
+    assert summary["rejected"].pop("no-caption") == 1
+    assert list(summary["rejected"].values()) == [1] and next(iter(summary["rejected"])).startswith("gate-")
+    assert summary["vault_objects"] == 1  # four small originals, one pack
+    files: dict[str, bytes] = memorized["files"]  # type: ignore[assignment]
+    assert summary["bytes_freed"] == sum(len(files[k]) for k in MEMORIZED)
+    assets = assert_nothing_lost(env, source, files)
+    assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
+    assert not any((source / k).exists() for k in MEMORIZED)
+    distractor = assets["shoes/distractor.png"]
+    assert (source / "shoes/distractor.png").exists() and "gate-psnr" in (distractor.reason_detail or "")
+    assert assets["shoes/uncaptioned.jpg"].reason == "no-caption"
+    # status and show agree with the buckets
+    code, out, _ = cli(capsys, "status", "--json")
+    status = json.loads(out)
+    assert status["states"]["archived"]["assets"] == 4 and status["states"]["rejected"]["assets"] == 2
+    code, out, _ = cli(capsys, "show", "shoes/tiny-red.png", "--json")
+    shown = json.loads(out)
+    assert shown["state"] == "archived" and shown["record"]["seed"] == 0 and shown["vault"]["pack"] is True
+    assert (
+        shown["gate_report"]["passed"] is True
+        and shown["original"]["sha256"] == assets["shoes/tiny-red.png"].sha256
+    )
+    assert [e["event"] for e in shown["history"]] == ["discovered", "verified", "vaulted", "archived"]
+
+
+def test_rerunning_a_finished_sweep_changes_nothing(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    assert cli(capsys, "sweep", str(source), "--model", "tiny", "--json")[0] == 0
+    before = sorted(p.name for p in (env / "vault").rglob("*"))
+    code, out, _ = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["archived"] == 0 and summary["verified"] == 0 and summary["rejected"] == {}
+    assert sorted(p.name for p in (env / "vault").rglob("*")) == before
+
+
+def test_big_originals_are_single_objects(
+    env: Path,
+    source: Path,
+    memorized: dict[str, object],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ARCHIVER_PACK_THRESHOLD", "0")
+    register(capsys, memorized)
+    code, out, _ = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
+    assert code == 0 and json.loads(out)["vault_objects"] == 4
+    assets = assert_nothing_lost(env, source, memorized["files"])  # type: ignore[arg-type]
+    assert all(not assets[k].vault_object.is_pack for k in MEMORIZED)  # type: ignore[union-attr]
+
+
+def test_dry_run_changes_nothing(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    code, out, _ = cli(
+        capsys, "sweep", str(source), "--model", "tiny", "--dry-run", "--json", "--exclude", "*.jpg"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert sorted(c["key"] for c in report["candidates"]) == [
+        "shoes/distractor.png",
+        "shoes/tiny-green.png",
+        "shoes/tiny-red.png",
+    ]
+    assert {row["vault_class"] for row in report["estimate"]} == {"GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"}
+    assert catalog_assets(env) == {} and not (env / "vault").exists()
+    assert all((source / k).exists() for k in memorized["files"])  # type: ignore[union-attr]
+
+
+def test_filters_leave_young_and_excluded_objects_alone(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    old = 1_500_000_000  # 2017
+    os.utime(source / "shoes/tiny-red.png", (old, old))
+    code, out, _ = cli(capsys, "sweep", str(source), "--model", "tiny", "--json", "--older-than", "365d")
+    summary = json.loads(out)
+    assert code == 0 and summary["archived"] == 1 and summary["skipped"] == {"too-recent": 5}
+    assert not (source / "shoes/tiny-red.png").exists() and (source / "shoes/tiny-blue.jpg").exists()
+
+
+def test_a_hot_object_changed_after_verification_is_not_deleted(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    run = sweep_process(env, source, kill_at="vaulted")
+    assert run.returncode == -9
+    vaulted = [k for k, a in catalog_assets(env).items() if a.state == AssetState.VAULTED]
+    assert vaulted
+    (source / vaulted[0]).write_bytes(b"someone uploaded a new version")
+    code, out, _ = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
+    assert code == 0
+    assets = catalog_assets(env)
+    assert assets[vaulted[0]].reason == "changed-after-verify"
+    assert (source / vaulted[0]).read_bytes() == b"someone uploaded a new version"
+
+
+def test_a_vault_that_cannot_exist_stops_the_sweep_first(
+    env: Path, source: Path, memorized: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    code, _, err = cli(capsys, "--vault", str(blocker / "vault"), "sweep", str(source), "--model", "tiny")
+    assert code == ExitCode.STORAGE and "cannot create the vault directory" in err and err.count("\n") == 1
+    assert catalog_assets(env) == {}
+    assert_nothing_lost(env, source, memorized["files"])  # type: ignore[arg-type]
+
+
+def test_a_failing_vault_upload_leaves_the_hot_copies_untouched(
+    env: Path,
+    source: Path,
+    memorized: dict[str, object],
+    s3_client: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The vault bucket is missing: uploads fail after the gate; nothing hot is touched; a re-run
+    once the bucket exists resumes from `verified`."""
+    register(capsys, memorized)
+    vault = "s3://archiver-vault-later/originals"
+    code, _, err = cli(capsys, "--vault", vault, "sweep", str(source), "--model", "tiny")
+    assert code == ExitCode.STORAGE and "archiver-vault-later" in err and err.count("\n") == 1
+    assets = assert_nothing_lost(env, source, memorized["files"])  # type: ignore[arg-type]
+    assert {a.state for k, a in assets.items() if k in MEMORIZED} == {AssetState.VERIFIED}
+    s3_client.create_bucket(Bucket="archiver-vault-later")  # type: ignore[attr-defined]
+    code, out, _ = cli(capsys, "--vault", vault, "sweep", str(source), "--model", "tiny", "--json")
+    assert code == 0 and json.loads(out)["archived"] == 4 and json.loads(out)["verified"] == 0
+    assert not any((source / k).exists() for k in MEMORIZED)
+
+
+def test_an_unreachable_catalog_stops_the_sweep_before_it_touches_anything(
+    env: Path, source: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    code, _, err = cli(
+        capsys, "--database-url", "postgresql://u@127.0.0.1:9/db", "sweep", str(source), "--model", "tiny"
+    )
+    assert code == ExitCode.CATALOG and "cannot open the catalog" in err
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    assert not (env / "vault").exists()
+
+
+def sweep_process(home: Path, source: Path, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARCHIVER_HOME": str(home)}
+    env.pop(KILL_AT_ENV, None)
+    if kill_at:
+        env[KILL_AT_ENV] = kill_at
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", "sweep", str(source), "--model", "tiny", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_killed_at_every_boundary_then_resumed_loses_nothing(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real SIGKILL right after each state boundary in turn, each run resuming the last one's work."""
+    register(capsys, memorized)
+    files: dict[str, bytes] = memorized["files"]  # type: ignore[assignment]
+    for name in BOUNDARIES:
+        run = sweep_process(env, source, kill_at=name)
+        assert run.returncode == -9, f"{name}: {run.stderr[-500:]}"
+        assert_nothing_lost(env, source, files)
+    final = sweep_process(env, source)
+    assert final.returncode == 0, final.stderr[-500:]
+    assets = assert_nothing_lost(env, source, files)
+    assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
+    assert all(a.claimed_by is None for a in assets.values())
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_never_process_the_same_asset(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(capsys, memorized)
+    base = {**os.environ, "ARCHIVER_HOME": str(env)}
+    argv = [sys.executable, "-m", "archiver", "sweep", str(source), "--model", "tiny", "--json"]
+    runs = [
+        subprocess.Popen(argv, env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-400:] for _, err in outputs]
+    summaries = [json.loads(out) for out, _ in outputs]
+    assert sum(s["archived"] for s in summaries) == 4
+    assets = assert_nothing_lost(env, source, memorized["files"])  # type: ignore[arg-type]
+    catalog = open_catalog(f"sqlite:///{env / 'catalog.db'}")
+    with catalog.begin() as session:
+        for key in MEMORIZED:
+            kinds = [e.kind for e in session.query(Event).filter(Event.asset_id == assets[key].id)]
+            assert kinds.count("verified") == 1 and kinds.count("archived") == 1, (key, kinds)
+    catalog.close()
