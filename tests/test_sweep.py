@@ -194,7 +194,7 @@ def test_a_hot_object_changed_after_verification_is_not_deleted(
     assert vaulted
     (source / vaulted[0]).write_bytes(b"someone uploaded a new version")
     code, out, _ = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
-    assert code == 0
+    assert code == 0 and json.loads(out)["rejected"] == {"changed-after-verify": 1}
     assets = catalog_assets(env)
     assert assets[vaulted[0]].reason == "changed-after-verify"
     assert (source / vaulted[0]).read_bytes() == b"someone uploaded a new version"
