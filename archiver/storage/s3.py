@@ -106,7 +106,9 @@ def make_s3_client(
     Retries (throttling, 5xx, connection errors) are botocore's standard mode, `max_attempts` in all.
     """
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        # total_max_attempts counts the first try too (as AWS_MAX_ATTEMPTS does); botocore's
+        # "max_attempts" would count retries only, one more request than the name says.
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
