@@ -10,9 +10,10 @@ which opens a `save_pretrained` directory from safetensors only. It never render
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,29 +40,101 @@ class TinySpec:
 
     `vocabulary` is the text the tokenizer learns whole words from (the group's captions); any
     other text still tokenizes, one byte-level symbol at a time.
+
+    `vae="identity"` builds an AutoencoderKL whose weights are set by hand so that its latents
+    are the image's own pixels (3 channels, no downsampling) and decode returns them to within
+    ~1e-3 of a level: nothing to train, nothing lost, and the UNet works in pixel space. `"learned"`
+    builds a randomly initialised VAE with `vae_channels` levels for training.
     """
 
     vocabulary: Sequence[str] = ()
     image_size: int = 64
-    # VAE: one entry per resolution level; two levels = one 2x downsampling (64x64 -> 32x32).
+    vae: str = "identity"
+    # Learned VAE only: one entry per resolution level; two levels = one 2x downsampling.
     vae_channels: tuple[int, ...] = (32, 32)
     latent_channels: int = 4
-    unet_channels: tuple[int, ...] = (32, 64, 64)
+    unet_channels: tuple[int, ...] = (16, 32, 64, 64)
     unet_layers_per_block: int = 1
-    # Which UNet levels cross-attend to the prompt; attention at the top level is costly on a CPU.
-    unet_cross_attention: tuple[bool, ...] = (False, True, True)
-    attention_head_dim: int = 8
+    # Which UNet levels attend to the prompt; attention at fine levels is costly on a CPU.
+    unet_cross_attention: tuple[bool, ...] = (False, False, False, True)
+    unet_norm_groups: int = 8
+    attention_head_dim: int = 32
     text_hidden: int = 64
     text_layers: int = 2
     text_heads: int = 2
     text_max_length: int = 32
     prediction_type: str = "sample"
     timestep_spacing: str = "trailing"
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def latent_size(self) -> int:
+        if self.vae == "identity":
+            return self.image_size
         return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+    @property
+    def latent_depth(self) -> int:
+        return 3 if self.vae == "identity" else self.latent_channels
+
+
+# Identity VAE constants. Each GroupNorm group holds (x, -x, ANCHOR): its mean is ANCHOR/3 and its
+# spread ~ANCHOR*sqrt(2)/3 whatever x is (x's share is ~1e-6), so the norm becomes a fixed affine
+# map; LIFT moves the values to where SiLU is linear to ~1e-4, ALPHA keeps them in that range.
+_ANCHOR = 1000.0
+_LIFT = 10.0
+_ALPHA = 0.01
+
+
+def _silu(x: float) -> float:
+    return x / (1.0 + math.exp(-x))
+
+
+def _silu_slope(x: float) -> float:
+    s = 1.0 / (1.0 + math.exp(-x))
+    return s + x * s * (1.0 - s)
+
+
+def identity_vae(channels: int = 3, sample_size: int = 64) -> AutoencoderKL:
+    """An AutoencoderKL whose latents are its input: encode/decode are identities (see TinySpec)."""
+    vae = AutoencoderKL(
+        in_channels=channels,
+        out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(3 * channels,),
+        layers_per_block=1,
+        latent_channels=channels,
+        norm_num_groups=channels,
+        sample_size=sample_size,
+        mid_block_add_attention=False,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=1.0,
+    )
+    sigma = _ANCHOR * math.sqrt(2.0) / 3.0
+    slope = _ALPHA * _silu_slope(_LIFT)
+    with torch.no_grad():
+        # All zero: every ResNet block's last conv is then zero, so each block is x -> x.
+        for param in vae.parameters():
+            param.zero_()
+        for conv_in in (vae.encoder.conv_in, vae.decoder.conv_in):
+            for c in range(channels):
+                conv_in.weight[3 * c, c, 1, 1] = 1.0
+                conv_in.weight[3 * c + 1, c, 1, 1] = -1.0
+                conv_in.bias[3 * c + 2] = _ANCHOR
+        for norm, conv_out in (
+            (vae.encoder.conv_norm_out, vae.encoder.conv_out),
+            (vae.decoder.conv_norm_out, vae.decoder.conv_out),
+        ):
+            for c in range(channels):
+                norm.weight[3 * c] = _ALPHA * sigma
+                norm.bias[3 * c] = _ALPHA * _ANCHOR / 3.0 + _LIFT
+                conv_out.weight[c, 3 * c, 1, 1] = 1.0 / slope
+                conv_out.bias[c] = -_silu(_LIFT) / slope
+        # The encoder's log-variance channels: as small as the distribution allows, so that
+        # latent_dist.sample() is the mode too.
+        vae.encoder.conv_out.bias[channels:] = -30.0
+    return vae
 
 
 def _clip_pre_tokenize(text: str) -> list[str]:
@@ -137,29 +210,33 @@ def _write_and_load(
 
 def build_tiny_pipeline(spec: TinySpec, seed: int) -> StableDiffusionPipeline:
     """A randomly initialised (seeded) tiny StableDiffusionPipeline built from configs only."""
-    if spec.image_size % 2 ** (len(spec.vae_channels) - 1):
-        raise ValueError(f"image_size {spec.image_size} is not divisible by the VAE's downsampling")
+    if spec.image_size % spec.latent_size or spec.latent_size % 2 ** (len(spec.unet_channels) - 1):
+        raise ValueError(f"image_size {spec.image_size} does not divide through the VAE's and UNet's levels")
     if len(spec.unet_cross_attention) != len(spec.unet_channels):
         raise ValueError("unet_cross_attention needs one flag per entry of unet_channels")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = build_tokenizer(spec.vocabulary, spec.text_max_length, Path(tmp))
 
     torch.manual_seed(seed)
-    groups = min(spec.vae_channels[0], 32)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
-        block_out_channels=spec.vae_channels,
-        layers_per_block=1,
-        latent_channels=spec.latent_channels,
-        norm_num_groups=groups,
-        sample_size=spec.image_size,
-        # Attention at the bottleneck buys nothing for near-lossless memorisation and costs time.
-        mid_block_add_attention=False,
-        scaling_factor=1.0,  # set by training from the latents' measured spread
-    )
+    if spec.vae == "identity":
+        vae = identity_vae(3, spec.image_size)
+    elif spec.vae == "learned":
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
+            up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
+            block_out_channels=spec.vae_channels,
+            layers_per_block=1,
+            latent_channels=spec.latent_channels,
+            norm_num_groups=min(spec.vae_channels[0], 32),
+            sample_size=spec.image_size,
+            # Attention at the bottleneck buys nothing for memorisation and costs time.
+            mid_block_add_attention=False,
+            scaling_factor=1.0,  # set by training from the latents' measured spread
+        )
+    else:
+        raise ValueError(f"spec.vae must be 'identity' or 'learned', got {spec.vae!r}")
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.text_hidden,
@@ -176,15 +253,15 @@ def build_tiny_pipeline(spec: TinySpec, seed: int) -> StableDiffusionPipeline:
     up = tuple("CrossAttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(spec.unet_cross_attention))
     unet = UNet2DConditionModel(
         sample_size=spec.latent_size,
-        in_channels=spec.latent_channels,
-        out_channels=spec.latent_channels,
+        in_channels=spec.latent_depth,
+        out_channels=spec.latent_depth,
         down_block_types=down,
         up_block_types=up,
         block_out_channels=spec.unet_channels,
         layers_per_block=spec.unet_layers_per_block,
         cross_attention_dim=spec.text_hidden,
         attention_head_dim=spec.attention_head_dim,
-        norm_num_groups=min(spec.unet_channels[0], 32),
+        norm_num_groups=spec.unet_norm_groups,
     )
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
