@@ -19,6 +19,7 @@ import hashlib
 import os
 import signal
 import socket
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -97,6 +98,7 @@ class SweepSummary:
     rejected: Counter[str] = field(default_factory=Counter)  # by gate/input reason
     bytes_freed: int = 0
     archived_sizes: list[int] = field(default_factory=list)  # for the saving estimate
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +112,7 @@ class SweepSummary:
             "archived": self.archived,
             "rejected": dict(sorted(self.rejected.items())),
             "bytes_freed": self.bytes_freed,
+            "seconds": {step: round(t, 3) for step, t in self.seconds.items()},
         }
 
 
@@ -147,19 +150,32 @@ class Sweep:
     def run(self) -> SweepSummary:
         with self.catalog.begin() as session:
             source_id = queries.get_or_add_source(session, self.store.url).id
-        listed = self.discover(source_id)
-        self.claim_work(source_id)
+        with self._timed("discover"):
+            listed = self.discover(source_id)
+        with self._timed("claim"):
+            self.claim_work(source_id)
         boundary("claimed")
         try:
-            self.verify(source_id, listed)
-            self.vault_verified(source_id)
-            self.delete_vaulted(source_id)
+            with self._timed("verify"):
+                self.verify(source_id, listed)
+            with self._timed("vault"):
+                self.vault_verified(source_id)
+            with self._timed("delete"):
+                self.delete_vaulted(source_id)
         finally:
             # Normally every claim was released step by step; after an error, hand the rest back
             # so the next run resumes at once. (A killed sweep cannot: its claims are taken over.)
             with self.catalog.begin() as session:
                 queries.release_all(session, self.worker)
         return self.summary
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.seconds[step] = time.perf_counter() - started
 
     @contextmanager
     def _session_for(self, source_id: int) -> Iterator[tuple[Any, Source]]:

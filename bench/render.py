@@ -1,0 +1,205 @@
+"""Benchmark: render latency and batched seed-search throughput. Prints a table, then a JSON line.
+
+    .venv/bin/python bench/render.py [--model-dir examples/rumba/model] [--images 8] [--steps N]
+
+CPU: the example model (cold first render, warm per-image latency, throughput of one pipeline call
+over batches of seeds). With CUDA: also a full-size Stable Diffusion 1.5-architecture pipeline built
+from configs with random weights (512x512, 20 steps, float16, batch 1 and 8): the speed of a real
+model's shape, without downloading one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from archiver.engine.pipeline import load_pipeline  # noqa: E402
+from archiver.engine.registry import captions_of  # noqa: E402
+from archiver.engine.rendering import enable_determinism, render_batch  # noqa: E402
+from archiver.prove import render_defaults  # noqa: E402
+
+
+def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, out
+
+
+def bench_example(model_dir: Path, images: int, steps: int | None, device: str) -> list[dict[str, object]]:
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    load_s, pipe = timed(load_pipeline, model_dir, device=device, dtype=dtype)
+    prompts = list(captions_of(model_dir).values())[:images] or ["a product photo"]
+    render = render_defaults(model_dir)
+    steps = steps or int(render["steps"])
+    size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+    kwargs = dict(
+        negative_prompt=None,
+        steps=steps,
+        guidance_scale=float(render["guidance_scale"]),
+        width=size,
+        height=size,
+        eta=float(render["eta"]),
+        device=device,
+    )
+    cold_s, _ = timed(render_batch, pipe, prompt=prompts[0], seeds=[0], **kwargs)
+    warm = [timed(render_batch, pipe, prompt=p, seeds=[0], **kwargs)[0] for p in prompts]
+    rows: list[dict[str, object]] = [
+        {"case": "example: load model", "batch": 0, "seconds": load_s, "images_per_s": None},
+        {"case": "example: cold first render", "batch": 1, "seconds": cold_s, "images_per_s": 1 / cold_s},
+        {
+            "case": f"example: warm render (median of {len(warm)})",
+            "batch": 1,
+            "seconds": statistics.median(warm),
+            "images_per_s": 1 / statistics.median(warm),
+        },
+    ]
+    for batch in (4, 8, 16):
+        seconds, _ = timed(render_batch, pipe, prompt=prompts[0], seeds=list(range(batch)), **kwargs)
+        rows.append(
+            {
+                "case": "example: seed search, one call",
+                "batch": batch,
+                "seconds": seconds,
+                "images_per_s": batch / seconds,
+            }
+        )
+    for row in rows:
+        row.update(steps=steps, size=f"{size}x{size}", dtype=str(dtype).removeprefix("torch."))
+    return rows
+
+
+def bench_sd15_shape() -> list[dict[str, object]]:
+    """SD 1.5's architecture with random weights, float16 on CUDA (configs only, nothing downloaded)."""
+    import tempfile
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from archiver.engine.pipeline import build_tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=77,
+            vocab_size=49408,
+        )
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(["a product photo of a shoe"], 77, Path(tmp))
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).to("cuda", torch.float16)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(
+        prompt="a product photo of a shoe",
+        negative_prompt=None,
+        steps=20,
+        guidance_scale=7.5,
+        width=512,
+        height=512,
+        eta=0.0,
+        device="cuda",
+    )
+    render_batch(pipe, seeds=[0], **kwargs)  # warm-up: kernels, allocator
+    rows: list[dict[str, object]] = []
+    for batch in (1, 8):
+        runs = [timed(render_batch, pipe, seeds=list(range(batch)), **kwargs)[0] for _ in range(3)]
+        seconds = statistics.median(runs)
+        rows.append(
+            {
+                "case": "SD1.5 shape, random weights",
+                "batch": batch,
+                "seconds": seconds,
+                "images_per_s": batch / seconds,
+                "steps": 20,
+                "size": "512x512",
+                "dtype": "float16",
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "rumba" / "model")
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's training.json")
+    args = parser.parse_args()
+    if not (args.model_dir / "model_index.json").is_file():
+        sys.exit(f"bench/render: no model at {args.model_dir}: pass --model-dir (a save_pretrained dir)")
+    enable_determinism()
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = bench_example(args.model_dir, args.images, args.steps, device)
+    if device == "cuda":
+        rows += bench_sd15_shape()
+    machine = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    )
+    print(f"render benchmark on {machine}")
+    print(f"{'case':44} {'batch':>5} {'steps':>5} {'size':>9} {'dtype':>8} {'seconds':>9} {'img/s':>8}")
+    for r in rows:
+        ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.2f}"
+        print(
+            f"{r['case']:44} {r['batch']:>5} {r['steps']:>5} {r['size']:>9} {r['dtype']:>8} "
+            f"{r['seconds']:>9.3f} {ips:>8}"
+        )
+    print(json.dumps({"bench": "render", "device": machine, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
