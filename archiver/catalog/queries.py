@@ -21,6 +21,9 @@ from archiver.catalog.models import (
     Event,
     Model,
     Record,
+    RestoreJob,
+    RestoreJobState,
+    RestoreMode,
     Source,
     VaultObject,
 )
@@ -265,3 +268,50 @@ def assets_with_key(session: Session, key: str) -> list[Asset]:
 
 def find_source(session: Session, url: str) -> Source | None:
     return session.scalar(select(Source).where(Source.url == url))
+
+
+# --- restore jobs ---
+
+OPEN_JOB_STATES = (
+    RestoreJobState.REQUESTED,
+    RestoreJobState.IN_PROGRESS,
+    RestoreJobState.AVAILABLE,
+    RestoreJobState.COPIED,
+)
+
+
+def open_restore_job(session: Session, asset_id: int, mode: RestoreMode) -> RestoreJob | None:
+    return session.scalar(
+        select(RestoreJob)
+        .where(
+            RestoreJob.asset_id == asset_id, RestoreJob.mode == mode, RestoreJob.state.in_(OPEN_JOB_STATES)
+        )
+        .order_by(RestoreJob.id)
+    )
+
+
+def add_restore_job(
+    session: Session,
+    asset: Asset,
+    mode: RestoreMode,
+    *,
+    tier: str | None,
+    days: int | None,
+    reason: str | None,
+) -> RestoreJob:
+    job = RestoreJob(asset_id=asset.id, mode=mode, tier=tier, days=days, reason=reason)
+    session.add(job)
+    session.flush()
+    record_event(session, "restore-requested", asset, job=job.id, mode=mode.value, tier=tier, reason=reason)
+    return job
+
+
+def restore_jobs(
+    session: Session, asset_ids: Sequence[int] | None = None, *, open_only: bool = False
+) -> list[RestoreJob]:
+    query = select(RestoreJob)
+    if asset_ids is not None:
+        query = query.where(RestoreJob.asset_id.in_(asset_ids))
+    if open_only:
+        query = query.where(RestoreJob.state.in_(OPEN_JOB_STATES))
+    return list(session.scalars(query.order_by(RestoreJob.id)))

@@ -1,0 +1,143 @@
+"""Reading an archived asset back: the one door through which the mount and restores get bytes.
+
+Owns the rule that nothing unverified is served: a rehydrated render is returned only if its
+SHA-256 equals the record's `rendered_sha256`; a vault original only if it equals the asset's
+`sha256`. Anything else raises (IntegrityError, ModelError, NotRestored), and callers decide what
+to do: the mount falls back to the vault or fails the read, a restore job waits or fails.
+Models are verified and loaded once per reader, then shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from archiver.catalog.database import Catalog
+from archiver.catalog.models import Asset, Model, Record
+from archiver.errors import IntegrityError, NotFound, NotRestored
+from archiver.storage import RestoreStatus, Vault
+
+if TYPE_CHECKING:
+    from archiver.engine.registry import LoadedModel
+
+
+@dataclass(frozen=True)
+class ArchivedAsset:
+    """What a reader needs about one asset, detached from any session."""
+
+    asset_id: int
+    key: str
+    sha256: str
+    size: int
+    vault_key: str | None
+    vault_offset: int | None
+    vault_length: int | None
+    vault_is_pack: bool
+    record_id: int | None
+    rendered_sha256: str | None
+    rendered_size: int | None
+
+
+def snapshot(asset: Asset) -> ArchivedAsset:
+    record, vault = asset.record, asset.vault_object
+    return ArchivedAsset(
+        asset_id=asset.id,
+        key=asset.key,
+        sha256=asset.sha256 or "",
+        size=asset.size,
+        vault_key=vault.key if vault is not None else None,
+        vault_offset=asset.vault_offset,
+        vault_length=asset.vault_length,
+        vault_is_pack=bool(vault and vault.is_pack),
+        record_id=record.id if record is not None else None,
+        rendered_sha256=record.rendered_sha256 if record is not None else None,
+        rendered_size=record.rendered_size if record is not None else None,
+    )
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class AssetReader:
+    """Rehydrates records and reads vault originals, verifying both. Thread-safe."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        vault: Vault,
+        device: str = "cpu",
+        load: Callable[[Model, str], LoadedModel] | None = None,
+    ) -> None:
+        self.catalog, self.vault, self.device = catalog, vault, device
+        self._load = load
+        self._models: dict[int, LoadedModel] = {}
+        self._lock = threading.Lock()  # one render at a time per process: torch uses every core anyway
+
+    def _model(self, model: Model) -> LoadedModel:
+        if model.id not in self._models:
+            if self._load is not None:
+                self._models[model.id] = self._load(model, self.device)
+            else:
+                from archiver.engine.registry import load_model
+                from archiver.engine.rendering import enable_determinism
+
+                enable_determinism()
+                self._models[model.id] = load_model(model, device=self.device)
+        return self._models[model.id]
+
+    def rehydrate(self, asset: ArchivedAsset) -> bytes:
+        """Render the asset from its record; raise IntegrityError if the bytes are not the promised ones."""
+        from archiver.engine.encoding import EncodingProfile
+        from archiver.engine.rehydrate import RenderSpec, rehydrate
+
+        if asset.record_id is None:
+            raise NotFound(f"{asset.key} has no record: it was never verified, nothing to rehydrate")
+        with self.catalog.begin() as session:
+            record = session.get(Record, asset.record_id)
+            assert record is not None
+            spec = RenderSpec.from_record(record)
+            profile = EncodingProfile.from_json(record.encoding_profile.body)
+            model = record.model
+        with self._lock:
+            data = rehydrate(self._model(model), spec, profile)
+        if sha256_hex(data) != asset.rendered_sha256:
+            raise IntegrityError(
+                f"rehydrating {asset.key} gave bytes other than its record promises (sha256 "
+                f"{sha256_hex(data)[:12]}…, expected {(asset.rendered_sha256 or '')[:12]}…): this machine "
+                "renders differently (device, precision, library versions); the vault original is a fallback"
+            )
+        return data
+
+    def vault_readable(self, asset: ArchivedAsset) -> bool:
+        if asset.vault_key is None:
+            return False
+        return self.vault.restore_state(asset.vault_key).status in (
+            RestoreStatus.NOT_ARCHIVED,
+            RestoreStatus.AVAILABLE,
+        )
+
+    def original(self, asset: ArchivedAsset) -> bytes:
+        """The byte-exact original from the vault (NotRestored until a restore makes it readable)."""
+        if asset.vault_key is None:
+            raise NotFound(f"{asset.key} has no vault copy")
+        data = self.vault.get(asset.vault_key)
+        if asset.vault_is_pack:
+            from archiver.sweep.packs import PackMember, read_member
+
+            member = PackMember(
+                asset.key, asset.sha256, asset.size, asset.vault_offset or 0, asset.vault_length or 0
+            )
+            data = read_member(data, member)
+        if sha256_hex(data) != asset.sha256:
+            raise IntegrityError(
+                f"the vault copy of {asset.key} does not match its recorded SHA-256: it is damaged; "
+                "nothing was changed (restore it from another copy of the vault)"
+            )
+        return data
+
+
+__all__ = ["ArchivedAsset", "AssetReader", "NotRestored", "snapshot"]

@@ -1,0 +1,1 @@
+"""Restores: bringing archived assets back hot, as jobs that survive restarts (see jobs.py)."""
