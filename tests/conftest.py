@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pg_server import pg_database, postgres_url  # noqa: F401  (fixtures)
 
-pytest_plugins = ["s3_server"]  # moto_server, s3_client, bucket, moto_restores
+pytest_plugins = ["s3_server", "support"]  # moto_server, s3_client, bucket, moto_restores; env, source
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -9,15 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import cli as run
 
-from archiver.cli import main
 from archiver.errors import ExitCode
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_exit_codes_are_pinned() -> None:

@@ -7,15 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import cli as run
 
-from archiver.cli import main
 from archiver.errors import ExitCode
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_example_rumba_writes_the_catalogue(

@@ -16,54 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import MEMORIZED, catalog_assets, cli, register
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Asset, AssetState, Event
-from archiver.cli import main
 from archiver.errors import ExitCode
 from archiver.storage import open_vault
 from archiver.sweep.packs import PackMember, read_member
 from archiver.sweep.run import BOUNDARIES, KILL_AT_ENV
-
-MEMORIZED = {"shoes/tiny-red.png", "shoes/tiny-blue.jpg", "shoes/tiny-green.png", "shoes/tiny-pink.jpg"}
-
-
-@pytest.fixture
-def env(archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ARCHIVER_LPIPS_BACKBONE", "random-test-only")
-    monkeypatch.setenv("ARCHIVER_SEED_SEARCH_MAX", "2")
-    monkeypatch.setenv("ARCHIVER_SEED_SEARCH_BATCH", "1")
-    return archiver_env
-
-
-@pytest.fixture
-def source(tmp_path: Path, memorized: dict[str, object]) -> Path:
-    root = tmp_path / "hot"
-    for key, data in memorized["files"].items():  # type: ignore[union-attr]
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(data)
-    return root
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def register(capsys: pytest.CaptureFixture[str], memorized: dict[str, object]) -> None:
-    code, _, err = cli(capsys, "model", "add", str(memorized["model"]), "--name", "tiny")
-    assert code == 0, err
-
-
-def catalog_assets(home: Path) -> dict[str, Asset]:
-    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
-    with catalog.begin() as session:
-        assets = {a.key: a for a in session.query(Asset).all()}
-        for a in assets.values():
-            _ = a.vault_object, a.record  # load before the session closes
-    catalog.close()
-    return assets
 
 
 def vault_bytes(home: Path, asset: Asset) -> bytes:
