@@ -63,6 +63,13 @@ class ModelError(ArchiverError):
     exit_code = ExitCode.MODEL
 
 
+class MountError(ArchiverError):
+    """A mount point that cannot be used (missing, not a directory, not empty, already or not
+    mounted) or a mount that fusermount refused. Exit code USAGE: the command line named it."""
+
+    exit_code = ExitCode.USAGE
+
+
 # --- storage: backend-neutral errors; only archiver.storage maps provider errors onto these ---
 
 

@@ -89,6 +89,24 @@ class Settings(BaseSettings):
     price_glacier: float = Field(default=0.0036, ge=0)
     price_deep_archive: float = Field(default=0.00099, ge=0)
 
+    # --- mount ---
+    cache_size: int = Field(
+        default=10 << 30, ge=0, description="bytes the mount's on-disk cache of verified reads may hold"
+    )
+    cache_min_free: int = Field(
+        default=1 << 30, ge=0, description="free bytes the cache leaves on its file system, whatever its size"
+    )
+    render_workers: int = Field(default=2, ge=1, le=64, description="renders the mount runs at once")
+    mount_read_timeout: float = Field(
+        default=120, gt=0, description="seconds an open waits for a render before it fails with ETIMEDOUT"
+    )
+    mount_refresh_seconds: float = Field(
+        default=30, ge=0, description="how often the mount checks the catalog for newly archived assets"
+    )
+    mount_render_retry_seconds: float = Field(
+        default=300, ge=0, description="after a failed render, go straight to the vault for this long"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

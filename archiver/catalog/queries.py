@@ -315,3 +315,51 @@ def restore_jobs(
     if open_only:
         query = query.where(RestoreJob.state.in_(OPEN_JOB_STATES))
     return list(session.scalars(query.order_by(RestoreJob.id)))
+
+
+# --- the mount ---
+# Read-only queries for fusefs: one query loads the whole path index (no per-entry work), a
+# cheap fingerprint says when it is stale, and single assets are loaded with what a read needs.
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One archived asset as the mount's path index needs it."""
+
+    asset_id: int
+    source_id: int
+    key: str
+    rendered_size: int
+    last_modified: datetime
+
+
+def mount_entries(session: Session) -> list[MountEntry]:
+    """Every archived asset that has a record, in (source, key) order: one query for the whole index."""
+    rows = session.execute(
+        select(Asset.id, Asset.source_id, Asset.key, Record.rendered_size, Asset.last_modified)
+        .join(Record, Record.asset_id == Asset.id)
+        .where(Asset.state == AssetState.ARCHIVED)
+        .order_by(Asset.source_id, Asset.key)
+    )
+    return [MountEntry(*row) for row in rows]
+
+
+def mount_sources(session: Session) -> dict[int, str]:
+    """Sources that hold any asset, by id (they decide the mount's top-level layout)."""
+    rows = session.execute(
+        select(Source.id, Source.url).where(select(Asset.id).where(Asset.source_id == Source.id).exists())
+    )
+    return {source_id: url for source_id, url in rows}
+
+
+def mount_fingerprint(session: Session) -> tuple[Any, ...]:
+    """Changes whenever the mount's index would: archived count, newest asset update, sources."""
+    archived = func.count(Asset.id).filter(Asset.state == AssetState.ARCHIVED)
+    row = session.execute(select(archived, func.max(Asset.updated_at), func.count(Asset.id))).one()
+    sources = session.scalar(select(func.count(Source.id)))
+    return (*row, sources)
+
+
+def mount_asset(session: Session, asset_id: int) -> Asset | None:
+    """One asset; its record, model and vault object load lazily within the caller's session."""
+    return session.get(Asset, asset_id)

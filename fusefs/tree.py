@@ -1,0 +1,305 @@
+"""The mount's file tree: paths to catalog lookups, stat, directory listings and xattrs.
+
+Owns the layout of the mount and nothing else. It reads the catalog (through
+`archiver.catalog.queries` only) and never renders, reads the vault or imports fusepy: the
+adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and fusefs/serve.py produces
+the bytes. Tested without mounting (tests/test_fusefs_tree.py).
+
+Layout. Only ARCHIVED assets with a record appear, as read-only files under their original keys.
+If the catalog holds assets of one source, its keys sit at the root. With several sources there
+is one top-level directory per source, named by `source_dir_names`: the URL without its scheme
+separator, every run of characters other than letters, digits, `.`, `_` and `-` turned into `-`
+(`file:///srv/images/hot` → `srv-images-hot`, `s3://shop/cold/2019` → `s3-shop-cold-2019`). When
+two URLs give the same name, the older source (lower id) keeps it and the others get `~ID`
+appended, so names stay stable as sources are added. The layout switches from "keys at the root"
+to "one directory per source" when a second source is swept.
+
+Index. The whole path index is loaded with one query when first needed, and re-checked at most
+every `refresh_seconds` with a cheap fingerprint query (count and newest update of the assets):
+only a change reloads it. A lookup or a listing is then a dict access: no per-entry work, however
+big a directory is. Keys that cannot be paths (empty, `.` or `..` components, a name over 255
+bytes, or a path another key already holds: a file `a` and a key `a/b`, where the first in key
+order wins) are left out and counted in `skipped`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.catalog import queries
+from archiver.catalog.database import Catalog
+from archiver.catalog.models import Asset
+from archiver.errors import NotFound
+
+NAME_MAX = 255  # bytes per path component on Linux
+XATTR_PREFIX = "user.archiver."
+_SLUG_JUNK = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class NoSuchPath(NotFound):
+    """Nothing in the mount has this path."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One archived asset as a file: what stat needs, and the id to read it by."""
+
+    asset_id: int
+    key: str
+    size: int  # the record's rendered_size: what a read returns
+    mtime_ns: int  # the original's last_modified
+
+
+@dataclass(slots=True)
+class DirEntry:
+    names: list[str] = field(default_factory=list)  # sorted once, when the index is built
+    mtime_ns: int = 0  # the newest file anywhere below
+
+
+@dataclass
+class Index:
+    """One immutable snapshot of the mount's paths; replaced whole on refresh."""
+
+    files: dict[str, FileEntry]
+    dirs: dict[str, DirEntry]
+    fingerprint: tuple[Any, ...]
+    skipped: int = 0
+    loaded_at: float = 0.0
+
+
+def source_dir_names(sources: dict[int, str]) -> dict[int, str]:
+    """A readable, collision-free directory name for each source (see the module docstring)."""
+    slugs: dict[int, str] = {}
+    for source_id, url in sources.items():
+        bare = url.split("://", 1)[1] if "://" in url else url
+        scheme = url.split("://", 1)[0] if "://" in url and not url.startswith("file://") else ""
+        slug = _SLUG_JUNK.sub("-", f"{scheme}/{bare}" if scheme else bare).strip("-.") or "source"
+        if len(slug.encode()) > 200:  # leave room for a ~ID suffix under NAME_MAX
+            slug = slug[:180] + "-" + hashlib.sha256(url.encode()).hexdigest()[:12]
+        slugs[source_id] = slug
+    names: dict[int, str] = {}
+    taken: set[str] = set()
+    for source_id in sorted(slugs):  # oldest first: it keeps the plain name
+        name = slugs[source_id]
+        names[source_id] = name if name not in taken else f"{name}~{source_id}"
+        taken.add(names[source_id])
+    return names
+
+
+def _valid_parts(key: str) -> list[str] | None:
+    parts = key.split("/")
+    if any(p in ("", ".", "..") or len(p.encode()) > NAME_MAX or "\0" in p for p in parts):
+        return None
+    return parts
+
+
+def build_index(
+    entries: list[queries.MountEntry], sources: dict[int, str], fingerprint: tuple[Any, ...]
+) -> Index:
+    """The path index for these catalog rows: each file once, each directory's names sorted once."""
+    prefix = {sid: "" for sid in sources}
+    if len(sources) > 1:
+        prefix = {sid: "/" + name for sid, name in source_dir_names(sources).items()}
+    files: dict[str, FileEntry] = {}
+    dirs: dict[str, DirEntry] = {"/": DirEntry()}
+    children: dict[str, set[str]] = {"/": set()}
+    skipped = 0
+    for row in entries:
+        parts = _valid_parts(row.key)
+        if parts is None or row.source_id not in prefix:
+            skipped += 1
+            continue
+        top = prefix[row.source_id]
+        if top and top not in children:
+            children["/"].add(top[1:])
+            children[top] = set()
+            dirs[top] = DirEntry()
+        parent = top or "/"
+        path = top
+        clash = False
+        for part in parts[:-1]:
+            path = f"{path}/{part}"
+            if path in files:  # a file already holds this name: the directory cannot exist
+                clash = True
+                break
+            if path not in children:
+                children[parent].add(part)
+                children[path] = set()
+                dirs[path] = DirEntry()
+            parent = path
+        path = f"{path}/{parts[-1]}"
+        if clash or path in children or path in files:
+            skipped += 1
+            continue
+        mtime_ns = int(row.last_modified.timestamp() * 1e9)
+        files[path] = FileEntry(row.asset_id, row.key, row.rendered_size, mtime_ns)
+        children[parent].add(parts[-1])
+        ancestor = parent
+        while dirs[ancestor].mtime_ns < mtime_ns:  # stops at the first ancestor already as new
+            dirs[ancestor].mtime_ns = mtime_ns
+            if ancestor == "/":
+                break
+            ancestor = ancestor.rsplit("/", 1)[0] or "/"
+    for path, names in children.items():
+        dirs[path].names = sorted(names)
+    return Index(files, dirs, fingerprint, skipped)
+
+
+class Tree:
+    """The mount's paths over a catalog. Thread-safe: lookups read one immutable snapshot."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        refresh_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._index: Index | None = None
+        self._checked_at = 0.0
+        self._reload = threading.Lock()
+        self.uid, self.gid = os.getuid(), os.getgid()
+
+    # --- the index ---
+
+    def index(self) -> Index:
+        """The current snapshot, re-checked against the catalog when older than refresh_seconds."""
+        index = self._index
+        if index is not None and self._clock() - self._checked_at < self.refresh_seconds:
+            return index
+        if index is not None and not self._reload.acquire(blocking=False):
+            return index  # another thread is checking: serve the snapshot we have meanwhile
+        if index is None:
+            self._reload.acquire()
+        try:
+            if self._index is not None and self._clock() - self._checked_at < self.refresh_seconds:
+                return self._index  # loaded by the thread we waited for
+            self.refresh()
+            assert self._index is not None
+            return self._index
+        finally:
+            self._reload.release()
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload the index if the catalog changed (or `force`); True when it was reloaded."""
+        with self.catalog.begin() as session:
+            fingerprint = queries.mount_fingerprint(session)
+            current = self._index
+            if current is not None and not force and current.fingerprint == fingerprint:
+                self._checked_at = self._clock()
+                return False
+            index = build_index(queries.mount_entries(session), queries.mount_sources(session), fingerprint)
+        index.loaded_at = self._clock()
+        self._index, self._checked_at = index, index.loaded_at
+        return True
+
+    # --- lookups ---
+
+    @staticmethod
+    def normalize(path: str) -> str:
+        return "/" + path.strip("/") if path.strip("/") else "/"
+
+    def file(self, path: str) -> FileEntry:
+        """The file at `path`; NoSuchPath if there is none (IsADirectoryError for a directory)."""
+        index, path = self.index(), self.normalize(path)
+        entry = index.files.get(path)
+        if entry is None:
+            if path in index.dirs:
+                raise IsADirectoryError(path)
+            raise NoSuchPath(f"{path}: not in the archive")
+        return entry
+
+    def stat(self, path: str) -> dict[str, int]:
+        """lstat-like attributes: files 0o444 sized as their rendered bytes, directories 0o555."""
+        index, path = self.index(), self.normalize(path)
+        common = {"st_uid": self.uid, "st_gid": self.gid}
+        if (entry := index.files.get(path)) is not None:
+            return {
+                **common,
+                "st_mode": stat.S_IFREG | 0o444,
+                "st_nlink": 1,
+                "st_size": entry.size,
+                "st_blocks": (entry.size + 511) // 512,
+                "st_mtime": entry.mtime_ns,
+                "st_ctime": entry.mtime_ns,
+                "st_atime": entry.mtime_ns,
+            }
+        if (directory := index.dirs.get(path)) is not None:
+            return {
+                **common,
+                "st_mode": stat.S_IFDIR | 0o555,
+                "st_nlink": 2,
+                "st_size": 0,
+                "st_mtime": directory.mtime_ns,
+                "st_ctime": directory.mtime_ns,
+                "st_atime": directory.mtime_ns,
+            }
+        raise NoSuchPath(f"{path}: not in the archive")
+
+    def readdir(self, path: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        """One page of a directory's names (sorted), from `offset`: a slice of a prebuilt list."""
+        index, path = self.index(), self.normalize(path)
+        directory = index.dirs.get(path)
+        if directory is None:
+            if path in index.files:
+                raise NotADirectoryError(path)
+            raise NoSuchPath(f"{path}: not in the archive")
+        end = None if limit is None else offset + limit
+        return directory.names[offset:end]
+
+    def pages(self, path: str, size: int = 4096) -> Iterator[list[str]]:
+        """A directory's names page by page, all from one snapshot even if a refresh happens meanwhile."""
+        index, path = self.index(), self.normalize(path)
+        directory = index.dirs.get(path)
+        if directory is None:
+            if path in index.files:
+                raise NotADirectoryError(path)
+            raise NoSuchPath(f"{path}: not in the archive")
+        for start in range(0, len(directory.names), size):
+            yield directory.names[start : start + size]
+
+    # --- extended attributes: where a file comes from ---
+
+    XATTRS = ("state", "prompt", "seed", "model", "lpips", "sha256")
+
+    def xattr_names(self, path: str) -> list[str]:
+        if self.normalize(path) in self.index().dirs:
+            return []
+        self.file(path)
+        return [XATTR_PREFIX + name for name in self.XATTRS]
+
+    def xattrs(self, path: str) -> dict[str, bytes]:
+        """`user.archiver.*` for a file, read from its catalog row now (state may have moved on)."""
+        entry = self.file(path)
+        with self.catalog.begin() as session:
+            asset = queries.mount_asset(session, entry.asset_id)
+            if asset is None:
+                raise NoSuchPath(f"{path}: no longer in the catalog")
+            values = describe(asset)
+        return {XATTR_PREFIX + name: value.encode() for name, value in values.items()}
+
+
+def describe(asset: Asset) -> dict[str, str]:
+    """The provenance a user sees with `getfattr -d`: state, prompt, seed, model, LPIPS, SHA-256."""
+    record = asset.record
+    values = {"state": asset.state.value, "sha256": asset.sha256 or ""}
+    if record is not None:
+        lpips = (record.gate_report or {}).get("metrics", {}).get("lpips")
+        values |= {
+            "prompt": record.prompt,
+            "seed": str(record.seed),
+            "model": f"{record.model.name} sha256:{record.model.sha256}",
+            "lpips": "" if lpips is None else repr(float(lpips)),
+        }
+    return values
