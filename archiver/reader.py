@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,6 +59,9 @@ def snapshot(asset: Asset) -> ArchivedAsset:
     )
 
 
+PACKS_KEPT = 2  # packs are up to pack_target (64 MiB by default) each
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -75,6 +79,9 @@ class AssetReader:
         self.catalog, self.vault, self.device = catalog, vault, device
         self._load = load
         self._models: dict[int, LoadedModel] = {}
+        # The last packs read: restoring several members of one pack downloads it once.
+        self._packs: OrderedDict[str, bytes] = OrderedDict()
+        self._packs_lock = threading.Lock()  # not the render lock: a vault read need not wait for a render
         self._lock = threading.Lock()  # one render at a time per process: torch uses every core anyway
 
     def _model(self, model: Model) -> LoadedModel:
@@ -119,6 +126,18 @@ class AssetReader:
             RestoreStatus.NOT_ARCHIVED,
             RestoreStatus.AVAILABLE,
         )
+
+    def _pack(self, key: str) -> bytes:
+        with self._packs_lock:
+            if key in self._packs:
+                self._packs.move_to_end(key)
+                return self._packs[key]
+        data = self.vault.get(key)
+        with self._packs_lock:
+            self._packs[key] = data
+            while len(self._packs) > PACKS_KEPT:
+                self._packs.popitem(last=False)
+        return data
 
     def original(self, asset: ArchivedAsset) -> bytes:
         """The byte-exact original from the vault (NotRestored until a restore makes it readable)."""

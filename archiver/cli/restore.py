@@ -1,0 +1,197 @@
+"""`archiver restore`: bring archived assets back hot, rehydrated or as the vault original."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from archiver.catalog import queries
+from archiver.catalog.models import AssetState, RestoreMode
+from archiver.cli.app import App, cli, pass_app
+from archiver.errors import ExitCode, NotFound
+
+
+class DefaultGroup(click.Group):
+    """A group whose unknown first word is an argument of its default command: `restore KEY`
+    requests, `restore status [KEY]` reports."""
+
+    default_command = "request"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=DefaultGroup)
+def restore() -> None:
+    """Bring archived assets back to their hot location.
+
+    \b
+    archiver restore KEY [--prefix P] [--original --tier T --days N] [--wait]
+    archiver restore status [KEY]
+    """
+
+
+def _job_rows(jobs: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "job": j.id,
+            "key": j.key,
+            "source": j.source,
+            "mode": j.mode,
+            "tier": j.tier,
+            "state": j.state,
+            "reason": j.reason,
+        }
+        for j in jobs
+    ]
+
+
+def _print(jobs: list[Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"jobs": _job_rows(jobs)}, sort_keys=True))
+        return
+    table = Table()
+    for column in ("job", "key", "mode", "tier", "state", "reason"):
+        table.add_column(column)
+    for row in _job_rows(jobs):
+        table.add_row(
+            str(row["job"]), row["key"], row["mode"], row["tier"] or "", row["state"], row["reason"] or ""
+        )
+    Console().print(table)
+
+
+@restore.command("request", hidden=True)
+@click.argument("key", required=False)
+@click.option("--prefix", help="Restore every archived asset whose key starts with this.")
+@click.option("--source", help="Only assets of this source URL (when a key exists in several).")
+@click.option("--original", is_flag=True, help="The byte-exact original from the vault (else: rehydrate).")
+@click.option(
+    "--tier",
+    type=click.Choice(["Expedited", "Standard", "Bulk"]),
+    default="Standard",
+    show_default=True,
+    help="Archive retrieval tier, with --original.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=7,
+    show_default=True,
+    help="How long the vault keeps its restored copy, with --original.",
+)
+@click.option("--wait", is_flag=True, help="Poll until every job is done (bounded backoff).")
+@click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds (exit 7).")
+@click.option("--poll", type=float, default=2.0, show_default=True, help="First polling interval, seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def restore_request(
+    app: App,
+    key: str | None,
+    prefix: str | None,
+    source: str | None,
+    original: bool,
+    tier: str,
+    days: int,
+    wait: bool,
+    timeout: float | None,
+    poll: float,
+    as_json: bool,
+) -> int:
+    """Restore KEY (or every asset under --prefix); exit 7 while a job is still pending."""
+    from archiver.restore.jobs import request_restore
+
+    if (key is None) == (prefix is None):
+        raise click.UsageError("give exactly one of KEY or --prefix")
+    mode = RestoreMode.ORIGINAL if original else RestoreMode.REHYDRATE
+    label = key if key is not None else f"{prefix}*"
+    with app.catalog.begin() as session:
+        scope = queries.find_source(session, source) if source else None
+        if source and scope is None:
+            raise NotFound(f"no source {source!r} in the catalog: `archiver ls` shows what was swept")
+        assets = (
+            queries.list_assets(session, prefix, scope)
+            if prefix is not None
+            else [
+                a
+                for a in queries.assets_with_key(session, key or "")
+                if scope is None or a.source_id == scope.id
+            ]
+        )
+        if not assets:
+            raise NotFound(f"no asset {label!r} in the catalog: `archiver ls` lists what is there")
+        if key is not None and len(assets) > 1:
+            raise NotFound(
+                f"{key!r} exists in several sources ({', '.join(a.source.url for a in assets)}): "
+                "pass --source"
+            )
+        restorable = [a for a in assets if a.state in (AssetState.ARCHIVED, AssetState.RESTORED)]
+        if not restorable:
+            states = ", ".join(sorted({a.state.value for a in assets}))
+            raise NotFound(
+                f"nothing to restore: {label!r} is {states}, not archived "
+                "(only archived assets have a record and a vault copy)"
+            )
+        job_ids = [
+            request_restore(
+                session, a, mode, tier=tier if original else None, days=days if original else None
+            ).id
+            for a in restorable
+        ]
+    jobs = _run(app, job_ids, wait=wait, timeout=timeout, poll=poll, quiet=as_json)
+    _print(jobs, as_json)
+    failed = [j for j in jobs if j.state == "failed"]
+    if failed:
+        return max(j.exit_code or ExitCode.FAILURE for j in failed)
+    return ExitCode.OK if all(j.finished for j in jobs) else ExitCode.PENDING
+
+
+def _run(
+    app: App, job_ids: list[int], *, wait: bool, timeout: float | None, poll: float, quiet: bool
+) -> list[Any]:
+    from archiver.reader import AssetReader
+    from archiver.restore.run import RestoreRunner
+
+    runner = RestoreRunner(
+        app.catalog, AssetReader(app.catalog, app.vault, app.settings.resolved_device()), app.open_source
+    )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    interval = poll
+    console = Console(stderr=True)
+    while True:
+        jobs = runner.advance(job_ids)
+        pending = [j for j in jobs if not j.finished]
+        if not wait or not pending:
+            return jobs
+        if deadline is not None and time.monotonic() + interval > deadline:
+            return jobs
+        if not quiet:
+            console.print(
+                f"{len(jobs) - len(pending)}/{len(jobs)} done, {len(pending)} waiting on the vault; "
+                f"next check in {interval:.0f} s"
+            )
+        time.sleep(interval)
+        interval = min(interval * 2, 300.0)  # a Glacier restore takes minutes to hours: back off, bounded
+
+
+@restore.command("status")
+@click.argument("key", required=False)
+@click.option("--open", "open_only", is_flag=True, help="Only jobs not yet done or failed.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def restore_status(app: App, key: str | None, open_only: bool, as_json: bool) -> None:
+    """List restore jobs (of KEY, or all)."""
+    from archiver.restore.run import view
+
+    with app.catalog.begin() as session:
+        ids = None if key is None else [a.id for a in queries.assets_with_key(session, key)]
+        if ids == []:
+            raise NotFound(f"no asset {key!r} in the catalog")
+        jobs = [view(j) for j in queries.restore_jobs(session, ids, open_only=open_only)]
+    _print(jobs, as_json)
