@@ -1,0 +1,128 @@
+"""`archiver train`: make a model memorize a group of images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from archiver.cli.app import App, cli, pass_app
+from archiver.errors import ConfigError
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--captions", "captions_file", help="CSV (key,prompt) or JSONL ({key, prompt}) file.")
+@click.option("--caption-template", help="Prompt from the key, e.g. 'a product photo of {words}'.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the model (save_pretrained layout) and its manifests go.",
+)
+@click.option(
+    "--base",
+    "base_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Fit LoRA adapters to this Stable Diffusion pipeline instead of training a tiny one.",
+)
+@click.option("--steps", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
+@click.option("--register", "register_as", help="Register the trained model under this name.")
+@pass_app
+def train(
+    app: App,
+    source: str,
+    captions_file: str | None,
+    caption_template: str | None,
+    out_dir: Path,
+    base_dir: Path | None,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    resume: bool,
+    register_as: str | None,
+) -> None:
+    """Train a model on the captioned images in SOURCE (a directory or s3://bucket/prefix).
+
+    The output directory carries captions.json (key -> prompt), so a sweep knows each key's prompt.
+    """
+    from archiver.engine.originals import decode_rgb
+    from archiver.errors import UnsupportedImage
+    from archiver.sweep.filters import is_image_key
+    from archiver.training.captions import load_captions, template_captions
+
+    if (captions_file is None) == (caption_template is None):
+        raise click.UsageError("give exactly one of --captions FILE or --caption-template TEMPLATE")
+    store = app.open_source(source)
+    keys = [o.key for o in store.list() if is_image_key(o.key)]
+    captions = (
+        load_captions(captions_file) if captions_file else template_captions(keys, caption_template or "")
+    )
+    examples = []
+    for key in keys:
+        if key not in captions:
+            continue
+        try:
+            examples.append((key, captions[key], decode_rgb(store.get(key), key)))
+        except UnsupportedImage as bad:
+            click.echo(f"archiver: skipping {key}: {bad}", err=True)
+    missing = sorted(set(captions) - set(keys))
+    if missing:
+        click.echo(
+            f"archiver: {len(missing)} captioned keys are not in {source} (first: {missing[0]})", err=True
+        )
+    if not examples:
+        raise ConfigError(f"no captioned images in {source}: check that caption keys are relative to it")
+    if base_dir is None:
+        from archiver.training.tiny import train_tiny
+
+        result = train_tiny(
+            examples,
+            out_dir,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            resume=resume,
+            keep_checkpoints=False,
+        )
+    else:
+        from archiver.training.fuse import fuse_into_pipeline
+        from archiver.training.lora import train_lora
+
+        result = train_lora(
+            base_dir,
+            examples,
+            out_dir,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            resume=resume,
+            device=app.settings.resolved_device(),
+        )
+        fuse_into_pipeline(base_dir, out_dir)
+    click.echo(
+        json.dumps(
+            {
+                "out": str(out_dir),
+                "images": len(examples),
+                "steps": result.steps,
+                "final_loss": result.final_loss,
+                "seconds": round(result.seconds, 1),
+            }
+        )
+    )
+    if register_as:
+        from archiver.engine.registry import register_model
+
+        with app.catalog.begin() as session:
+            row = register_model(session, out_dir, register_as)
+            click.echo(f"registered as {row.name!r}, sha256 {row.sha256}")
