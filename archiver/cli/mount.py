@@ -108,7 +108,9 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     catalog = app.catalog
     tree = Tree(catalog, refresh_seconds=settings.mount_refresh_seconds)
     tree.index()  # load the index now: a bad catalog fails before anything is mounted
-    reader = AssetReader(catalog, app.vault, device=settings.resolved_device())
+    # resolved_device imports torch (seconds); an explicit cpu leaves that to the first render
+    device = "cpu" if settings.device == "cpu" else settings.resolved_device()
+    reader = AssetReader(catalog, app.vault, device=device)
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
     server = Server(
         catalog,

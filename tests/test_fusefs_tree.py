@@ -1,0 +1,236 @@
+"""fusefs without mounting: the tree model over a real SQLite catalog, the on-disk cache, and
+single-flight. Catalog rows are inserted with the catalog queries (the mount tests use a real sweep).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from archiver.catalog import queries
+from archiver.catalog.database import Catalog, open_catalog
+from archiver.catalog.models import AssetState, Source
+from fusefs.cache import DiskCache, SingleFlight
+from fusefs.tree import NoSuchPath, Tree, build_index, source_dir_names
+
+WHEN = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    yield catalog  # type: ignore[misc]
+    catalog.close()
+
+
+def add(
+    catalog: Catalog,
+    url: str,
+    key: str,
+    *,
+    size: int = 1000,
+    state: AssetState = AssetState.ARCHIVED,
+    when: datetime = WHEN,
+) -> int:
+    """One asset in `state` with a record, inserted through the catalog queries."""
+    with catalog.begin() as session:
+        source = queries.get_or_add_source(session, url)
+        model = queries.add_model(session, name="tiny", sha256="ab" * 32, path="/m", pipeline_class="P")
+        profile = queries.get_or_add_profile(session, "cd" * 32, "PNG", b"{}")
+        asset = queries.add_asset(session, source, key=key, size=size + 1, etag=None, last_modified=when)
+        asset.sha256 = hashlib.sha256(key.encode()).hexdigest()
+        queries.save_record(
+            session,
+            asset,
+            model_id=model.id,
+            encoding_profile_id=profile.id,
+            pipeline_class="P",
+            scheduler_class="S",
+            scheduler_config={},
+            prompt=f"a photo of {key}",
+            seed=7,
+            steps=2,
+            guidance_scale=1.0,
+            width=64,
+            height=64,
+            dtype="float32",
+            rendered_sha256="ef" * 32,
+            rendered_size=size,
+            gate_report={"metrics": {"lpips": 0.0125}},
+            software={},
+        )
+        queries.set_state(session, asset, state)
+        return asset.id
+
+
+def test_one_source_puts_its_keys_at_the_root_and_shows_only_archived_assets(catalog: Catalog) -> None:
+    add(catalog, "file:///hot", "shoes/red.png", size=1234)
+    add(catalog, "file:///hot", "shoes/blue.jpg")
+    add(catalog, "file:///hot", "top.png")
+    add(catalog, "file:///hot", "shoes/pending.png", state=AssetState.VERIFIED)
+    add(catalog, "file:///hot", "rejected/x.png", state=AssetState.REJECTED)
+    tree = Tree(catalog)
+    assert tree.readdir("/") == ["shoes", "top.png"]
+    assert tree.readdir("/shoes") == ["blue.jpg", "red.png"]
+    st = tree.stat("/shoes/red.png")
+    assert st["st_mode"] == stat.S_IFREG | 0o444 and st["st_size"] == 1234
+    assert st["st_mtime"] == int(WHEN.timestamp() * 1e9)
+    assert tree.stat("/shoes")["st_mode"] == stat.S_IFDIR | 0o555
+    assert tree.stat("/")["st_mtime"] == st["st_mtime"]  # directories carry their newest file's time
+    assert tree.file("shoes/red.png").key == "shoes/red.png"
+    for missing in ("/shoes/pending.png", "/rejected", "/nope", "/shoes/red.png/x"):
+        with pytest.raises(NoSuchPath):
+            tree.stat(missing)
+    with pytest.raises(IsADirectoryError):
+        tree.file("/shoes")
+    with pytest.raises(NotADirectoryError):
+        tree.readdir("/top.png")
+
+
+def test_several_sources_get_one_readable_collision_free_directory_each(catalog: Catalog) -> None:
+    add(catalog, "file:///srv/images/hot", "a.png")
+    add(catalog, "s3://shop/cold/2019", "a.png")
+    add(catalog, "s3://shop-cold/2019", "b.png")  # same slug as s3://shop/cold/2019: the newer gets ~ID
+    with catalog.begin() as session:
+        ids = {s.url: s.id for s in session.query(Source)}
+    tree = Tree(catalog)
+    later = f"s3-shop-cold-2019~{ids['s3://shop-cold/2019']}"
+    assert tree.readdir("/") == sorted(["srv-images-hot", "s3-shop-cold-2019", later])
+    assert tree.readdir("/s3-shop-cold-2019") == ["a.png"] and tree.readdir(f"/{later}") == ["b.png"]
+    assert tree.file("/srv-images-hot/a.png").asset_id != tree.file("/s3-shop-cold-2019/a.png").asset_id
+
+
+def test_source_dir_names_are_stable_and_never_special() -> None:
+    names = source_dir_names({1: "file:///", 2: "s3://b/..", 3: "file:///a b/ü", 4: "s3://" + "x" * 400})
+    assert names[1] == "source" and names[2] == "s3-b"
+    assert names[3] == "a-b" and len(names[4].encode()) <= 255
+    assert all(n not in (".", "..", "") and "/" not in n for n in names.values())
+    # adding a colliding source later never renames the older one
+    assert source_dir_names({1: "s3://a/b", 5: "s3://a-b"}) == {1: "s3-a-b", 5: "s3-a-b~5"}
+
+
+def test_keys_that_cannot_be_paths_are_skipped_and_counted(catalog: Catalog) -> None:
+    add(catalog, "file:///hot", "a")  # a file named a ...
+    add(catalog, "file:///hot", "a/b.png")  # ... so a/ cannot be a directory
+    add(catalog, "file:///hot", "x//y.png")
+    add(catalog, "file:///hot", "../escape.png")
+    add(catalog, "file:///hot", "n" * 256 + ".png")
+    add(catalog, "file:///hot", "ok.png")
+    tree = Tree(catalog)
+    assert tree.readdir("/") == ["a", "ok.png"] and tree.index().skipped == 4
+
+
+def test_paging_and_a_hundred_thousand_entries_without_per_entry_work() -> None:
+    rows = [queries.MountEntry(i, 1, f"big/{i:06d}.png", 10, WHEN) for i in range(100_000)]
+    started = time.perf_counter()
+    index = build_index(rows, {1: "file:///hot"}, ())
+    built = time.perf_counter() - started
+    assert len(index.dirs["/big"].names) == 100_000 and built < 30  # generous: a shared 2-core box
+    names = index.dirs["/big"].names
+    assert names[:2] == ["000000.png", "000001.png"] and names == sorted(names)
+
+
+def test_readdir_pages(catalog: Catalog) -> None:
+    for i in range(10):
+        add(catalog, "file:///hot", f"d/{i}.png")
+    tree = Tree(catalog)
+    assert tree.readdir("/d", 0, 4) == ["0.png", "1.png", "2.png", "3.png"]
+    assert tree.readdir("/d", 8, 4) == ["8.png", "9.png"]
+    assert [len(p) for p in tree.pages("/d", size=4)] == [4, 4, 2]
+
+
+def test_the_index_is_refreshed_after_its_ttl_and_only_when_the_catalog_changed(catalog: Catalog) -> None:
+    now = [0.0]
+    add(catalog, "file:///hot", "one.png")
+    tree = Tree(catalog, refresh_seconds=30, clock=lambda: now[0])
+    assert tree.readdir("/") == ["one.png"]
+    add(catalog, "file:///hot", "two.png")
+    now[0] = 10
+    assert tree.readdir("/") == ["one.png"]  # within the TTL: the snapshot
+    now[0] = 31
+    assert tree.readdir("/") == ["one.png", "two.png"]
+    assert tree.refresh() is False  # nothing changed since: no reload
+    assert tree.refresh(force=True) is True
+
+
+def test_xattrs_say_where_a_file_comes_from(catalog: Catalog) -> None:
+    add(catalog, "file:///hot", "shoes/red.png")
+    tree = Tree(catalog)
+    values = tree.xattrs("/shoes/red.png")
+    assert values["user.archiver.state"] == b"archived"
+    assert values["user.archiver.prompt"] == b"a photo of shoes/red.png"
+    assert values["user.archiver.seed"] == b"7" and values["user.archiver.lpips"] == b"0.0125"
+    assert values["user.archiver.model"] == b"tiny sha256:" + b"ab" * 32
+    assert values["user.archiver.sha256"] == hashlib.sha256(b"shoes/red.png").hexdigest().encode()
+    assert sorted(tree.xattr_names("/shoes/red.png")) == sorted(values)
+    assert tree.xattr_names("/shoes") == []
+
+
+# --- the cache ---
+
+
+def entry(data: bytes) -> tuple[str, bytes]:
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def test_cache_round_trip_survives_a_restart_and_drops_damaged_entries(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path / "c", max_bytes=1000)
+    sha, data = entry(b"x" * 100)
+    assert cache.get(sha) is None and cache.put(sha, data)
+    assert cache.get(sha) == data
+    (tmp_path / "c" / "tmp" / "half-written").write_bytes(b"junk")  # a crash mid-write
+    again = DiskCache(tmp_path / "c", max_bytes=1000)
+    assert again.get(sha) == data and again.total == 100
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+    (tmp_path / "c" / sha[:2] / sha).write_bytes(b"y" * 100)  # bit rot, or someone editing it
+    assert again.get(sha) is None and again.total == 0 and not (tmp_path / "c" / sha[:2] / sha).exists()
+
+
+def test_cache_evicts_the_least_recently_used_within_its_size_limit(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path / "c", max_bytes=250)
+    a, b, c = (entry(bytes([n]) * 100) for n in range(3))
+    cache.put(*a)
+    time.sleep(0.01)
+    cache.put(*b)
+    time.sleep(0.01)
+    assert cache.get(a[0]) == a[1]  # a is now the most recent
+    cache.put(*c)
+    assert cache.get(b[0]) is None and cache.get(a[0]) == a[1] and cache.total == 200
+    assert not cache.put(*entry(b"z" * 300))  # bigger than the whole cache: served, not stored
+    # the LRU order survives a restart, and a lowered limit is applied at once
+    smaller = DiskCache(tmp_path / "c", max_bytes=150)
+    assert smaller.total == 100 and smaller.size_of(c[0]) is None and smaller.size_of(a[0]) == 100
+
+
+def test_cache_keeps_its_free_space_floor(tmp_path: Path) -> None:
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    cache = DiskCache(tmp_path / "c", max_bytes=10**6, min_free=free + 10**12)
+    assert not cache.put(*entry(b"x" * 10)) and cache.total == 0
+
+
+def test_single_flight_runs_the_work_once_for_many_callers() -> None:
+    flight: SingleFlight[bytes] = SingleFlight(workers=2)
+    calls, release = [], threading.Event()
+
+    def work() -> bytes:
+        calls.append(1)
+        release.wait(10)
+        return b"rendered"
+
+    futures = []
+    threads = [threading.Thread(target=lambda: futures.append(flight.run("k", work))) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    release.set()
+    assert {f.result(10) for f in futures} == {b"rendered"} and len(calls) == 1
+    assert flight.run("k", work).result(10) == b"rendered" and len(calls) == 2  # done: a new flight
+    flight.shutdown()

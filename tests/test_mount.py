@@ -1,0 +1,375 @@
+"""`archiver mount` with real FUSE mounts: the swept `memorized` catalogue, read by ordinary tools.
+
+Each mount runs in its own process (`python -m archiver mount MP --foreground`), exactly as a user
+starts it; tests wait for it with a deadline and always unmount (`fusermount -u -z` as the last
+resort). Without /dev/fuse, fusermount or rsync the tests are skipped with the reason, except
+under CI=true, where that is a failure. No mocks: render counts come from the mount's own
+`user.archiver.renders` xattr and its log.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import MEMORIZED, cli
+
+from archiver.catalog.database import open_catalog
+from archiver.catalog.models import Asset, RestoreJob, RestoreMode
+from archiver.errors import ExitCode
+from archiver.storage import open_vault
+
+pytestmark = pytest.mark.fuse
+
+
+def _fuse_missing() -> str | None:
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    for tool in ("fusermount", "rsync"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/setup.sh installs it)"
+    try:
+        import fuse  # noqa: F401
+    except (OSError, ImportError) as exc:
+        return f"fusepy cannot load libfuse2: {exc}"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuse_available() -> None:
+    if (reason := _fuse_missing()) is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"FUSE mounts are required under CI=true: {reason}")
+        pytest.skip(f"FUSE mount tests skipped: {reason}")
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    return env | {
+        "ARCHIVER_HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "no-config"),
+        "ARCHIVER_LPIPS_BACKBONE": "random-test-only",
+        "ARCHIVER_SEED_SEARCH_MAX": "2",
+        "ARCHIVER_SEED_SEARCH_BATCH": "1",
+        "ARCHIVER_DEVICE": "cpu",
+    }
+
+
+def archiver(env: dict[str, str], *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *argv], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@dataclass
+class Swept:
+    home: Path
+    model: Path
+    assets: dict[str, Asset]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, object]) -> Swept:
+    """The memorized catalogue swept into a home of its own, with a model copy the tests may break."""
+    root = tmp_path_factory.mktemp("swept")
+    model = root / "model"
+    shutil.copytree(memorized["model"], model)  # type: ignore[arg-type]
+    hot = root / "hot"
+    for key in MEMORIZED:  # only what the model regenerates: the gate's rejections are not tested here
+        (hot / key).parent.mkdir(parents=True, exist_ok=True)
+        (hot / key).write_bytes(memorized["files"][key])  # type: ignore[index]
+    env = base_env(root / "home")
+    assert archiver(env, "model", "add", str(model), "--name", "tiny").returncode == 0
+    done = archiver(env, "sweep", str(hot), "--model", "tiny", "--json")
+    assert done.returncode == 0, done.stderr[-800:]
+    return Swept(root / "home", model, load_assets(root / "home"))
+
+
+def load_assets(home: Path) -> dict[str, Asset]:
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        assets = {a.key: a for a in session.query(Asset).all()}
+        for a in assets.values():
+            _ = a.record, a.vault_object
+    catalog.close()
+    return assets
+
+
+def fresh_home(swept: Swept, where: Path) -> Path:
+    """A copy of the swept home (catalog and vault), with an empty cache."""
+    home = where / "home"
+    shutil.copytree(swept.home, home, ignore=shutil.ignore_patterns("cache"))
+    return home
+
+
+@dataclass
+class Mount:
+    point: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until(check: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_mount(home: Path, point: Path, log: Path) -> Mount:
+    point.mkdir(exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"],
+            env=base_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    mount = Mount(point, process, log)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the mount exited with {process.returncode}: {mount.log_text()[-800:]}")
+        return os.path.ismount(point)
+
+    try:
+        wait_until(up, 60, f"the mount at {point}")
+    except BaseException:
+        stop_mount(mount)
+        raise
+    return mount
+
+
+def stop_mount(mount: Mount) -> None:
+    """Unmount whatever happened: SIGTERM, then fusermount -u -z and a kill as the last resort."""
+    if mount.process.poll() is None:
+        mount.process.send_signal(signal.SIGTERM)
+        try:
+            mount.process.wait(20)
+        except subprocess.TimeoutExpired:
+            mount.process.kill()
+            mount.process.wait(10)
+    if os.path.ismount(mount.point) or _listed(mount.point):
+        subprocess.run(["fusermount", "-u", "-z", str(mount.point)], capture_output=True)
+
+
+def _listed(point: Path) -> bool:
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == str(point) for line in mounts)
+
+
+@pytest.fixture(scope="module")
+def mounted(swept: Swept, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
+    where = tmp_path_factory.mktemp("mount")
+    mount = start_mount(fresh_home(swept, where), where / "mp", where / "mount.log")
+    yield mount
+    stop_mount(mount)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --- reading ---
+
+
+def test_32_concurrent_readers_of_an_uncached_file_get_identical_bytes_from_one_render(
+    mounted: Mount, swept: Swept
+) -> None:
+    key = next(
+        k for k in sorted(MEMORIZED) if os.getxattr(mounted.point / k, "user.archiver.renders") == b"0"
+    )
+    path, start = mounted.point / key, threading.Barrier(32)
+    results: list[bytes] = []
+
+    def read() -> None:
+        start.wait(30)
+        results.append(path.read_bytes())
+
+    threads = [threading.Thread(target=read) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 32 and len(set(results)) == 1
+    record = swept.assets[key].record
+    assert record is not None and sha256(results[0]) == record.rendered_sha256
+    assert os.getxattr(path, "user.archiver.renders") == b"1"
+    assert os.getxattr(path, "user.archiver.served") == b"rehydrated"
+    assert mounted.log_text().count(f"rendered {key} in ") == 1
+
+
+def test_ls_stat_find_cp_tar_rsync_and_pillow_see_ordinary_verified_files(
+    mounted: Mount, swept: Swept, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    point = mounted.point
+    assert os.listdir(point) == ["shoes"] and sorted(os.listdir(point / "shoes")) == sorted(
+        k.split("/")[1] for k in MEMORIZED
+    )
+    listing = subprocess.run(["ls", "-la", str(point / "shoes")], capture_output=True, text=True, check=True)
+    assert all(k.split("/")[1] in listing.stdout for k in MEMORIZED)
+    for key in MEMORIZED:
+        st, asset = os.stat(point / key), swept.assets[key]
+        assert asset.record is not None
+        assert st.st_mode == 0o100444 and st.st_size == asset.record.rendered_size
+        assert st.st_mtime_ns == int(asset.last_modified.timestamp() * 1e9)
+    assert os.stat(point / "shoes").st_mode == 0o40555
+    found = subprocess.run(["find", str(point), "-type", "f"], capture_output=True, text=True, check=True)
+    assert sorted(found.stdout.split()) == sorted(str(point / k) for k in MEMORIZED)
+
+    direct = tree_bytes(point)
+    assert set(direct) == MEMORIZED
+    for key, data in direct.items():
+        record = swept.assets[key].record
+        assert record is not None and sha256(data) == record.rendered_sha256
+        with Image.open(point / key) as image:
+            image.load()
+            assert image.size == (64, 64)
+    subprocess.run(["cp", "-r", str(point), str(tmp_path / "cp")], check=True, timeout=60)
+    (tmp_path / "tar").mkdir()
+    subprocess.run(
+        f"tar cf - -C {point} . | tar xf - -C {tmp_path / 'tar'}", shell=True, check=True, timeout=60
+    )
+    subprocess.run(["rsync", "-a", f"{point}/", str(tmp_path / "rsync")], check=True, timeout=60)
+    for copy in ("cp", "tar", "rsync"):
+        assert tree_bytes(tmp_path / copy) == direct, copy
+    for key in MEMORIZED:  # rsync -a and tar keep the original's modification time
+        assert os.stat(tmp_path / "rsync" / key).st_mtime_ns == os.stat(point / key).st_mtime_ns
+    assert mounted.log_text().count("rendered ") == len(MEMORIZED)  # every file rendered once, then cached
+
+
+def test_xattrs_say_where_a_file_comes_from(mounted: Mount, swept: Swept) -> None:
+    key = "shoes/tiny-red.png"
+    asset = swept.assets[key]
+    assert asset.record is not None
+    names = set(os.listxattr(mounted.point / key))
+    assert {f"user.archiver.{n}" for n in ("state", "prompt", "seed", "model", "lpips", "sha256")} <= names
+    get = lambda name: os.getxattr(mounted.point / key, f"user.archiver.{name}").decode()  # noqa: E731
+    assert get("state") == "archived" and get("prompt") == asset.record.prompt
+    assert get("seed") == str(asset.record.seed) and get("sha256") == asset.sha256
+    assert get("model").startswith("tiny sha256:") and float(get("lpips")) == 0.0
+    with pytest.raises(OSError) as no_such:
+        os.getxattr(mounted.point / key, "user.other")
+    assert no_such.value.errno == errno.ENODATA
+
+
+def test_writes_answer_erofs(mounted: Mount) -> None:
+    file, directory = mounted.point / "shoes/tiny-red.png", mounted.point / "shoes"
+    attempts = {
+        "write": lambda: open(file, "r+b"),  # noqa: SIM115
+        "create": lambda: open(directory / "new.png", "wb"),  # noqa: SIM115
+        "unlink": lambda: os.unlink(file),
+        "mkdir": lambda: os.mkdir(directory / "new"),
+        "rename": lambda: os.rename(file, directory / "moved.png"),
+        "chmod": lambda: os.chmod(file, 0o644),
+        "truncate": lambda: os.truncate(file, 0),
+        "setxattr": lambda: os.setxattr(file, "user.archiver.seed", b"1"),
+        "utime": lambda: os.utime(file, (0, 0)),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(OSError) as refused:
+            attempt()
+        assert refused.value.errno == errno.EROFS, name
+
+
+# --- mount points ---
+
+
+def test_mount_points_that_cannot_be_used_get_one_line_and_exit_code_2(
+    mounted: Mount, archiver_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something").write_text("x")
+    cases = {
+        tmp_path / "missing": "does not exist",
+        tmp_path / "file": "is not a directory",
+        tmp_path / "full": "is not empty",
+        mounted.point: "is already a mount point",
+    }
+    for point, message in cases.items():
+        code, _, err = cli(capsys, "mount", str(point))
+        assert code == ExitCode.USAGE and message in err and err.count("\n") == 1, (point, err)
+    code, _, err = cli(capsys, "umount", str(tmp_path / "full"))
+    assert code == ExitCode.USAGE and "is not mounted" in err
+
+
+def test_sigterm_unmounts_cleanly(mounted: Mount) -> None:
+    mounted.process.send_signal(signal.SIGTERM)
+    assert mounted.process.wait(30) == 0
+    assert not os.path.ismount(mounted.point) and not _listed(mounted.point)
+    assert "unmounted" in mounted.log_text()
+
+
+# --- failures: a model changed on disk, a vault copy still in the archive tier ---
+
+
+def test_a_changed_model_falls_back_to_the_vault_original_or_answers_eremote_and_requests_a_restore(
+    swept: Swept, tmp_path: Path
+) -> None:
+    home = fresh_home(swept, tmp_path)
+    config = swept.model / "unet" / "config.json"
+    before = config.read_bytes()
+    config.write_bytes(before + b" ")  # still valid JSON, but not the registered model any more
+    try:
+        env = base_env(home)
+        point = tmp_path / "mp"
+        point.mkdir()
+        started = archiver(env, "mount", str(point), timeout=90)  # the background mode users get
+        assert started.returncode == 0 and "mounted at" in started.stdout, started.stderr
+        try:
+            key = "shoes/tiny-blue.jpg"
+            asset = swept.assets[key]
+            assert asset.vault_object is not None
+            opened = time.monotonic()
+            with pytest.raises(OSError) as refused:
+                (point / key).read_bytes()
+            assert refused.value.errno == errno.EREMOTE and time.monotonic() - opened < 30
+            failed = subprocess.run(["cp", str(point / key), str(tmp_path)], capture_output=True, text=True)
+            assert failed.returncode == 1 and "Object is remote" in failed.stderr
+            log = next(home.glob("mount-*.log")).read_text()
+            line = next(line for line in log.splitlines() if "EREMOTE" in line)
+            assert key in line and "ModelError" in line and "restore requested" in line
+            catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+            with catalog.begin() as session:
+                jobs = session.query(RestoreJob).filter_by(asset_id=asset.id).all()
+                assert [(j.mode, j.tier) for j in jobs] == [(RestoreMode.ORIGINAL, "Standard")]  # one
+            catalog.close()
+
+            vault = open_vault(str(home / "vault"), "GLACIER")
+            vault.request_restore(asset.vault_object.key, "Standard", 1)
+            data = (point / key).read_bytes()
+            assert (
+                sha256(data) == asset.sha256
+                and os.getxattr(point / key, "user.archiver.served") == b"original"
+            )
+            assert f"{key}: served the vault original" in next(home.glob("mount-*.log")).read_text()
+        finally:
+            umounted = archiver(env, "umount", str(point), timeout=60)
+            if umounted.returncode != 0:
+                subprocess.run(["fusermount", "-u", "-z", str(point)], capture_output=True)
+        assert umounted.returncode == 0, umounted.stderr
+        wait_until(lambda: not _listed(point), 20, "the unmount")
+    finally:
+        config.write_bytes(before)
