@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what archiver needs on a fresh Debian machine, idempotently:
-#   - as root, Debian's libfuse2 + fuse3 (FUSE mounts) and PostgreSQL (the tests' throwaway server)
+#   - as root, Debian's libfuse2 + fuse3 (FUSE mounts), rsync (the mount tests) and PostgreSQL (the tests' throwaway server)
 #     when they are missing;
 #   - a virtual environment in .venv with archiver and its dev extras (pip skips it when
 #     pyproject.toml has not changed since the last install).
@@ -12,6 +12,7 @@ cd "$repo"
 need_apt=()
 [ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2' || need_apt+=(libfuse2)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)  # the mount tests copy out of a mount with rsync -a
 if [ "${ARCHIVER_SETUP_POSTGRES:-1}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
@@ -32,9 +33,12 @@ stamp=.venv/.archiver-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv (first time: about 2 minutes, 6 GB)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import archiver, diffusers, lpips, torch, fuse, boto3, moto' \
-    || { echo "setup: the Python install failed (see pip's output above)" >&2; exit 1; }
+  log=.venv/pip-install.log
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } \
+      >"$log" 2>&1 || ! .venv/bin/python -c 'import archiver, diffusers, lpips, torch, fuse, boto3, moto' 2>>"$log"; then
+    grep -v '^WARNING: Location' "$log" | tail -40 >&2
+    echo "setup: the Python install failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
