@@ -40,7 +40,7 @@ def status(app: App, as_json: bool) -> None:
         }
         click.echo(json.dumps(report, sort_keys=True))
         return
-    table = Table(caption=f"catalog: {catalog_url}")
+    table = Table()
     table.add_column("state")
     table.add_column("assets", justify="right")
     table.add_column("bytes", justify="right")
@@ -48,4 +48,6 @@ def status(app: App, as_json: bool) -> None:
         table.add_row(t.state.value, str(t.assets), human_bytes(t.bytes))
     table.add_section()
     table.add_row("total", str(sum(t.assets for t in totals)), human_bytes(sum(t.bytes for t in totals)))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"catalog: {catalog_url}", soft_wrap=True)

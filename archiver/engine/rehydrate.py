@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -141,6 +142,13 @@ def _decoded(data: bytes) -> Image.Image:
         return image.convert("RGB")
 
 
+def _seed_batches(first: int, count: int, batch_size: int) -> Iterator[list[int]]:
+    seeds = list(range(first, first + count))
+    yield seeds[:1]
+    for start in range(1, count, batch_size):
+        yield seeds[start : start + batch_size]
+
+
 def search_seed(
     loaded: LoadedModel,
     base: RenderSpec,
@@ -155,16 +163,16 @@ def search_seed(
 ) -> SearchResult:
     """Try seeds first_seed, first_seed+1, ... in batches; stop at the first that passes the gate.
 
-    Candidates are judged on their encoded bytes decoded again (what a reader will get). The winner
-    is then rendered alone twice: the bytes a record promises come from a solo render, and the two
-    must be identical (the determinism check).
+    The first call renders one seed alone (a memorizing model passes there nearly always), later
+    calls `batch_size` seeds each. Candidates are judged on their encoded bytes decoded again (what
+    a reader will get). The winner is then rendered alone twice: the bytes a record promises come
+    from a solo render, and the two must be identical (the determinism check).
     """
     if max_seeds < 1 or batch_size < 1:
         raise ValueError("max_seeds and batch_size must be at least 1")
     best: tuple[float, RenderSpec, GateReport] | None = None
     tried = 0
-    for start in range(first_seed, first_seed + max_seeds, batch_size):
-        seeds = list(range(start, min(start + batch_size, first_seed + max_seeds)))
+    for seeds in _seed_batches(first_seed, max_seeds, batch_size):
         images = render_images(loaded, base, seeds)
         tried += len(seeds)
         for seed, image in zip(seeds, images, strict=True):
