@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     cache_min_free: int = Field(
         default=1 << 30, ge=0, description="free bytes the cache leaves on its file system, whatever its size"
     )
+    memory_cache_size: int = Field(
+        default=256 << 20, ge=0, description="bytes of verified reads the mount also keeps in memory"
+    )
     render_workers: int = Field(default=2, ge=1, le=64, description="renders the mount runs at once")
     mount_read_timeout: float = Field(
         default=120, gt=0, description="seconds an open waits for a render before it fails with ETIMEDOUT"

@@ -10,6 +10,8 @@ Owns the read policy (no fusepy, no paths): for an asset, the verified bytes com
   4. otherwise nothing: `Unavailable` with EREMOTE, one log line naming the asset and the reason,
      and a restore request filed (RestoreMode.ORIGINAL, tier Standard) so a later read can succeed.
 It never returns unverified bytes and never waits longer than `read_timeout` for a render.
+Verified bytes also stay in memory (an LRU of `memory_bytes`), keyed like the disk cache by the
+record's rendered_sha256, so a warm open costs no catalog query, disk read or re-hash.
 
 Why EREMOTE for "only in the archive tier": the object really is remote ("Object is remote" is
 what cp, tar and rsync print), no tool retries it or spins on it (EAGAIN invites retry loops in
@@ -26,7 +28,7 @@ import errno
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal
@@ -73,8 +75,12 @@ class Server:
         workers: int = 2,
         read_timeout: float = 120.0,
         retry_render_after: float = 300.0,
+        memory_bytes: int = 256 << 20,
     ) -> None:
         self.catalog, self.reader, self.cache = catalog, reader, cache
+        self.memory_bytes = memory_bytes
+        self._memory: OrderedDict[str, Served] = OrderedDict()  # rendered_sha256 -> verified bytes
+        self._memory_total = 0
         self.read_timeout, self.retry_render_after = read_timeout, retry_render_after
         self._flight: SingleFlight[Served] = SingleFlight(workers)
         self._lock = threading.Lock()
@@ -93,21 +99,43 @@ class Server:
 
     def open(self, entry: FileEntry) -> Served:
         """The verified bytes of `entry`, or Unavailable. Concurrent opens of one asset share the work."""
-        asset = self._asset(entry)
-        cached = self._cached(asset)  # the common case, answered in the caller's thread
-        if cached is not None:
-            self.served[entry.asset_id] = cached.origin
-            return cached
+        served = self._recall(entry.rendered_sha256)
+        if served is None:
+            asset = self._asset(entry)
+            # The disk cache answers in the caller's thread; only a miss takes a flight and a worker.
+            served = self._cached(asset) or self._wait(entry, asset)
+        self._remember(entry.rendered_sha256, served)
+        self.served[entry.asset_id] = served.origin
+        return served
+
+    def _wait(self, entry: FileEntry, asset: ArchivedAsset) -> Served:
         future = self._flight.run(str(entry.asset_id), lambda: self._produce(asset))
         try:
-            served = future.result(timeout=self.read_timeout)
+            return future.result(timeout=self.read_timeout)
         except FutureTimeout:
             raise Unavailable(
                 errno.ETIMEDOUT,
                 f"{entry.key}: still rendering after {self.read_timeout:g} s; open it again later",
             ) from None
-        self.served[entry.asset_id] = served.origin
-        return served
+
+    def _recall(self, rendered_sha256: str) -> Served | None:
+        with self._lock:
+            served = self._memory.get(rendered_sha256)
+            if served is not None:
+                self._memory.move_to_end(rendered_sha256)
+            return served
+
+    def _remember(self, rendered_sha256: str, served: Served) -> None:
+        if len(served.data) > self.memory_bytes:
+            return
+        with self._lock:
+            if rendered_sha256 in self._memory:
+                return
+            self._memory[rendered_sha256] = served
+            self._memory_total += len(served.data)
+            while self._memory_total > self.memory_bytes:
+                _, dropped = self._memory.popitem(last=False)
+                self._memory_total -= len(dropped.data)
 
     def _cached(self, asset: ArchivedAsset) -> Served | None:
         if asset.rendered_sha256 and (data := self.cache.get(asset.rendered_sha256)) is not None:

@@ -56,6 +56,7 @@ class FileEntry:
     key: str
     size: int  # the record's rendered_size: what a read returns
     mtime_ns: int  # the original's last_modified
+    rendered_sha256: str  # names the verified bytes in the caches
 
 
 @dataclass(slots=True)
@@ -140,7 +141,7 @@ def build_index(
             skipped += 1
             continue
         mtime_ns = int(row.last_modified.timestamp() * 1e9)
-        files[path] = FileEntry(row.asset_id, row.key, row.rendered_size, mtime_ns)
+        files[path] = FileEntry(row.asset_id, row.key, row.rendered_size, mtime_ns, row.rendered_sha256)
         children[parent].add(parts[-1])
         ancestor = parent
         while dirs[ancestor].mtime_ns < mtime_ns:  # stops at the first ancestor already as new

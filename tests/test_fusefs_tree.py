@@ -128,7 +128,7 @@ def test_keys_that_cannot_be_paths_are_skipped_and_counted(catalog: Catalog) -> 
 
 
 def test_paging_and_a_hundred_thousand_entries_without_per_entry_work() -> None:
-    rows = [queries.MountEntry(i, 1, f"big/{i:06d}.png", 10, WHEN) for i in range(100_000)]
+    rows = [queries.MountEntry(i, 1, f"big/{i:06d}.png", 10, WHEN, "ef" * 32) for i in range(100_000)]
     started = time.perf_counter()
     index = build_index(rows, {1: "file:///hot"}, ())
     built = time.perf_counter() - started

@@ -331,12 +331,20 @@ class MountEntry:
     key: str
     rendered_size: int
     last_modified: datetime
+    rendered_sha256: str
 
 
 def mount_entries(session: Session) -> list[MountEntry]:
     """Every archived asset that has a record, in (source, key) order: one query for the whole index."""
     rows = session.execute(
-        select(Asset.id, Asset.source_id, Asset.key, Record.rendered_size, Asset.last_modified)
+        select(
+            Asset.id,
+            Asset.source_id,
+            Asset.key,
+            Record.rendered_size,
+            Asset.last_modified,
+            Record.rendered_sha256,
+        )
         .join(Record, Record.asset_id == Asset.id)
         .where(Asset.state == AssetState.ARCHIVED)
         .order_by(Asset.source_id, Asset.key)
@@ -363,3 +371,28 @@ def mount_fingerprint(session: Session) -> tuple[Any, ...]:
 def mount_asset(session: Session, asset_id: int) -> Asset | None:
     """One asset; its record, model and vault object load lazily within the caller's session."""
     return session.get(Asset, asset_id)
+
+
+# --- naming assets on the command line ---
+
+
+def scoped_source(session: Session, url: str | None) -> Source | None:
+    """The source a `--source URL` option names (None when not given); unknown URLs are NotFound."""
+    if url is None:
+        return None
+    source = find_source(session, url)
+    if source is None:
+        raise NotFound(f"no source {url!r} in the catalog: `archiver ls` shows what was swept")
+    return source
+
+
+def one_asset(session: Session, key: str, source: Source | None) -> Asset:
+    """The asset `key` names (in `source`, if given); NotFound if none, or if several sources hold it."""
+    matches = [a for a in assets_with_key(session, key) if source is None or a.source_id == source.id]
+    if not matches:
+        raise NotFound(f"no asset {key!r} in the catalog: `archiver ls` lists what is there")
+    if len(matches) > 1:
+        raise NotFound(
+            f"{key!r} exists in several sources ({', '.join(a.source.url for a in matches)}): pass --source"
+        )
+    return matches[0]

@@ -119,6 +119,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
         workers=settings.render_workers,
         read_timeout=settings.mount_read_timeout,
         retry_render_after=settings.mount_render_retry_seconds,
+        memory_bytes=settings.memory_cache_size,
     )
     index = tree.index()
     logging.getLogger("fusefs").info(
