@@ -13,7 +13,6 @@ from archiver.catalog import queries
 from archiver.catalog.models import Asset
 from archiver.cli.app import App, cli, pass_app
 from archiver.cli.status import human_bytes
-from archiver.errors import NotFound
 
 
 @cli.command("ls")
@@ -24,7 +23,7 @@ from archiver.errors import NotFound
 def ls(app: App, prefix: str, source: str | None, as_json: bool) -> None:
     """List assets whose key starts with PREFIX: state, size, reason."""
     with app.catalog.begin() as session:
-        scope = _source(session, source)
+        scope = queries.scoped_source(session, source)
         rows = [
             (a.key, a.state.value, a.size, a.reason, a.source.url)
             for a in queries.list_assets(session, prefix, scope)
@@ -41,15 +40,6 @@ def ls(app: App, prefix: str, source: str | None, as_json: bool) -> None:
     for key, state, size, reason, _ in rows:
         table.add_row(key, state, human_bytes(size), reason or "")
     Console().print(table)
-
-
-def _source(session: Any, url: str | None) -> Any:
-    if url is None:
-        return None
-    found = queries.find_source(session, url)
-    if found is None:
-        raise NotFound(f"no source {url!r} in the catalog: see `archiver ls` for the sources swept so far")
-    return found
 
 
 def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
@@ -115,16 +105,8 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
 def show(app: App, key: str, source: str | None, as_json: bool) -> None:
     """Show one asset: state, record, gate report, vault location and history."""
     with app.catalog.begin() as session:
-        scope = _source(session, source)
-        matches = [
-            a for a in queries.assets_with_key(session, key) if scope is None or a.source_id == scope.id
-        ]
-        if not matches:
-            raise NotFound(f"no asset {key!r} in the catalog: `archiver ls` lists what is there")
-        if len(matches) > 1:
-            urls = ", ".join(a.source.url for a in matches)
-            raise NotFound(f"{key!r} exists in several sources ({urls}): pass --source")
-        info = describe_asset(session, matches[0])
+        scope = queries.scoped_source(session, source)
+        info = describe_asset(session, queries.one_asset(session, key, scope))
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
         return

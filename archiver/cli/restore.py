@@ -112,25 +112,13 @@ def restore_request(
     mode = RestoreMode.ORIGINAL if original else RestoreMode.REHYDRATE
     label = key if key is not None else f"{prefix}*"
     with app.catalog.begin() as session:
-        scope = queries.find_source(session, source) if source else None
-        if source and scope is None:
-            raise NotFound(f"no source {source!r} in the catalog: `archiver ls` shows what was swept")
-        assets = (
-            queries.list_assets(session, prefix, scope)
-            if prefix is not None
-            else [
-                a
-                for a in queries.assets_with_key(session, key or "")
-                if scope is None or a.source_id == scope.id
-            ]
-        )
-        if not assets:
-            raise NotFound(f"no asset {label!r} in the catalog: `archiver ls` lists what is there")
-        if key is not None and len(assets) > 1:
-            raise NotFound(
-                f"{key!r} exists in several sources ({', '.join(a.source.url for a in assets)}): "
-                "pass --source"
-            )
+        scope = queries.scoped_source(session, source)
+        if key is not None:
+            assets = [queries.one_asset(session, key, scope)]
+        else:
+            assets = queries.list_assets(session, prefix or "", scope)
+            if not assets:
+                raise NotFound(f"no asset {label!r} in the catalog: `archiver ls` lists what is there")
         restorable = [a for a in assets if a.state in (AssetState.ARCHIVED, AssetState.RESTORED)]
         if not restorable:
             states = ", ".join(sorted({a.state.value for a in assets}))
