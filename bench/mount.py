@@ -1,8 +1,9 @@
 """Benchmark: the mount. Prints a table, then a JSON line.
 
-    .venv/bin/python bench/mount.py [--entries 100000] [--rounds 200] [--keep DIR]
+    .venv/bin/python bench/mount.py [--entries 100000] [--rounds 200] [--size 256] [--keep DIR]
 
-1. Reads: a tiny model and four images it regenerates exactly (the tests' `memorized` recipe) are
+1. Reads: a tiny model and four SIZExSIZE images it regenerates exactly (the tests' `memorized` recipe:
+   each image is the untrained model's own render, so it is noise and compresses badly) are
    swept into a throwaway home and mounted (`archiver mount --foreground`, a real FUSE mount).
    Cold read = open + read of a file nobody has read (the first also loads the model); restart
    read = the same after remounting (served from the on-disk cache, re-hashed); warm throughput =
@@ -66,8 +67,8 @@ def archiver(env: dict[str, str], *argv: str) -> None:
         sys.exit(f"bench/mount: archiver {' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
 
 
-def swept_home(work: Path) -> Path:
-    """A home holding four archived images that the tiny model regenerates exactly."""
+def swept_home(work: Path, size: int) -> Path:
+    """A home holding four archived SIZExSIZE images that the tiny model regenerates exactly."""
     from archiver.engine.encoding import capture_profile, encode
     from archiver.engine.pipeline import TinySpec, build_tiny_pipeline, load_pipeline
     from archiver.engine.rendering import enable_determinism, render_batch
@@ -75,7 +76,7 @@ def swept_home(work: Path) -> Path:
 
     enable_determinism()
     model = work / "model"
-    build_tiny_pipeline(TinySpec(vocabulary=list(PROMPTS.values())), seed=0).save_pretrained(
+    build_tiny_pipeline(TinySpec(vocabulary=list(PROMPTS.values()), image_size=size), seed=0).save_pretrained(
         model, safe_serialization=True
     )
     example = write_catalogue(work / "rumba")
@@ -93,8 +94,8 @@ def swept_home(work: Path) -> Path:
             seeds=[0],
             steps=2,
             guidance_scale=1.0,
-            width=64,
-            height=64,
+            width=size,
+            height=size,
             eta=0.0,
             device="cpu",
         )
@@ -155,8 +156,8 @@ def read_all(paths: list[Path], rounds: int) -> int:
     return total
 
 
-def bench_reads(work: Path, rounds: int) -> list[dict[str, Any]]:
-    home = swept_home(work)
+def bench_reads(work: Path, rounds: int, size: int) -> list[dict[str, Any]]:
+    home = swept_home(work, size)
     env = env_for(home, ARCHIVER_DEVICE="cpu")
     keys = sorted(PROMPTS)
     rows: list[dict[str, Any]] = []
@@ -311,6 +312,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument(
+        "--size", type=int, default=256, help="image side: an untrained model's render (noise)"
+    )
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
     args = parser.parse_args()
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount") is None:
@@ -318,7 +322,7 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-mount-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        rows = bench_reads(work, args.rounds) + bench_listing(work, args.entries)
+        rows = bench_reads(work, args.rounds, args.size) + bench_listing(work, args.entries)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

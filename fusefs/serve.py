@@ -36,7 +36,7 @@ from typing import Literal
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import RestoreMode
-from archiver.errors import ArchiverError, IntegrityError, StorageError
+from archiver.errors import ArchiverError
 from archiver.reader import ArchivedAsset, AssetReader, snapshot
 from archiver.restore.jobs import request_restore
 from fusefs.cache import DiskCache, SingleFlight
@@ -192,7 +192,7 @@ class Server:
                 self.cache.put(asset.sha256, data)
                 log.warning("%s: served the vault original: the render failed (%s)", asset.key, reason)
                 return Served(data, "original")
-        except (IntegrityError, StorageError) as exc:
+        except ArchiverError as exc:  # a damaged or unreachable vault copy: a real failure, not "remote"
             log.error(
                 "%s: cannot be served: the render failed (%s) and the vault failed: %s",
                 asset.key,

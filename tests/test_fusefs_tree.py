@@ -1,14 +1,17 @@
-"""fusefs without mounting: the tree model over a real SQLite catalog, the on-disk cache, and
-single-flight. Catalog rows are inserted with the catalog queries (the mount tests use a real sweep).
+"""fusefs without mounting: the tree model over a real SQLite catalog, the on-disk cache,
+single-flight, and the read policy over a real local vault. Catalog rows are inserted with the
+catalog queries (the mount tests use a real sweep and real renders).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,9 +19,13 @@ import pytest
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
-from archiver.catalog.models import AssetState, Source
+from archiver.catalog.models import AssetState, RestoreMode, Source
+from archiver.errors import IntegrityError, ModelError
+from archiver.reader import ArchivedAsset, AssetReader
+from archiver.storage import Vault, open_vault
 from fusefs.cache import DiskCache, SingleFlight
-from fusefs.tree import NoSuchPath, Tree, build_index, source_dir_names
+from fusefs.serve import Served, Server, Unavailable
+from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index, source_dir_names
 
 WHEN = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -234,3 +241,112 @@ def test_single_flight_runs_the_work_once_for_many_callers() -> None:
     assert {f.result(10) for f in futures} == {b"rendered"} and len(calls) == 1
     assert flight.run("k", work).result(10) == b"rendered" and len(calls) == 2  # done: a new flight
     flight.shutdown()
+
+
+# --- the read policy (fusefs/serve.py): a real catalog and local vault; only the render is scripted ---
+
+
+class ScriptedReader(AssetReader):
+    """A real AssetReader (vault reads, verification) whose render step is scripted by the test."""
+
+    def __init__(self, catalog: Catalog, vault: Vault, render: Callable[[ArchivedAsset], bytes]) -> None:
+        super().__init__(catalog, vault)
+        self.render = render
+
+    def rehydrate(self, asset: ArchivedAsset) -> bytes:
+        return self.render(asset)
+
+
+def archived_with_vault_copy(catalog: Catalog, vault: Vault, original: bytes) -> FileEntry:
+    """An archived asset whose original sits in the (GLACIER) vault; the record promises b"rendered"."""
+    asset_id = add(catalog, "file:///hot", "shoes/red.png")
+    copy = vault.put("originals/red.png", original)
+    with catalog.begin() as session:
+        asset = queries.mount_asset(session, asset_id)
+        assert asset is not None and asset.record is not None
+        row = queries.add_vault_object(
+            session,
+            uri=copy.uri,
+            key=copy.key,
+            storage_class=copy.storage_class,
+            version_id=None,
+            sha256=copy.sha256,
+            size=copy.size,
+            is_pack=False,
+            confirmed_at=WHEN,
+        )
+        asset.vault_object_id, asset.sha256, asset.size = row.id, copy.sha256, copy.size
+        asset.record.rendered_sha256 = hashlib.sha256(b"rendered").hexdigest()
+    return Tree(catalog).file("/shoes/red.png")
+
+
+def restore_jobs(catalog: Catalog) -> list[tuple[RestoreMode, str | None]]:
+    with catalog.begin() as session:
+        return [(job.mode, job.tier) for job in queries.restore_jobs(session)]
+
+
+def test_a_failed_render_answers_eremote_and_files_one_restore_then_serves_the_restored_original(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    vault = open_vault(str(tmp_path / "vault"), "GLACIER")
+    entry = archived_with_vault_copy(catalog, vault, b"the original")
+    calls: list[int] = []
+
+    def drifted(asset: ArchivedAsset) -> bytes:
+        calls.append(1)
+        raise IntegrityError("rehydrating gave other bytes")
+
+    server = Server(catalog, ScriptedReader(catalog, vault, drifted), DiskCache(tmp_path / "c", 10**6))
+    for _ in range(2):
+        with pytest.raises(Unavailable) as failed:
+            server.open(entry)
+        assert failed.value.errno == errno.EREMOTE
+    assert len(calls) == 1  # within retry_render_after the second open goes straight to the vault
+    assert restore_jobs(catalog) == [(RestoreMode.ORIGINAL, "Standard")]  # filed once, then reused
+    line = next(r.getMessage() for r in caplog.records if "EREMOTE" in r.getMessage())
+    assert "shoes/red.png" in line and "IntegrityError" in line and "restore requested" in line
+    vault.request_restore("originals/red.png", "Standard", 1)
+    served = server.open(entry)
+    assert served.data == b"the original" and served.origin == "original"
+    assert server.served_size(entry) == len(b"the original")
+
+
+def test_a_damaged_vault_copy_answers_eio_and_nothing_unverified_is_served(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    vault = open_vault(str(tmp_path / "vault"), "GLACIER")
+    entry = archived_with_vault_copy(catalog, vault, b"the original")
+    vault.request_restore("originals/red.png", "Standard", 1)
+    (tmp_path / "vault" / "originals" / "red.png").write_bytes(b"bit rot")
+
+    def wrong(asset: ArchivedAsset) -> bytes:
+        raise ModelError("model 'tiny' changed on disk")
+
+    server = Server(catalog, ScriptedReader(catalog, vault, wrong), DiskCache(tmp_path / "c", 10**6))
+    with pytest.raises(Unavailable) as failed:
+        server.open(entry)
+    assert failed.value.errno == errno.EIO and restore_jobs(catalog) == []
+
+
+def test_a_slow_render_answers_etimedout_and_the_next_open_gets_its_bytes(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    vault = open_vault(str(tmp_path / "vault"), "GLACIER")
+    entry = archived_with_vault_copy(catalog, vault, b"the original")
+    go = threading.Event()
+
+    def slow(asset: ArchivedAsset) -> bytes:
+        go.wait(10)
+        return b"rendered"  # the record's rendered_sha256
+
+    cache = DiskCache(tmp_path / "c", 10**6)
+    server = Server(catalog, ScriptedReader(catalog, vault, slow), cache, read_timeout=0.2)
+    with pytest.raises(Unavailable) as failed:
+        server.open(entry)
+    assert failed.value.errno == errno.ETIMEDOUT
+    go.set()
+    deadline = time.monotonic() + 10
+    while cache.size_of(entry.rendered_sha256) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.open(entry) == Served(b"rendered", "rehydrated") and server.renders[entry.asset_id] == 1
+    server.shutdown()
