@@ -74,11 +74,9 @@ class ArchiveOperations(Operations):
 
     def readdir(self, path: str, fh: int) -> Iterator[str]:
         # fusepy hands libfuse no offsets, so libfuse takes the whole listing in one call and pages
-        # it to the kernel itself; the names come from the tree's prebuilt, sorted list.
-        yield "."
-        yield ".."
-        for page in self.tree.pages(path):
-            yield from page
+        # it to the kernel itself; the names come from the tree's prebuilt, sorted list. Not a
+        # generator: the lookup must fail here, inside __call__, to become an errno.
+        return itertools.chain([".", ".."], itertools.chain.from_iterable(self.tree.pages(path)))
 
     def open(self, path: str, fi: Any) -> int:
         if fi.flags & os.O_ACCMODE != os.O_RDONLY or fi.flags & (os.O_TRUNC | os.O_CREAT):

@@ -248,27 +248,25 @@ class Tree:
             }
         raise NoSuchPath(f"{path}: not in the archive")
 
+    def _names(self, path: str) -> list[str]:
+        index, path = self.index(), self.normalize(path)
+        directory = index.dirs.get(path)
+        if directory is None:
+            if path in index.files:
+                raise NotADirectoryError(path)
+            raise NoSuchPath(f"{path}: not in the archive")
+        return directory.names
+
     def readdir(self, path: str, offset: int = 0, limit: int | None = None) -> list[str]:
         """One page of a directory's names (sorted), from `offset`: a slice of a prebuilt list."""
-        index, path = self.index(), self.normalize(path)
-        directory = index.dirs.get(path)
-        if directory is None:
-            if path in index.files:
-                raise NotADirectoryError(path)
-            raise NoSuchPath(f"{path}: not in the archive")
         end = None if limit is None else offset + limit
-        return directory.names[offset:end]
+        return self._names(path)[offset:end]
 
     def pages(self, path: str, size: int = 4096) -> Iterator[list[str]]:
-        """A directory's names page by page, all from one snapshot even if a refresh happens meanwhile."""
-        index, path = self.index(), self.normalize(path)
-        directory = index.dirs.get(path)
-        if directory is None:
-            if path in index.files:
-                raise NotADirectoryError(path)
-            raise NoSuchPath(f"{path}: not in the archive")
-        for start in range(0, len(directory.names), size):
-            yield directory.names[start : start + size]
+        """A directory's names page by page, all from one snapshot even if a refresh happens meanwhile.
+        The lookup happens now (errors are raised here), the paging as the iterator is consumed."""
+        names = self._names(path)
+        return (names[start : start + size] for start in range(0, len(names), size))
 
     # --- extended attributes: where a file comes from ---
 

@@ -69,7 +69,9 @@ def _fusermount() -> str:
 @cli.command()
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option("--foreground", "-f", is_flag=True, help="Stay attached; log to stderr; Ctrl-C unmounts.")
-@click.option("--cache-size", help="Size limit of the on-disk cache: 500MiB, 20GB [ARCHIVER_CACHE_SIZE].")
+@click.option(
+    "--cache-size", help="Size limit of the on-disk cache: 500MiB, 20GB [ARCHIVER_CACHE_SIZE, bytes; 10 GiB]."
+)
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount (needs user_allow_other).")
 @pass_app
 def mount(app: App, mountpoint: Path, foreground: bool, cache_size: str | None, allow_other: bool) -> None:
