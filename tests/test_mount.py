@@ -315,11 +315,40 @@ def test_mount_points_that_cannot_be_used_get_one_line_and_exit_code_2(
     assert code == ExitCode.USAGE and "is not mounted" in err
 
 
-def test_sigterm_unmounts_cleanly(mounted: Mount) -> None:
-    mounted.process.send_signal(signal.SIGTERM)
-    assert mounted.process.wait(30) == 0
-    assert not os.path.ismount(mounted.point) and not _listed(mounted.point)
-    assert "unmounted" in mounted.log_text()
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_unmount_cleanly(
+    sig: signal.Signals, mounted: Mount, swept: Swept, tmp_path: Path
+) -> None:
+    # SIGTERM ends the module's mount (its last use); SIGINT gets a mount of its own
+    mount = (
+        mounted
+        if sig == signal.SIGTERM
+        else start_mount(fresh_home(swept, tmp_path), tmp_path / "mp", tmp_path / "log")
+    )
+    try:
+        mount.process.send_signal(sig)
+        assert mount.process.wait(30) == 0
+        assert not os.path.ismount(mount.point) and not _listed(mount.point)
+        assert "unmounted" in mount.log_text()
+    finally:
+        stop_mount(mount)
+
+
+def test_a_killed_mount_is_refused_as_dead_and_umount_clears_it(
+    swept: Swept, tmp_path: Path, archiver_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mount = start_mount(fresh_home(swept, tmp_path), tmp_path / "mp", tmp_path / "log")
+    try:
+        mount.process.kill()
+        mount.process.wait(30)
+        assert _listed(mount.point)  # left behind: "Transport endpoint is not connected"
+        code, _, err = cli(capsys, "mount", str(mount.point))
+        assert code == ExitCode.USAGE and "is a dead mount" in err and "archiver umount" in err
+        code, _, err = cli(capsys, "umount", str(mount.point))
+        assert code == 0, err
+        assert not _listed(mount.point)
+    finally:
+        stop_mount(mount)
 
 
 # --- failures: a model changed on disk, a vault copy still in the archive tier ---

@@ -46,6 +46,12 @@ def check_mount_point(path: Path) -> Path:
     """The absolute mount point if it can be mounted on, else MountError saying what to do."""
     path = path.absolute()
     if mounted(path):
+        try:
+            os.statvfs(path)  # always reaches the file system (a stat may be answered from cache)
+        except OSError as exc:  # ENOTCONN: the process that served it died
+            raise MountError(
+                f"{path} is a dead mount ({exc.strerror}): clear it with `archiver umount {path}`"
+            ) from None
         raise MountError(f"{path} is already a mount point: unmount it first (`archiver umount {path}`)")
     if not path.exists():
         raise MountError(f"mount point {path} does not exist: create it (mkdir -p {path})")
