@@ -64,8 +64,9 @@ class ModelError(ArchiverError):
 
 
 class MountError(ArchiverError):
-    """A mount point that cannot be used (missing, not a directory, not empty, already or not
-    mounted) or a mount that fusermount refused. Exit code USAGE: the command line named it."""
+    """A mount point that cannot be used (missing, not a directory, not empty, already mounted, a
+    dead mount, or not mounted for umount) or a mount that fusermount refused. Exit code USAGE:
+    the command line named it."""
 
     exit_code = ExitCode.USAGE
 
