@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,9 @@ CAPTIONS = [
 SMALL = TinySpec(
     vocabulary=CAPTIONS,
     image_size=16,
-    vae_channels=(8, 8),
     unet_channels=(8, 16),
     unet_cross_attention=(False, True),
+    unet_norm_groups=4,
     attention_head_dim=4,
     text_hidden=16,
     text_max_length=24,
@@ -36,6 +37,16 @@ SMALL = TinySpec(
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def deterministic() -> Iterator[None]:
+    """enable_determinism() for one test; torch's switches are process-wide, so put them back."""
+    was, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    enable_determinism()
+    yield
+    torch.use_deterministic_algorithms(was)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +74,26 @@ def test_tokenizer_keeps_every_caption_word_whole() -> None:
     # Words it never saw still tokenize (byte by byte), never as unknown.
     unseen = tokenizer("zebra!").input_ids
     assert tokenizer.unk_token_id not in unseen[1:-1] and len(unseen) > 3
+
+
+def test_identity_vae_returns_the_image() -> None:
+    vae = build_tiny_pipeline(SMALL, seed=0).vae
+    image = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        latents = vae.encode(image).latent_dist.mode()
+        decoded = vae.decode(latents * 1.7).sample / 1.7
+    assert latents.shape == image.shape
+    # Far below half an 8-bit level (1/255 in [-1, 1]): 8-bit images survive exactly.
+    assert (latents - image).abs().max() < 2e-3
+    assert (decoded - image).abs().max() < 2e-3
+
+
+def test_learned_vae_spec_downsamples() -> None:
+    spec = TinySpec(**{**SMALL.__dict__, "vae": "learned", "vae_channels": (8, 8)})
+    pipe = build_tiny_pipeline(spec, seed=0)
+    assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size == 8
+    with pytest.raises(ValueError, match="identity"):
+        build_tiny_pipeline(TinySpec(**{**SMALL.__dict__, "vae": "other"}), seed=0)
 
 
 def test_saves_safetensors_and_reloads_offline(saved: Path) -> None:
@@ -123,8 +154,8 @@ def _render(pipe, seeds: list[int]) -> list[np.ndarray]:  # type: ignore[no-unty
     return [np.asarray(img) for img in images]
 
 
+@pytest.mark.usefixtures("deterministic")
 def test_same_seed_renders_identical_pixels(saved: Path) -> None:
-    enable_determinism()
     pipe = load_pipeline(saved, "cpu", torch.float32)
     first, second = _render(pipe, [7])[0], _render(pipe, [7])[0]
     assert first.shape == (16, 16, 3)
@@ -132,11 +163,11 @@ def test_same_seed_renders_identical_pixels(saved: Path) -> None:
     assert not np.array_equal(first, _render(pipe, [8])[0])
 
 
+@pytest.mark.usefixtures("deterministic")
 def test_seed_alone_and_in_a_batch_draw_the_same_noise(saved: Path) -> None:
     """Per-seed CPU generators make a batch's noise identical to each seed's own. The outputs
     agree to float rounding only (batching changes reduction order; measured ~4e-6), which is
     why recorded bytes come from one-seed renders and batches serve only the seed search."""
-    enable_determinism()
     pipe = load_pipeline(saved, "cpu", torch.float32)
     alone = pipe(
         [CAPTIONS[0]], num_inference_steps=3, guidance_scale=1.0, width=16, height=16,
@@ -157,7 +188,7 @@ def test_render_batch_checks_its_arguments(saved: Path) -> None:
     pipe = load_pipeline(saved, "cpu", torch.float32)
     with pytest.raises(ValueError, match="seeds"):
         _render(pipe, [])
-    with pytest.raises(ValueError, match="multiples"):
+    with pytest.raises(ValueError, match="15"):
         render_batch(
             pipe, prompt="x", negative_prompt=None, seeds=[0], steps=2,
             guidance_scale=1.0, width=15, height=16, eta=0.0, device="cpu",

@@ -58,6 +58,10 @@ class TinySpec:
     # Which UNet levels attend to the prompt; attention at fine levels is costly on a CPU.
     unet_cross_attention: tuple[bool, ...] = (False, False, False, True)
     unet_norm_groups: int = 8
+    # Also feed an attention-pooled prompt embedding into every ResNet block through the time
+    # embedding (diffusers' addition_embed_type="text"): global attributes such as a colour reach
+    # every level, not only those with cross-attention.
+    unet_text_time_embedding: bool = True
     attention_head_dim: int = 32
     text_hidden: int = 64
     text_layers: int = 2
@@ -137,11 +141,14 @@ def identity_vae(channels: int = 3, sample_size: int = 64) -> AutoencoderKL:
     return vae
 
 
-def _clip_pre_tokenize(text: str) -> list[str]:
-    """Split text the way CLIPTokenizer does before BPE (normalise, regex split, byte-level)."""
+def _clip_words(texts: Iterable[str]) -> list[str]:
+    """The distinct words CLIPTokenizer's pre-tokenizer makes of `texts` (normalised, byte-level)."""
     backend = CLIPTokenizer(vocab={BOS: 0, EOS: 1}, merges=[]).backend_tokenizer
-    normalized = backend.normalizer.normalize_str(text)
-    return [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized)]
+    words = set()
+    for text in texts:
+        normalized = backend.normalizer.normalize_str(text)
+        words.update(piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized))
+    return sorted(words)
 
 
 def _byte_alphabet() -> list[str]:
@@ -159,22 +166,21 @@ def build_tokenizer(vocabulary: Iterable[str], max_length: int, directory: Path)
     word can pre-empt another word's, so each word is checked with the real tokenizer and repaired
     by merging whatever pieces remain, until every word is a single token.
     """
-    words = sorted({w for text in vocabulary for w in _clip_pre_tokenize(text)})
+    words = _clip_words(vocabulary)
     alphabet = _byte_alphabet()
     tokens: list[str] = [*alphabet, *(c + "</w>" for c in alphabet)]
-    merges: list[tuple[str, str]] = []
     known = set(tokens)
+    merges: list[tuple[str, str]] = []
+    merges_set: set[tuple[str, str]] = set()
 
     def add_merge(left: str, right: str) -> None:
-        merged = left + right
         if (left, right) not in merges_set:
             merges.append((left, right))
             merges_set.add((left, right))
-        if merged not in known:
-            tokens.append(merged)
-            known.add(merged)
+        if left + right not in known:
+            tokens.append(left + right)
+            known.add(left + right)
 
-    merges_set: set[tuple[str, str]] = set()
     for word in words:
         symbols = [*word[:-1], word[-1] + "</w>"]
         acc = symbols[0]
@@ -194,7 +200,7 @@ def build_tokenizer(vocabulary: Iterable[str], max_length: int, directory: Path)
             for piece in pieces[1:]:
                 add_merge(acc, piece)
                 acc += piece
-    raise ModelError(f"could not derive BPE merges that keep these words whole: {broken[:5]}")
+    raise RuntimeError(f"could not derive BPE merges that keep these words whole: {broken[:5]}")
 
 
 def _write_and_load(
@@ -262,6 +268,8 @@ def build_tiny_pipeline(spec: TinySpec, seed: int) -> StableDiffusionPipeline:
         cross_attention_dim=spec.text_hidden,
         attention_head_dim=spec.attention_head_dim,
         norm_num_groups=spec.unet_norm_groups,
+        addition_embed_type="text" if spec.unet_text_time_embedding else None,
+        addition_embed_type_num_heads=max(1, spec.text_hidden // 16),
     )
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,

@@ -35,6 +35,7 @@ from archiver.training.common import (
     save_checkpoint,
     software_versions,
     step_generator,
+    with_fast_kernels,
     write_manifests,
 )
 from archiver.training.tiny import TrainResult
@@ -44,6 +45,7 @@ LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 
 
+@with_fast_kernels
 def train_lora(
     base_dir: Path,
     examples: Sequence[Example],

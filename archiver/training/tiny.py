@@ -39,6 +39,7 @@ from archiver.training.common import (
     save_checkpoint,
     software_versions,
     step_generator,
+    with_fast_kernels,
     write_manifests,
 )
 
@@ -75,6 +76,7 @@ def _spec_for(spec: TinySpec | None, examples: Sequence[Example], size: tuple[in
     return dataclasses.replace(spec, vocabulary=tuple(sorted({p for _, p, _ in examples})))
 
 
+@with_fast_kernels
 def train_tiny(
     examples: Sequence[Example],
     out_dir: Path,
