@@ -7,10 +7,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +21,72 @@ from PIL import Image
 from support import MEMORIZED, catalog_assets, cli, register
 
 from archiver.catalog.models import AssetState
+from archiver.cli import main
 from archiver.errors import ExitCode
 from archiver.storage import open_vault
 
 
+@dataclass(frozen=True)
+class Swept:
+    home: Path
+    hot: Path
+
+
+SWEEP_ENV = {
+    "ARCHIVER_LPIPS_BACKBONE": "random-test-only",
+    "ARCHIVER_SEED_SEARCH_MAX": "2",
+    "ARCHIVER_SEED_SEARCH_BATCH": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def swept_once(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, object]) -> tuple[Path, Path]:
+    """Sweep the memorized catalogue once per module; `swept` resets it before each test.
+
+    The catalog holds absolute paths (source and vault URLs), so each test gets the same
+    directories back, restored from a pristine copy, rather than a copy somewhere else.
+    """
+    root = tmp_path_factory.mktemp("swept")
+    live, pristine = root / "live", root / "pristine"
+    hot = live / "hot"
+    for key, data in memorized["files"].items():  # type: ignore[union-attr]
+        (hot / key).parent.mkdir(parents=True, exist_ok=True)
+        (hot / key).write_bytes(data)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("ARCHIVER_")]:
+            patch.delenv(name)
+        for name, value in {
+            **SWEEP_ENV,
+            "ARCHIVER_HOME": str(live / "home"),
+            "XDG_CONFIG_HOME": str(root / "xdg"),
+        }.items():
+            patch.setenv(name, value)
+        assert main(["model", "add", str(memorized["model"]), "--name", "tiny"]) == 0
+        assert main(["sweep", str(hot), "--model", "tiny", "--json"]) == 0
+    assert not any((hot / k).exists() for k in MEMORIZED)
+    shutil.copytree(live, pristine)
+    return live, pristine
+
+
 @pytest.fixture
-def swept(env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]) -> Path:
-    register(capsys, memorized)
-    code, _, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
-    assert code == 0, err
-    assert not any((source / k).exists() for k in MEMORIZED)
-    return source
+def swept(swept_once: tuple[Path, Path], archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Swept:
+    live, pristine = swept_once
+    shutil.rmtree(live)
+    shutil.copytree(pristine, live)
+    for name, value in {**SWEEP_ENV, "ARCHIVER_HOME": str(live / "home")}.items():
+        monkeypatch.setenv(name, value)
+    return Swept(home=live / "home", hot=live / "hot")
 
 
 def test_rehydrate_restore_writes_the_recorded_bytes(
-    env: Path, swept: Path, capsys: pytest.CaptureFixture[str]
+    swept: Swept, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = cli(capsys, "restore", "shoes/tiny-red.png", "--json")
     assert code == 0, err
     (job,) = json.loads(out)["jobs"]
     assert (job["mode"], job["state"]) == ("rehydrate", "done")
-    asset = catalog_assets(env)["shoes/tiny-red.png"]
-    data = (swept / "shoes/tiny-red.png").read_bytes()
+    asset = catalog_assets(swept.home)["shoes/tiny-red.png"]
+    data = (swept.hot / "shoes/tiny-red.png").read_bytes()
     assert hashlib.sha256(data).hexdigest() == asset.record.rendered_sha256  # type: ignore[union-attr]
     assert asset.state == AssetState.RESTORED
     with Image.open(io.BytesIO(data)) as image:
@@ -48,11 +94,11 @@ def test_rehydrate_restore_writes_the_recorded_bytes(
     # Asking again is idempotent: the same bytes are already there.
     code, out, _ = cli(capsys, "restore", "shoes/tiny-red.png", "--json")
     assert code == 0 and json.loads(out)["jobs"][0]["state"] == "done"
-    assert (swept / "shoes/tiny-red.png").read_bytes() == data
+    assert (swept.hot / "shoes/tiny-red.png").read_bytes() == data
 
 
 def test_original_restore_from_a_pack_is_byte_exact(
-    env: Path, swept: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+    swept: Swept, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = cli(capsys, "restore", "--prefix", "shoes/tiny-", "--original", "--json")
     assert code == 0, err
@@ -64,8 +110,8 @@ def test_original_restore_from_a_pack_is_byte_exact(
     )
     files: dict[str, bytes] = memorized["files"]  # type: ignore[assignment]
     for key in MEMORIZED:
-        assert (swept / key).read_bytes() == files[key]
-    assets = catalog_assets(env)
+        assert (swept.hot / key).read_bytes() == files[key]
+    assets = catalog_assets(swept.home)
     assert {assets[k].state for k in MEMORIZED} == {AssetState.RESTORED}
     code, out, _ = cli(capsys, "show", "shoes/tiny-blue.jpg", "--json")
     events = [e["event"] for e in json.loads(out)["history"]]
@@ -79,11 +125,13 @@ def test_original_restore_from_a_pack_is_byte_exact(
 
 
 def test_a_corrupted_vault_copy_is_refused_and_nothing_hot_changes(
-    env: Path, swept: Path, capsys: pytest.CaptureFixture[str]
+    swept: Swept, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    asset = catalog_assets(env)["shoes/tiny-green.png"]
+    asset = catalog_assets(swept.home)["shoes/tiny-green.png"]
     vault_key = asset.vault_object.key  # type: ignore[union-attr]
-    (stored,) = [p for p in (env / "vault").rglob("*") if p.is_file() and p.as_posix().endswith(vault_key)]
+    (stored,) = [
+        p for p in (swept.home / "vault").rglob("*") if p.is_file() and p.as_posix().endswith(vault_key)
+    ]
     damaged = bytearray(stored.read_bytes())
     damaged[(asset.vault_offset or 0) + 40] ^= 0xFF  # inside the member's frame
     stored.write_bytes(bytes(damaged))
@@ -91,17 +139,17 @@ def test_a_corrupted_vault_copy_is_refused_and_nothing_hot_changes(
     assert code == ExitCode.INTEGRITY
     (job,) = json.loads(out)["jobs"]
     assert job["state"] == "failed" and ("SHA-256" in job["reason"] or "damaged" in job["reason"])
-    assert not (swept / "shoes/tiny-green.png").exists()
-    assert catalog_assets(env)["shoes/tiny-green.png"].state == AssetState.ARCHIVED
+    assert not (swept.hot / "shoes/tiny-green.png").exists()
+    assert catalog_assets(swept.home)["shoes/tiny-green.png"].state == AssetState.ARCHIVED
 
 
 def test_an_occupied_hot_location_is_not_overwritten(
-    env: Path, swept: Path, capsys: pytest.CaptureFixture[str]
+    swept: Swept, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (swept / "shoes/tiny-pink.jpg").write_bytes(b"somebody else's new file")
+    (swept.hot / "shoes/tiny-pink.jpg").write_bytes(b"somebody else's new file")
     code, out, _ = cli(capsys, "restore", "shoes/tiny-pink.jpg", "--original", "--json")
     assert code == ExitCode.INTEGRITY and "left as it is" in json.loads(out)["jobs"][0]["reason"]
-    assert (swept / "shoes/tiny-pink.jpg").read_bytes() == b"somebody else's new file"
+    assert (swept.hot / "shoes/tiny-pink.jpg").read_bytes() == b"somebody else's new file"
 
 
 @pytest.mark.parametrize(
@@ -115,13 +163,13 @@ def test_an_occupied_hot_location_is_not_overwritten(
     ],
 )
 def test_bad_restore_requests(
-    env: Path, swept: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, says: str
+    swept: Swept, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, says: str
 ) -> None:
     got, _, err = cli(capsys, *argv)
     assert got == code and says in err
 
 
-def test_restore_status_lists_jobs(env: Path, swept: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_status_lists_jobs(swept: Swept, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "restore", "shoes/tiny-red.png")[0] == 0
     code, out, _ = cli(capsys, "restore", "status", "--json")
     assert code == 0 and [(j["key"], j["state"]) for j in json.loads(out)["jobs"]] == [
