@@ -52,6 +52,10 @@ def render_batch(
 
     The scheduler is the one configured in the pipeline (the record names it). `device` must be
     the device the pipeline sits on; it only checks that, since noise is drawn on the CPU.
+
+    A seed gets the same noise alone or in a batch, but the batch changes the order of float
+    reductions: outputs agree only to ~1e-5, so an 8-bit pixel on a rounding edge can move by one
+    level. Bytes a record promises must come from a one-seed call; batches are for the search.
     """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
