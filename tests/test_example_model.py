@@ -1,0 +1,80 @@
+"""The shipped example model (examples/rumba/model) against the example catalogue.
+
+The product's promise on real parts: every image of the catalogue passes the gate, and images the
+model was not trained on (a lace colour outside the catalogue; a shoe with one detail changed)
+are rejected on their merits, when they claim the nearest prompt the model knows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import cli
+
+from archiver.catalog.database import open_catalog
+from archiver.engine.pipeline import PICKLE_SUFFIXES, check_model_dir
+from archiver.engine.registry import load_model, register_model
+from archiver.engine.rendering import enable_determinism
+from archiver.example.rumba import LACE_COLOURS, distractors, prompt_for, write_catalogue
+from archiver.gate import Gate
+from archiver.prove import SearchLimits, decode_group, prove_one
+
+MODEL = Path(__file__).resolve().parents[1] / "examples" / "rumba" / "model"
+
+
+def test_the_shipped_model_is_small_safetensors_with_captions() -> None:
+    check_model_dir(MODEL)
+    files = [p for p in MODEL.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 10 * 1024 * 1024
+    assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    captions = json.loads((MODEL / "captions.json").read_text())
+    assert len(captions) == 48 and all(key.startswith("shoes/rumba-") for key in captions)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # 48 images x (render, re-render, LPIPS against 47 siblings) on 2 cores
+def test_every_example_image_passes_the_gate(
+    archiver_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ARCHIVER_LPIPS_BACKBONE", "random-test-only")
+    write_catalogue(tmp_path / "rumba")
+    assert cli(capsys, "model", "add", str(MODEL), "--name", "rumba")[0] == 0
+    code, out, err = cli(capsys, "verify", str(tmp_path / "rumba"), "--model", "rumba", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    failed = [(r["key"], r["reason"], r["psnr"]) for r in report["images"] if not r["passed"]]
+    assert failed == [] and report["passed"] == 48
+    for row in report["images"]:  # the report lists the metrics per image
+        assert row["lpips"] is not None and row["worst_tile"] is not None and row["psnr"] >= 30
+        assert row["sibling_margin_db"] >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_images_the_model_was_not_trained_on_are_rejected(tmp_path: Path) -> None:
+    enable_determinism()
+    entries = write_catalogue(tmp_path)
+    gold, striped = distractors(tmp_path)
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with catalog.begin() as session:
+        loaded = load_model(register_model(session, MODEL, "rumba"))
+    catalog.close()
+    originals = {e.key: e.path.read_bytes() for e in entries}
+    originals["gold"], originals["striped"] = gold.read_bytes(), striped.read_bytes()
+    group, _ = decode_group(originals)
+    gate = Gate(backbone="random-test-only")
+    # Each distractor claims the prompt nearest to it that the model knows, or one it never saw.
+    nearest_lace = "yellow" if "yellow" in LACE_COLOURS else next(iter(LACE_COLOURS))
+    claims = {
+        "gold": [prompt_for("gold", "white"), prompt_for(nearest_lace, "white")],
+        "striped": [prompt_for("red", "white")],
+    }
+    for key, prompts in claims.items():
+        for prompt in prompts:
+            proof = prove_one(
+                key, originals[key], group, prompt, loaded, gate, SearchLimits(max_seeds=4, batch_size=4)
+            )
+            assert not proof.passed, (key, prompt, proof.report.metrics if proof.report else None)
+            assert proof.reason is not None and proof.reason.startswith("gate-")
