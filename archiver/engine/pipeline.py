@@ -144,7 +144,7 @@ def identity_vae(channels: int = 3, sample_size: int = 64) -> AutoencoderKL:
 def _clip_words(texts: Iterable[str]) -> list[str]:
     """The distinct words CLIPTokenizer's pre-tokenizer makes of `texts` (normalised, byte-level)."""
     backend = CLIPTokenizer(vocab={BOS: 0, EOS: 1}, merges=[]).backend_tokenizer
-    words = set()
+    words: set[str] = set()
     for text in texts:
         normalized = backend.normalizer.normalize_str(text)
         words.update(piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized))
