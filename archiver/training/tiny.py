@@ -246,6 +246,10 @@ def train_tiny(
 
     unet.eval()
     text_encoder.eval()
+    # Calling the fast tokenizer with padding leaves that state in its backend, and it would be
+    # saved into tokenizer.json: the model's files (and hash) would depend on how it was used.
+    pipe.tokenizer.backend_tokenizer.no_padding()
+    pipe.tokenizer.backend_tokenizer.no_truncation()
     pipe.save_pretrained(out_dir, safe_serialization=True)
     seconds = time.monotonic() - started
     training = {
