@@ -15,8 +15,6 @@ from archiver.cli.app import App, cli, pass_app
 if TYPE_CHECKING:
     from archiver.prove import Proof
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
 
 def proof_row(proof: Proof) -> dict[str, Any]:
     metrics = proof.report.metrics if proof.report else {}
@@ -46,9 +44,10 @@ def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
     """
     from archiver.engine.registry import captions_of
     from archiver.prove import SearchLimits, prove_group
+    from archiver.sweep.filters import is_image_key
 
     store = app.open_source(source)  # cheap checks (URL, bucket, credentials) before loading a model
-    originals = {o.key: store.get(o.key) for o in store.list() if o.key.lower().endswith(IMAGE_SUFFIXES)}
+    originals = {o.key: store.get(o.key) for o in store.list() if is_image_key(o.key)}
     loaded = app.load_model(model_name)
     limits = SearchLimits(app.settings.seed_search_max, app.settings.seed_search_batch)
     prompts = captions_of(Path(loaded.row.path))

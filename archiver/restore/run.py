@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
@@ -72,8 +72,7 @@ class RestoreRunner:
         with self.catalog.begin() as session:
             job = session.get(RestoreJob, job_id)
             assert job is not None
-            seen = view(job)
-        return JobView(**{**seen.__dict__, "exit_code": code})
+            return replace(view(job), exit_code=code)
 
     def _set(self, job_id: int, state: RestoreJobState, *, reason: str | None = None) -> None:
         with self.catalog.begin() as session:
