@@ -1,14 +1,16 @@
 """Proving that each image of a group can be rehydrated: the per-image work of `verify` and `sweep`.
 
-Owns one step: given a group's originals (bytes by key), their prompts and a loaded model, find
-for each image the record that regenerates it and the gate report that proves it, or the reason
-it cannot be archived. It reads no storage and writes no catalog: callers do both.
+Owns one step: given how to read a group's originals (`read(key) -> bytes`), their prompts and a
+loaded model, find for each image the record that regenerates it and the gate report that proves
+it, or the reason it cannot be archived. The group is streamed once into a sibling index (never
+held in memory); each original is read again when it is proved. It opens no storage and writes no
+catalog: callers hand in `read` and store what comes back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +18,11 @@ from PIL import Image
 
 from archiver.engine.encoding import EncodingProfile, capture_profile
 from archiver.engine.originals import decode_rgb
-from archiver.engine.registry import LoadedModel
+from archiver.engine.registry import LoadedModel, captions_of
 from archiver.engine.rehydrate import RenderSpec, SearchResult, base_spec, search_seed
-from archiver.errors import UnsupportedImage
+from archiver.errors import NoSuchObject, UnsupportedImage
 from archiver.gate import Gate, GateReport
+from archiver.gate.siblings import DEFAULT_K, SiblingIndex
 
 DEFAULT_RENDER_STEPS = 20
 
@@ -28,6 +31,7 @@ DEFAULT_RENDER_STEPS = 20
 class SearchLimits:
     max_seeds: int = 8
     batch_size: int = 4
+    siblings: int = DEFAULT_K  # nearest siblings judged in full per render
 
 
 @dataclass
@@ -53,47 +57,89 @@ def render_defaults(model_dir: Path) -> dict[str, float]:
     return defaults
 
 
-def decode_group(originals: Mapping[str, bytes]) -> tuple[dict[str, Image.Image], dict[str, Proof]]:
-    """Decoded originals by key, and a rejecting Proof for each one that cannot be decoded."""
-    decoded: dict[str, Image.Image] = {}
-    rejected: dict[str, Proof] = {}
-    for key, data in originals.items():
+def index_group(
+    keys: Iterable[str], read: Callable[[str], bytes], *, k: int = DEFAULT_K
+) -> tuple[SiblingIndex, dict[str, Proof]]:
+    """Stream a group once into a sibling index; a rejecting Proof for each image that cannot be
+    decoded. Pixels are not kept: the index loads the few siblings it needs again through `read`.
+    A key that vanished from the store meanwhile is simply not a sibling."""
+
+    def load(key: str) -> Image.Image | None:
         try:
-            decoded[key] = decode_rgb(data, key)
+            return decode_rgb(read(key), key)
+        except (NoSuchObject, UnsupportedImage):
+            return None  # gone or changed into something unreadable since it was indexed
+
+    index = SiblingIndex(load, k=k)
+    undecodable: dict[str, Proof] = {}
+    for key in keys:
+        try:
+            index.add(key, decode_rgb(read(key), key))
+        except NoSuchObject:
+            continue
         except UnsupportedImage as bad:
-            rejected[key] = Proof(key, False, bad.reason, str(bad))
-    return decoded, rejected
+            undecodable[key] = Proof(key, False, bad.reason, str(bad))
+    return index, undecodable
 
 
-def prove_group(
-    originals: Mapping[str, bytes],
-    prompts: Mapping[str, str],
-    loaded: LoadedModel,
-    gate: Gate,
-    limits: SearchLimits,
-) -> Iterator[Proof]:
-    """One Proof per original, in key order. Siblings are the group's other decodable originals."""
-    decoded, rejected = decode_group(originals)
-    for key in sorted(originals):
-        yield rejected.get(key) or prove_one(
-            key, originals[key], decoded, prompts.get(key), loaded, gate, limits
+@dataclass
+class GroupProver:
+    """Proves keys of one source against one model, with the siblings `verify` and `sweep` share:
+    every image of the source the model has a caption for (coldness filters do not change them)."""
+
+    read: Callable[[str], bytes]
+    prompts: Mapping[str, str]
+    loaded: LoadedModel
+    gate: Gate
+    limits: SearchLimits
+    index: SiblingIndex
+    undecodable: dict[str, Proof]
+
+    @classmethod
+    def for_source(
+        cls,
+        image_keys: Iterable[str],
+        read: Callable[[str], bytes],
+        loaded: LoadedModel,
+        gate: Gate,
+        limits: SearchLimits,
+    ) -> GroupProver:
+        prompts = captions_of(Path(loaded.row.path))
+        index, undecodable = index_group(
+            [key for key in image_keys if key in prompts], read, k=limits.siblings
         )
+        return cls(read, prompts, loaded, gate, limits, index, undecodable)
+
+    def prove(self, key: str) -> tuple[Proof, bytes | None]:
+        """The Proof for one key, and the original bytes it judged (None when it could not read them)."""
+        prompt = self.prompts.get(key)
+        if prompt is None:
+            return Proof(
+                key, False, "no-caption", f"model {self.loaded.row.name!r} has no prompt for {key}"
+            ), None
+        try:
+            data = self.read(key)
+        except NoSuchObject:
+            return Proof(
+                key, False, "vanished", f"{key} was removed from the source before it was verified"
+            ), None
+        if key in self.undecodable:
+            return self.undecodable[key], data
+        return prove_one(key, data, prompt, self.loaded, self.gate, self.limits, self.index), data
 
 
 def prove_one(
     key: str,
     data: bytes,
-    group: Mapping[str, Image.Image],
-    prompt: str | None,
+    prompt: str,
     loaded: LoadedModel,
     gate: Gate,
     limits: SearchLimits,
+    index: SiblingIndex,
 ) -> Proof:
-    """Prove one decodable original (`group[key]`) against its siblings (the rest of `group`)."""
-    if prompt is None:
-        return Proof(key, False, "no-caption", f"model {loaded.row.name!r} has no prompt for {key}")
-    original = group[key]
+    """Prove one original against the siblings the index finds nearest each render (never itself)."""
     try:
+        original = decode_rgb(data, key)
         profile = capture_profile(data, key)
     except UnsupportedImage as bad:  # an encoding archiver cannot write back, e.g. odd JPEG subsampling
         return Proof(key, False, bad.reason, str(bad))
@@ -107,13 +153,12 @@ def prove_one(
         guidance_scale=float(render["guidance_scale"]),
         eta=float(render["eta"]),
     )
-    siblings = [image for other, image in group.items() if other != key]
     found: SearchResult = search_seed(
         loaded,
         base,
         profile,
         original,
-        siblings,
+        lambda rendered: index.nearest(rendered, exclude=key),
         gate,
         max_seeds=limits.max_seeds,
         batch_size=limits.batch_size,

@@ -68,11 +68,30 @@ class Settings(BaseSettings):
     )
     lpips_backbone: Literal["pretrained", "random-test-only"] = Field(
         default="pretrained",
-        description="LPIPS trunk; random-test-only: for machines without AlexNet's weights, never production",
+        description="LPIPS trunk; random-test-only: plumbing tests only, its verdicts mean nothing",
+    )
+    lpips_weights: Path | None = Field(
+        default=None,
+        description="the pretrained trunk file (default: the environment's share/archiver/, "
+        "where `archiver gate install-weights` puts it)",
+    )
+    lpips_allow_trunk: str = Field(
+        default="",
+        pattern=r"^([0-9a-f]{64}(,[0-9a-f]{64})*)?$",
+        description="comma-separated SHA-256s of trunks other than the known one that may be used",
     )
     gate_lpips_max: float = Field(default=0.05, gt=0, description="mean LPIPS over the image")
     gate_worst_tile_max: float = Field(default=0.10, gt=0, description="mean LPIPS of the worst tile")
     gate_psnr_min: float = Field(default=30.0, ge=0, description="PSNR floor, dB")
+    gate_colour_max: float = Field(
+        default=3.0, gt=0, description="ΔE00 the worst 1% of the low-passed image may reach"
+    )
+    gate_siblings_k: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="nearest siblings (by colour thumbnail) judged in full per render",
+    )
     gate_sibling_margin_db: float = Field(
         default=3.0, ge=0, description="own PSNR minus the nearest sibling's"
     )

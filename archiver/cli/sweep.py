@@ -98,7 +98,6 @@ def sweep(
     if dry_run:
         _dry_run(app, store, filters, as_json)
         return
-    from archiver.prove import SearchLimits
     from archiver.sweep.run import Sweep, SweepConfig
 
     console = Console(stderr=True)
@@ -117,7 +116,7 @@ def sweep(
         ),
         load_model=lambda: app.load_model(model_name),
         gate=lambda: app.gate,
-        limits=SearchLimits(settings.seed_search_max, settings.seed_search_batch),
+        limits=app.search_limits,
         progress=progress,
     )
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -24,8 +23,13 @@ def proof_row(proof: Proof) -> dict[str, Any]:
         "reason": proof.reason,
         "seed": proof.spec.seed if proof.spec else None,
         "seeds_tried": proof.seeds_tried,
-        **{name: metrics.get(name) for name in ("lpips", "worst_tile", "psnr", "sibling_margin_db")},
+        "failures": proof.report.failures if proof.report else [proof.reason],
+        "nearest_sibling": proof.report.nearest_sibling if proof.report else None,
+        **{name: metrics.get(name) for name in METRICS},
     }
+
+
+METRICS = ("lpips", "worst_tile", "psnr", "colour_mean", "colour_worst", "sibling_margin_db")
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -40,18 +44,17 @@ def _fmt(value: Any, digits: int) -> str:
 def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
     """Run the gate on every image in SOURCE (a directory or s3://bucket/prefix); change nothing.
 
-    Prints, per image, the verdict and LPIPS, worst tile, PSNR and sibling margin of the best seed.
+    Prints, per image, the verdict (every check that refused it) and LPIPS, worst tile, PSNR,
+    colour difference (ΔE00 of the worst 1%) and sibling margin of the best seed. The siblings are
+    the ones `sweep` judges with: the images of SOURCE the model has a caption for.
     """
-    from archiver.engine.registry import captions_of
-    from archiver.prove import SearchLimits, prove_group
+    from archiver.prove import GroupProver
     from archiver.sweep.filters import is_image_key
 
     store = app.open_source(source)  # cheap checks (URL, bucket, credentials) before loading a model
-    originals = {o.key: store.get(o.key) for o in store.list() if is_image_key(o.key)}
-    loaded = app.load_model(model_name)
-    limits = SearchLimits(app.settings.seed_search_max, app.settings.seed_search_batch)
-    prompts = captions_of(Path(loaded.row.path))
-    rows = [proof_row(p) for p in prove_group(originals, prompts, loaded, app.gate, limits)]
+    keys = sorted(o.key for o in store.list() if is_image_key(o.key))
+    prover = GroupProver.for_source(keys, store.get, app.load_model(model_name), app.gate, app.search_limits)
+    rows = [proof_row(prover.prove(key)[0]) for key in keys]
     passed = sum(r["passed"] for r in rows)
     if as_json:
         click.echo(
@@ -62,16 +65,17 @@ def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
         )
         return
     table = Table(caption=f"{passed} of {len(rows)} images pass the gate with model {model_name!r}")
-    for column in ("key", "verdict", "seed", "LPIPS", "worst tile", "PSNR dB", "margin dB"):
+    for column in ("key", "verdict", "seed", "LPIPS", "worst tile", "PSNR dB", "ΔE00 worst", "margin dB"):
         table.add_column(column, justify="left" if column in ("key", "verdict") else "right")
     for r in rows:
         table.add_row(
             r["key"],
-            "pass" if r["passed"] else f"reject: {r['reason']}",
+            "pass" if r["passed"] else "reject: " + ", ".join(r["failures"]),
             "-" if r["seed"] is None else str(r["seed"]),
             _fmt(r["lpips"], 4),
             _fmt(r["worst_tile"], 4),
             _fmt(r["psnr"], 2),
+            _fmt(r["colour_worst"], 2),
             _fmt(r["sibling_margin_db"], 2),
         )
     Console(width=140).print(table)

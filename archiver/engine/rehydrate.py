@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from archiver.engine.registry import LoadedModel
 from archiver.engine.rendering import render_batch
 from archiver.errors import ModelError
 from archiver.gate import Gate, GateReport
+from archiver.gate.siblings import Sibling
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def search_seed(
     base: RenderSpec,
     profile: EncodingProfile,
     original: Image.Image,
-    siblings: list[Image.Image],
+    siblings: Callable[[Image.Image], Sequence[Image.Image | Sibling]],
     gate: Gate,
     *,
     max_seeds: int = 8,
@@ -165,8 +166,9 @@ def search_seed(
 
     The first call renders one seed alone (a memorizing model passes there nearly always), later
     calls `batch_size` seeds each. Candidates are judged on their encoded bytes decoded again (what
-    a reader will get). The winner is then rendered alone twice: the bytes a record promises come
-    from a solo render, and the two must be identical (the determinism check).
+    a reader will get), against `siblings(render)`: the images of the group nearest that render.
+    The winner is then rendered alone twice: the bytes a record promises come from a solo render,
+    and the two must be identical (the determinism check).
     """
     if max_seeds < 1 or batch_size < 1:
         raise ValueError("max_seeds and batch_size must be at least 1")
@@ -178,7 +180,8 @@ def search_seed(
         for seed, image in zip(seeds, images, strict=True):
             spec = replace(base, seed=seed)
             candidate = encode(image, profile)
-            report = gate.evaluate(original, _decoded(candidate), siblings, rerender_identical=True)
+            seen = _decoded(candidate)
+            report = gate.evaluate(original, seen, siblings(seen), rerender_identical=True)
             if report.passed:
                 # A seed rendered alone already is a solo render: one more makes the determinism pair,
                 # and when the two agree the report just made is the one for these bytes.
@@ -186,9 +189,8 @@ def search_seed(
                 data = candidate if solo else rehydrate(loaded, spec, profile)
                 again = rehydrate(loaded, spec, profile)
                 if not (solo and data == again):
-                    report = gate.evaluate(
-                        original, _decoded(data), siblings, rerender_identical=data == again
-                    )
+                    seen = _decoded(data)
+                    report = gate.evaluate(original, seen, siblings(seen), rerender_identical=data == again)
                 if report.passed:
                     return SearchResult(True, spec, report, data, tried)
             score = float(report.metrics.get("psnr") or 0.0)

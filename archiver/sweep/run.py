@@ -26,22 +26,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import AssetState, Source
-from archiver.engine.registry import LoadedModel, captions_of
+from archiver.engine.registry import LoadedModel
 from archiver.errors import NoSuchObject, ObjectChanged
 from archiver.gate import Gate
-from archiver.prove import Proof, SearchLimits, decode_group, prove_one
+from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
-from archiver.sweep.filters import Filters
+from archiver.sweep.filters import Filters, is_image_key
 from archiver.sweep.packs import build_pack, pack_groups
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
+HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step, at most
 BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "hot-deleted", "archived")
 
 
@@ -143,7 +143,10 @@ class Sweep:
         self.clock = clock
         self.worker = new_worker_id()
         self.summary = SweepSummary(source=store.url)
-        self._hot_bytes: dict[str, bytes] = {}  # read once per run, reused by the vault step
+        # Verified originals kept for the vault step, up to HOT_BYTES_KEPT (beyond that it reads
+        # them again): memory stays bounded however large the group.
+        self._hot_bytes: dict[str, bytes] = {}
+        self._source_images: dict[str, ObjectInfo] = {}  # every image listed, filtered or not
 
     # --- the whole run ---
 
@@ -191,6 +194,8 @@ class Sweep:
         listed: dict[str, ObjectInfo] = {}
         for obj in self.store.list():
             self.summary.scanned += 1
+            if is_image_key(obj.key):
+                self._source_images[obj.key] = obj
             reason = self.config.filters.reason_to_skip(obj, now)
             if reason is not None:
                 self.summary.skipped[reason] += 1
@@ -235,23 +240,25 @@ class Sweep:
             todo = [a.key for a in queries.assets_in(session, source, [AssetState.CANDIDATE], self.worker)]
         if not todo:
             return
-        loaded = self._load_model()
-        prompts = captions_of(Path(loaded.row.path))
-        # The group: every listed image the model has a prompt for (siblings for the margin check).
-        group_keys = [k for k in listed if k in prompts]
-        originals = {key: self.store.get(key) for key in group_keys}
-        decoded, undecodable = decode_group(originals)
-        gate = self._gate()
+        prover = GroupProver.for_source(
+            self._source_images, self.store.get, self._load_model(), self._gate(), self.limits
+        )
         if self._progress:
             self._progress.start(len(todo))
         for key in todo:
-            if key not in prompts:
-                proof = Proof(key, False, "no-caption", f"model {loaded.row.name!r} has no prompt for {key}")
-            elif key in undecodable:
-                proof = undecodable[key]
+            seen = listed.get(key)
+            if seen is None and key in self._source_images:
+                # Claimed earlier, but this run's filters leave it out: not this run's to judge.
+                with self._session_for(source_id) as (session, source):
+                    asset = queries.find_asset(session, source, key)
+                    assert asset is not None
+                    queries.release(session, asset)
+                continue
+            if seen is None:
+                proof, data = Proof(key, False, "vanished", f"{key} is no longer in the source"), None
             else:
-                proof = prove_one(key, originals[key], decoded, prompts[key], loaded, gate, self.limits)
-            self._commit_proof(source_id, key, proof, originals.get(key), listed[key], loaded)
+                proof, data = prover.prove(key)
+            self._commit_proof(source_id, key, proof, data, seen, prover.loaded)
             boundary("verified")
             if self._progress:
                 self._progress.advance(key, proof.passed)
@@ -262,7 +269,7 @@ class Sweep:
         key: str,
         proof: Proof,
         data: bytes | None,
-        seen: ObjectInfo,
+        seen: ObjectInfo | None,
         loaded: LoadedModel,
     ) -> None:
         with self._session_for(source_id) as (session, source):
@@ -280,10 +287,9 @@ class Sweep:
                 queries.release(session, asset)
                 self.summary.rejected[proof.reason or "unknown"] += 1
                 return
-            assert (
-                proof.spec and proof.profile and proof.report and proof.data is not None and data is not None
-            )
-            self._hot_bytes[key] = data
+            assert proof.spec and proof.profile and proof.report and proof.data is not None
+            assert data is not None and seen is not None
+            self._keep_hot_bytes(key, data)
             profile = proof.profile
             queries.get_or_add_profile(session, profile.profile_id, profile.format, profile.to_json())
             queries.save_record(
@@ -308,6 +314,10 @@ class Sweep:
                 psnr=proof.report.metrics.get("psnr"),
             )
             self.summary.verified += 1
+
+    def _keep_hot_bytes(self, key: str, data: bytes) -> None:
+        if sum(map(len, self._hot_bytes.values())) + len(data) <= HOT_BYTES_KEPT:
+            self._hot_bytes[key] = data
 
     # --- 4. copy verified originals to the vault; confirm each by its checksum read back ---
 
