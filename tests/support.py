@@ -1,7 +1,7 @@
 """Helpers shared by the command-line tests: running `archiver` in process, and a swept catalogue.
 
 `env` and `source` are fixtures (conftest registers this module as a plugin): `env` is a clean
-home with the test-only LPIPS trunk and a short seed search; `source` is a hot directory holding
+home with a short seed search (and the gate's real, pretrained LPIPS trunk); `source` is a hot directory holding
 the `memorized` catalogue (see conftest.py).
 """
 
@@ -28,7 +28,6 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def env(archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ARCHIVER_LPIPS_BACKBONE", "random-test-only")
     monkeypatch.setenv("ARCHIVER_SEED_SEARCH_MAX", "2")
     monkeypatch.setenv("ARCHIVER_SEED_SEARCH_BATCH", "1")
     return archiver_env

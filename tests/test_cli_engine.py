@@ -65,7 +65,6 @@ def test_verify_reports_every_image_and_rejects_what_an_untrained_model_cannot_d
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("ARCHIVER_LPIPS_BACKBONE", "random-test-only")
     monkeypatch.setenv("ARCHIVER_SEED_SEARCH_MAX", "2")
     source = tmp_path / "src"
     (source / "shoes").mkdir(parents=True)

@@ -19,7 +19,8 @@ from archiver.engine.registry import load_model, register_model
 from archiver.engine.rendering import enable_determinism
 from archiver.example.rumba import LACE_COLOURS, distractors, prompt_for, write_catalogue
 from archiver.gate import Gate
-from archiver.prove import SearchLimits, decode_group, prove_one
+from archiver.prove import SearchLimits, index_group, prove_one
+from archiver.storage import open_hot_store
 
 MODEL = Path(__file__).resolve().parents[1] / "examples" / "rumba" / "model"
 
@@ -38,7 +39,6 @@ def test_the_shipped_model_is_small_safetensors_with_captions() -> None:
 def test_every_example_image_passes_the_gate(
     archiver_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("ARCHIVER_LPIPS_BACKBONE", "random-test-only")
     write_catalogue(tmp_path / "rumba")
     assert cli(capsys, "model", "add", str(MODEL), "--name", "rumba")[0] == 0
     code, out, err = cli(capsys, "verify", str(tmp_path / "rumba"), "--model", "rumba", "--json")
@@ -54,27 +54,26 @@ def test_every_example_image_passes_the_gate(
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_images_the_model_was_not_trained_on_are_rejected(tmp_path: Path) -> None:
+    """Uncaptioned distractors claiming the nearest prompt the model knows (or one it never saw)."""
     enable_determinism()
-    entries = write_catalogue(tmp_path)
+    write_catalogue(tmp_path)
     gold, striped = distractors(tmp_path)
     catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     with catalog.begin() as session:
         loaded = load_model(register_model(session, MODEL, "rumba"))
     catalog.close()
-    originals = {e.key: e.path.read_bytes() for e in entries}
-    originals["gold"], originals["striped"] = gold.read_bytes(), striped.read_bytes()
-    group, _ = decode_group(originals)
-    gate = Gate(backbone="random-test-only")
-    # Each distractor claims the prompt nearest to it that the model knows, or one it never saw.
+    store = open_hot_store(str(tmp_path))
+    keys = sorted(o.key for o in store.list() if o.key.startswith("shoes/"))
+    limits = SearchLimits(max_seeds=4, batch_size=4)
+    index, _ = index_group(keys, store.get, k=limits.siblings)
+    gate = Gate()
     nearest_lace = "yellow" if "yellow" in LACE_COLOURS else next(iter(LACE_COLOURS))
     claims = {
-        "gold": [prompt_for("gold", "white"), prompt_for(nearest_lace, "white")],
-        "striped": [prompt_for("red", "white")],
+        gold: [prompt_for("gold", "white"), prompt_for(nearest_lace, "white")],
+        striped: [prompt_for("red", "white")],
     }
-    for key, prompts in claims.items():
+    for path, prompts in claims.items():
         for prompt in prompts:
-            proof = prove_one(
-                key, originals[key], group, prompt, loaded, gate, SearchLimits(max_seeds=4, batch_size=4)
-            )
-            assert not proof.passed, (key, prompt, proof.report.metrics if proof.report else None)
+            proof = prove_one(path.name, path.read_bytes(), prompt, loaded, gate, limits, index)
+            assert not proof.passed, (path.name, prompt, proof.report.metrics if proof.report else None)
             assert proof.reason is not None and proof.reason.startswith("gate-")

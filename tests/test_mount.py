@@ -59,7 +59,6 @@ def base_env(home: Path) -> dict[str, str]:
     return env | {
         "ARCHIVER_HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "no-config"),
-        "ARCHIVER_LPIPS_BACKBONE": "random-test-only",
         "ARCHIVER_SEED_SEARCH_MAX": "2",
         "ARCHIVER_SEED_SEARCH_BATCH": "1",
         "ARCHIVER_DEVICE": "cpu",

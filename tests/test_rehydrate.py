@@ -131,11 +131,13 @@ def test_seed_search_stops_at_the_first_pass_and_is_capped(
     # The "original" is exactly what seed 2 renders: only seed 2 can pass a 60 dB floor.
     target = rehydrate(loaded, replace(base, seed=2), png_profile)
     original = Image.open(io.BytesIO(target)).convert("RGB")
-    gate = Gate(Thresholds(psnr_min=60, lpips_max=1, worst_tile_max=1), backbone="random-test-only")
-    found = search_seed(loaded, base, png_profile, original, [], gate, max_seeds=8, batch_size=2)
+    gate = Gate(
+        Thresholds(psnr_min=60, lpips_max=1, worst_tile_max=1, colour_max=1000), backbone="random-test-only"
+    )
+    found = search_seed(loaded, base, png_profile, original, lambda _: [], gate, max_seeds=8, batch_size=2)
     assert found.passed and found.spec.seed == 2 and found.data == target
     assert found.seeds_tried == 3  # seed 0 alone, then a batch of two: stopped in the batch holding seed 2
     assert found.report.metrics["deterministic"] is True
-    missed = search_seed(loaded, base, png_profile, original, [], gate, max_seeds=2, batch_size=4)
+    missed = search_seed(loaded, base, png_profile, original, lambda _: [], gate, max_seeds=2, batch_size=4)
     assert not missed.passed and missed.data is None and missed.seeds_tried == 2
     assert missed.report.failures == ["gate-psnr"]

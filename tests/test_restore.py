@@ -33,7 +33,6 @@ class Swept:
 
 
 SWEEP_ENV = {
-    "ARCHIVER_LPIPS_BACKBONE": "random-test-only",
     "ARCHIVER_SEED_SEARCH_MAX": "2",
     "ARCHIVER_SEED_SEARCH_BATCH": "1",
 }

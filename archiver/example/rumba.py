@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 from PIL import Image, ImageCms, ImageDraw
 
 # Ordered name → RGB. Saturated, well-separated hues so that each one is obvious at 64×64.
@@ -56,6 +57,8 @@ _HEEL_TAB = (60, 64, 76)
 _OUTLINE = (44, 46, 54)
 _EYELET = (36, 36, 40)
 _STRIPE = (250, 250, 250)
+_DOT = (196, 40, 48)
+TINTED_WHITE = (235, 235, 250)  # the catalogue's white sole with a blue cast
 
 # Fixed EXIF strings: every image of the catalogue carries the same template.
 _EXIF_TAGS: dict[int, str | int] = {
@@ -128,8 +131,85 @@ def distractors(dest: Path) -> list[Path]:
     return paths
 
 
-def draw_shoe(lace: tuple[int, int, int], sole: tuple[int, int, int], *, stripe: bool = False) -> Image.Image:
-    """The sneaker, side view, toe to the right, as a 64×64 RGB image. Only `lace` and `sole` vary."""
+def key_for(lace: str, sole: str) -> str:
+    """The catalogue key of a colourway (its format follows the checkerboard in `write_catalogue`)."""
+    li, si = list(LACE_COLOURS).index(lace), list(SOLE_COLOURS).index(sole)
+    return f"shoes/rumba-{lace}-{sole}.{'png' if (li + si) % 2 == 0 else 'jpg'}"
+
+
+def shift_colour(
+    rgb: tuple[int, int, int], delta_e: float, direction: tuple[float, float, float]
+) -> tuple[int, int, int]:
+    """The nearest 8-bit colour at least `delta_e` (CIEDE2000) from `rgb`, moving along a CIELAB
+    direction (L*, a*, b*). For distractors: "the same shoe, one area a known ΔE00 off"."""
+    from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
+
+    start = rgb2lab(np.asarray([[rgb]], dtype=np.float64) / 255.0)[0, 0]
+    step = np.asarray(direction, dtype=np.float64) / np.linalg.norm(direction)
+    for distance in np.arange(0.05, 60.0, 0.05):
+        srgb = lab2rgb((start + distance * step)[None, None])[0, 0]
+        if (srgb < 0).any() or (srgb > 1).any():
+            break
+        moved = np.round(srgb * 255.0)
+        if deltaE_ciede2000(start, rgb2lab(moved[None, None] / 255.0)[0, 0]) >= delta_e:
+            return (int(moved[0]), int(moved[1]), int(moved[2]))
+    raise ValueError(f"{rgb} cannot move ΔE00 {delta_e} along {direction} inside sRGB")
+
+
+@dataclass(frozen=True)
+class Distractor:
+    """An image the model was not trained on, placed under a trained key (so a caption exists and
+    only the gate can refuse it)."""
+
+    kind: str
+    key: str
+    image: Image.Image
+
+
+def trained_key_distractors() -> list[Distractor]:
+    """One of each class the gate must refuse, each under its own trained key."""
+    lace, sole = LACE_COLOURS, SOLE_COLOURS
+    b_plus, a_plus = (0.0, 0.0, 1.0), (0.0, 1.0, 0.0)
+    made = [
+        ("tinted-white", "red", "white", draw_shoe(lace["red"], TINTED_WHITE)),
+        ("sole-shift-5", "blue", "gum", draw_shoe(lace["blue"], shift_colour(sole["gum"], 5, b_plus))),
+        (
+            "sole-shift-10",
+            "purple",
+            "blue",
+            draw_shoe(lace["purple"], shift_colour(sole["blue"], 10, a_plus)),
+        ),
+        ("lace-shift-5", "pink", "black", draw_shoe(shift_colour(lace["pink"], 5, b_plus), sole["black"])),
+        (
+            "lace-shift-10",
+            "orange",
+            "green",
+            draw_shoe(shift_colour(lace["orange"], 10, a_plus), sole["green"]),
+        ),
+        ("added-detail", "green", "white", draw_shoe(lace["green"], sole["white"], dot=True)),
+        ("removed-part", "black", "gum", draw_shoe(lace["black"], sole["gum"], heel_tab=False)),
+        ("sibling-image", "blue", "red", draw_shoe(lace["green"], sole["red"])),
+    ]
+    return [
+        Distractor(kind, key_for(lace_name, sole_name), image) for kind, lace_name, sole_name, image in made
+    ]
+
+
+def encode_like_key(image: Image.Image, key: str) -> bytes:
+    """The image encoded as the catalogue encodes that key (PNG or JPEG, same EXIF and ICC)."""
+    return _encode(image, "PNG" if key.endswith(".png") else "JPEG")
+
+
+def draw_shoe(
+    lace: tuple[int, int, int],
+    sole: tuple[int, int, int],
+    *,
+    stripe: bool = False,
+    dot: bool = False,
+    heel_tab: bool = True,
+) -> Image.Image:
+    """The sneaker, side view, toe to the right, as a 64×64 RGB image. Only `lace` and `sole` vary in
+    the catalogue; `stripe`, `dot` and `heel_tab=False` draw distractors (a detail added or removed)."""
     s = _SUPERSAMPLE
 
     def pts(*xy: float) -> list[tuple[float, float]]:
@@ -148,7 +228,10 @@ def draw_shoe(lace: tuple[int, int, int], sole: tuple[int, int, int], *, stripe:
     d.polygon(pts(60, 44, 60, 40, 57, 35, 53, 33, 49, 37, 48, 44), fill=_TOE_CAP, outline=_OUTLINE, width=s)
     if stripe:
         d.polygon(pts(13, 42, 25, 27, 30, 27, 18, 42), fill=_STRIPE, outline=_OUTLINE, width=s)
-    d.rectangle(pts(5, 15, 11, 29), fill=_HEEL_TAB, outline=_OUTLINE, width=s)
+    if heel_tab:
+        d.rectangle(pts(5, 15, 11, 29), fill=_HEEL_TAB, outline=_OUTLINE, width=s)
+    if dot:  # a small mark on the upper, about 3 px across
+        d.ellipse(pts(19.5, 33.5, 22.5, 36.5), fill=_DOT)
 
     # Five thick laces crossing the vamp edge (35,18)→(52,31), with an eyelet at each end.
     ux, uy = 17 / 21.4, 13 / 21.4  # along the edge

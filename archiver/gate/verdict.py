@@ -31,7 +31,7 @@ class Thresholds:
     worst_tile_max: float = 0.10  # mean LPIPS of the worst tile of the spatial map
     psnr_min: float = 30.0  # dB, on 8-bit RGB
     colour_max: float = 3.0  # ΔE00 that the worst 1% of the low-passed image may reach (`colour`)
-    sibling_margin_db: float = 3.0  # own-original PSNR minus the nearest sibling's PSNR
+    sibling_margin_db: float = 3.0  # own-original PSNR minus a sibling's PSNR (see `told_apart`)
     tiles: int = 4  # the spatial map is cut into tiles x tiles
 
 
@@ -43,7 +43,7 @@ class GateReport:
     thresholds: dict[str, float]
     backbone: dict[str, str]
     software: dict[str, str] = field(default_factory=dict)
-    nearest_sibling: str | None = None  # the sibling key the render is most like, when one was judged
+    nearest_sibling: str | None = None  # the sibling it was confused with, else the PSNR-nearest one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +72,34 @@ def _finite(value: float | bool | None) -> float | bool | None:
     if isinstance(value, float) and math.isinf(value):
         return math.copysign(1e9, value)
     return value
+
+
+@dataclass(frozen=True)
+class Measures:
+    """A render against one image: the gate's measures."""
+
+    lpips: float
+    worst_tile: float
+    psnr: float
+    colour: float  # ΔE00 of the worst 1%
+
+
+def told_apart(own: Measures, sibling: Measures, t: Thresholds) -> bool:
+    """Whether the render is plainly its own original's image and not this sibling's.
+
+    It is when it is nearer its own original by the PSNR margin, or when, had the sibling been the
+    original, the gate would have refused the render on a perceptual check that its own original
+    passes (LPIPS, worst tile or colour). The second way keeps siblings that differ only in a
+    colour apart: LPIPS barely sees colour and a thin coloured part moves PSNR little, but the colour
+    check sees it. A sibling that the render would pass as is never told apart.
+    """
+    if own.psnr - sibling.psnr >= t.sibling_margin_db:
+        return True
+    return (
+        (sibling.lpips > t.lpips_max and sibling.lpips > own.lpips)
+        or (sibling.worst_tile > t.worst_tile_max and sibling.worst_tile > own.worst_tile)
+        or (sibling.colour > t.colour_max and sibling.colour > own.colour)
+    )
 
 
 class Gate:
@@ -142,12 +170,18 @@ class Gate:
             # Only a sibling of the render's size can be compared pixel for pixel.
             judged = [s for s in judged if s.image.size == rendered.size]
             if judged:
-                nearest_key, sibling_metrics, confusable = self._against_siblings(
-                    rendered, render_lab, judged, own_lpips, colour.worst
+                own = Measures(own_lpips, own_tile, own_psnr, colour.worst)
+                measured = self._measure_siblings(rendered, render_lab, judged)
+                confused = [s for s, m in zip(judged, measured, strict=True) if not told_apart(own, m, t)]
+                nearest = max(range(len(judged)), key=lambda i: measured[i].psnr)
+                nearest_key = (confused or [judged[nearest]])[0].key
+                metrics.update(
+                    sibling_margin_db=own_psnr - measured[nearest].psnr,
+                    nearest_sibling_psnr=measured[nearest].psnr,
+                    nearest_sibling_lpips=min(m.lpips for m in measured),
+                    nearest_sibling_colour=min(m.colour for m in measured),
                 )
-                metrics.update(sibling_metrics)
-                metrics["sibling_margin_db"] = own_psnr - sibling_metrics["nearest_sibling_psnr"]  # type: ignore[operator]
-                if metrics["sibling_margin_db"] < t.sibling_margin_db or confusable:  # type: ignore[operator]
+                if confused:
                     failures.append("gate-sibling")
         if not rerender_identical:
             failures.append("gate-determinism")
@@ -161,29 +195,18 @@ class Gate:
             nearest_sibling=nearest_key,
         )
 
-    def _against_siblings(
-        self,
-        rendered: Image.Image,
-        render_lab: np.ndarray,
-        siblings: Sequence[Sibling],
-        own_lpips: float,
-        own_colour: float,
-    ) -> tuple[str, dict[str, float | bool | None], bool]:
-        """The nearest sibling by PSNR, its measures, and whether any sibling is confusable: at
-        least as near the render as its own original by LPIPS *and* by colour. (LPIPS alone would
-        call a sibling that differs only in colour "nearer"; colour alone misses shape.)"""
+    def _measure_siblings(
+        self, rendered: Image.Image, render_lab: np.ndarray, siblings: Sequence[Sibling]
+    ) -> list[Measures]:
+        """The render measured against each sibling as if that sibling were its original."""
         images = [s.image for s in siblings]
-        psnrs = [psnr(image, rendered) for image in images]
-        lpipses = lpips_map(self.net, [rendered] * len(images), images).mean(dim=(1, 2, 3)).tolist()
-        colours = [colour_difference_lab(lab_lowpass(image), render_lab).worst for image in images]
-        confusable = any(lp <= own_lpips and c <= own_colour for lp, c in zip(lpipses, colours, strict=True))
-        best = max(range(len(images)), key=psnrs.__getitem__)
-        return (
-            siblings[best].key,
-            {
-                "nearest_sibling_psnr": psnrs[best],
-                "nearest_sibling_lpips": min(lpipses),
-                "nearest_sibling_colour": min(colours),
-            },
-            confusable,
-        )
+        spatial = lpips_map(self.net, [rendered] * len(images), images)
+        return [
+            Measures(
+                lpips=float(spatial[i].mean()),
+                worst_tile=worst_tile(spatial[i : i + 1], self.thresholds.tiles),
+                psnr=psnr(image, rendered),
+                colour=colour_difference_lab(lab_lowpass(image), render_lab).worst,
+            )
+            for i, image in enumerate(images)
+        ]
