@@ -111,12 +111,9 @@ class GroupProver:
         return cls(read, prompts, loaded, gate, limits, index, undecodable)
 
     def prove(self, key: str) -> tuple[Proof, bytes | None]:
-        """The Proof for one key, and the original bytes it judged (None when it could not read them)."""
-        prompt = self.prompts.get(key)
-        if prompt is None:
-            return Proof(
-                key, False, "no-caption", f"model {self.loaded.row.name!r} has no prompt for {key}"
-            ), None
+        """The Proof for one key, and the original bytes it judged (None when it could not read them).
+
+        A file that is not a readable image says so before anything else, caption or not."""
         try:
             data = self.read(key)
         except NoSuchObject:
@@ -125,6 +122,15 @@ class GroupProver:
             ), None
         if key in self.undecodable:
             return self.undecodable[key], data
+        prompt = self.prompts.get(key)
+        if prompt is None:
+            try:
+                decode_rgb(data, key)
+            except UnsupportedImage as bad:
+                return Proof(key, False, bad.reason, str(bad)), data
+            return Proof(
+                key, False, "no-caption", f"model {self.loaded.row.name!r} has no prompt for {key}"
+            ), data
         return prove_one(key, data, prompt, self.loaded, self.gate, self.limits, self.index), data
 
 

@@ -16,23 +16,25 @@ if [ -e "$demo/mnt" ] && grep -q " $demo/mnt " /proc/mounts; then "${archiver[@]
 rm -rf "$demo"
 mkdir -p "$demo/mnt"
 
-# LPIPS's pretrained AlexNet trunk comes from the network; an offline machine does not have it.
-# The demo then uses the explicit test-only random trunk and says so; production refuses instead.
-weights=$("$repo/.venv/bin/python" -c 'import torch; print(torch.hub.get_dir())')/checkpoints/alexnet-owt-7be5be79.pth
-if [ ! -f "$weights" ]; then
-  echo "demo: no AlexNet weights at $weights: using the TEST-ONLY random LPIPS trunk (PSNR and the" \
-       "sibling margin still gate every image); production needs the real weights there" >&2
-  export ARCHIVER_LPIPS_BACKBONE=random-test-only
-fi
-
 echo "== the example catalogue" >&2
-"${archiver[@]}" example rumba "$demo/catalogue" --distractors
-mv "$demo/catalogue/distractors"/* "$demo/catalogue/shoes/"   # make them sweep candidates too
+# Distractors replace some shoes under their own trained keys: a caption exists for each, so only
+# the gate (not a missing caption) can refuse them. distractors.csv says what each one is.
+"${archiver[@]}" example rumba "$demo/catalogue" --under-trained-keys
 echo "== register the shipped model" >&2
 "${archiver[@]}" model add "${ARCHIVER_DEMO_MODEL:-$repo/examples/rumba/model}" --name rumba
 echo "== sweep" >&2
 "${archiver[@]}" sweep "$demo/catalogue" --model rumba
 "${archiver[@]}" status
+echo "== the distractors, and which checks of the gate refused each (LPIPS: the pretrained AlexNet trunk)" >&2
+for key in $(tail -n +2 "$demo/catalogue/distractors.csv" | cut -d, -f1); do
+  "${archiver[@]}" show "$key" --json
+done | "$repo/.venv/bin/python" -c '
+import csv, json, sys
+kinds = dict(csv.reader(open(sys.argv[1], encoding="utf-8")))
+for line in sys.stdin:
+    a = json.loads(line)
+    print(f"  {a[\"key\"]:<34} {kinds[a[\"key\"]]:<14} {a[\"state\"]:<9} {a[\"reason_detail\"] or \"\"}")
+' "$demo/catalogue/distractors.csv"
 echo "== mount, and read every archived file back through it" >&2
 "${archiver[@]}" mount "$demo/mnt"
 trap '"${archiver[@]}" umount "$demo/mnt" || true' EXIT

@@ -1,8 +1,8 @@
 """Helpers shared by the command-line tests: running `archiver` in process, and a swept catalogue.
 
 `env` and `source` are fixtures (conftest registers this module as a plugin): `env` is a clean
-home with a short seed search (and the gate's real, pretrained LPIPS trunk); `source` is a hot directory holding
-the `memorized` catalogue (see conftest.py).
+home with a short seed search (the gate judges with its real, pretrained LPIPS trunk); `source` is
+a hot directory holding the `memorized` catalogue (see conftest.py).
 """
 
 from __future__ import annotations

@@ -246,6 +246,33 @@ def test_killed_at_every_boundary_then_resumed_loses_nothing(
 
 
 @pytest.mark.slow
+def test_a_claimed_candidate_deleted_by_hand_does_not_wedge_later_sweeps(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed after claiming; one hot image deleted by hand; the next sweeps (one with --include for
+    other keys) finish, the gone image is rejected as `vanished`, the rest are archived."""
+    register(capsys, memorized)
+    assert sweep_process(env, source, kill_at="claimed").returncode == -9
+    (source / "shoes/tiny-green.png").unlink()
+    code, out, err = cli(
+        capsys, "sweep", str(source), "--model", "tiny", "--include", "shoes/tiny-red.png", "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["rejected"]["vanished"] == 1 and summary["skipped"]["not-included"] >= 1
+    assets = catalog_assets(env)
+    assert assets["shoes/tiny-red.png"].state == AssetState.ARCHIVED
+    assert assets["shoes/tiny-green.png"].state == AssetState.REJECTED
+    assert assets["shoes/tiny-green.png"].reason == "vanished"
+    assert assets["shoes/tiny-blue.jpg"].state == AssetState.CANDIDATE  # left for a run that includes it
+    assert all(a.claimed_by is None for a in assets.values())
+    code, _, err = cli(capsys, "sweep", str(source), "--model", "tiny")
+    assert code == 0, err
+    archived = {k for k, a in catalog_assets(env).items() if a.state == AssetState.ARCHIVED}
+    assert archived == MEMORIZED - {"shoes/tiny-green.png"}
+
+
+@pytest.mark.slow
 def test_two_sweeps_at_once_never_process_the_same_asset(
     env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:

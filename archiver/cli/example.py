@@ -22,13 +22,21 @@ def example() -> None:
     default=False,
     help="Also write images the shipped model was not trained on (the gate must reject them).",
 )
-def example_rumba(dest: Path, with_distractors: bool) -> None:
+@click.option(
+    "--under-trained-keys",
+    is_flag=True,
+    help="Replace some catalogue images with distractors under their own (trained, captioned) keys: "
+    "only the gate can refuse them. They are listed in DEST/distractors.csv.",
+)
+def example_rumba(dest: Path, with_distractors: bool, under_trained_keys: bool) -> None:
     """Write the rumba sneaker catalogue (48 images, JPEG and PNG, captions.csv) into DEST."""
-    from archiver.example.rumba import distractors, write_catalogue
+    from archiver.example.rumba import distractors, replace_with_distractors, write_catalogue
 
     entries = write_catalogue(dest)
     extra = distractors(dest) if with_distractors else []
+    replaced = replace_with_distractors(dest) if under_trained_keys else []
     click.echo(
         f"wrote {len(entries)} images and captions.csv to {dest}"
         + (f", and {len(extra)} distractors under {dest / 'distractors'}" if extra else "")
+        + (f"; {len(replaced)} of them replaced by distractors (distractors.csv)" if replaced else "")
     )

@@ -195,6 +195,20 @@ def trained_key_distractors() -> list[Distractor]:
     ]
 
 
+def replace_with_distractors(dest: Path) -> list[Distractor]:
+    """Overwrite catalogue images under `dest` with `trained_key_distractors()`, encoded as their
+    keys are, and list them in `dest/distractors.csv` (key, kind)."""
+    made = trained_key_distractors()
+    for distractor in made:
+        (dest / distractor.key).write_bytes(encode_like_key(distractor.image, distractor.key))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["key", "kind"])
+    writer.writerows([d.key, d.kind] for d in made)
+    (dest / "distractors.csv").write_bytes(buf.getvalue().encode("utf-8"))
+    return made
+
+
 def encode_like_key(image: Image.Image, key: str) -> bytes:
     """The image encoded as the catalogue encodes that key (PNG or JPEG, same EXIF and ICC)."""
     return _encode(image, "PNG" if key.endswith(".png") else "JPEG")

@@ -1,0 +1,165 @@
+"""Calibration: the gate's measures and verdicts per distractor class. Prints a table, then a JSON line.
+
+    .venv/bin/python bench/gate_calibration.py [--model-dir examples/rumba/model]
+
+Renders every key of the example catalogue once (seed 0, as a sweep's first try) with the shipped
+model, then judges against that render, with the pretrained LPIPS trunk and default thresholds:
+the 48 memorized originals, and distractors drawn by the example's own code and placed under a
+trained key (what a sweep would see if the image had been replaced): a region (the sole or the
+laces) moved by ΔE00 3, 5 and 10 along six CIELAB directions on six colourways, a tinted white,
+an added dot, a removed heel tab, a stripe, another colourway's image, and gold laces. Each row
+gives how many were refused, the range of every measure, and which checks refused them. The
+table in docs/architecture.md comes from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from archiver.catalog.database import open_catalog  # noqa: E402
+from archiver.engine.registry import load_model, register_model  # noqa: E402
+from archiver.engine.rehydrate import base_spec, render_images  # noqa: E402
+from archiver.engine.rendering import enable_determinism  # noqa: E402
+from archiver.example.rumba import (  # noqa: E402
+    DISTRACTOR_LACE,
+    LACE_COLOURS,
+    SOLE_COLOURS,
+    TINTED_WHITE,
+    draw_shoe,
+    key_for,
+    prompt_for,
+    shift_colour,
+)
+from archiver.gate import Gate  # noqa: E402
+from archiver.gate.siblings import SiblingIndex  # noqa: E402
+from archiver.prove import render_defaults  # noqa: E402
+
+DIRECTIONS = {
+    "+L": (1, 0, 0),
+    "-L": (-1, 0, 0),
+    "+a": (0, 1, 0),
+    "-a": (0, -1, 0),
+    "+b": (0, 0, 1),
+    "-b": (0, 0, -1),
+}
+COLOURWAYS = [
+    ("red", "white"),
+    ("blue", "gum"),
+    ("yellow", "black"),
+    ("green", "blue"),
+    ("pink", "red"),
+    ("purple", "green"),
+]
+MEASURES = ("lpips", "worst_tile", "psnr", "colour_worst", "sibling_margin_db")
+
+
+def distractors() -> list[tuple[str, str, Image.Image]]:
+    """(class, trained key, image) for every distractor of the calibration."""
+    made: list[tuple[str, str, Image.Image]] = []
+    for lace, sole in COLOURWAYS:
+        key = key_for(lace, sole)
+        for delta_e in (3, 5, 10):
+            for direction in DIRECTIONS.values():
+                for part in ("sole", "lace"):
+                    base = SOLE_COLOURS[sole] if part == "sole" else LACE_COLOURS[lace]
+                    try:
+                        moved = shift_colour(base, delta_e, direction)  # type: ignore[arg-type]
+                    except ValueError:  # that direction leaves sRGB before reaching delta_e
+                        continue
+                    image = (
+                        draw_shoe(LACE_COLOURS[lace], moved)
+                        if part == "sole"
+                        else draw_shoe(moved, SOLE_COLOURS[sole])
+                    )
+                    made.append((f"{part} shifted ΔE00 {delta_e}", key, image))
+        made.append(("added dot", key, draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole], dot=True)))
+        made.append(
+            ("removed heel tab", key, draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole], heel_tab=False))
+        )
+        made.append(("added stripe", key, draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole], stripe=True)))
+        other = list(LACE_COLOURS)[(list(LACE_COLOURS).index(lace) + 1) % len(LACE_COLOURS)]
+        made.append(("another colourway's image", key, draw_shoe(LACE_COLOURS[other], SOLE_COLOURS[sole])))
+    for sole in ("white", "gum", "blue"):
+        made.append(("tinted white", key_for("red", "white"), draw_shoe(LACE_COLOURS["red"], TINTED_WHITE)))
+        made.append(
+            (
+                "gold laces as yellow",
+                key_for("yellow", sole),
+                draw_shoe(DISTRACTOR_LACE[1], SOLE_COLOURS[sole]),
+            )
+        )
+    return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "rumba" / "model")
+    args = parser.parse_args()
+    enable_determinism()
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = open_catalog(f"sqlite:///{tmp}/catalog.db")
+        with catalog.begin() as session:
+            loaded = load_model(register_model(session, args.model_dir, "rumba"))
+        catalog.close()
+    steps = int(render_defaults(args.model_dir)["steps"])
+    originals = {
+        key_for(lace, sole): draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole])
+        for lace in LACE_COLOURS
+        for sole in SOLE_COLOURS
+    }
+    renders = {}
+    for lace in LACE_COLOURS:
+        for sole in SOLE_COLOURS:
+            spec = base_spec(loaded, prompt=prompt_for(lace, sole), width=64, height=64, steps=steps)
+            (renders[key_for(lace, sole)],) = render_images(loaded, spec, [0])
+    index = SiblingIndex(originals.__getitem__)
+    index.extend(originals.items())
+    gate = Gate()
+    cases = [("memorized original", key, image) for key, image in originals.items()] + distractors()
+    results: dict[str, list[dict]] = defaultdict(list)
+    for kind, key, image in cases:
+        render = renders[key]
+        report = gate.evaluate(image, render, index.nearest(render, exclude=key), True)
+        results[kind].append(
+            {
+                "passed": report.passed,
+                "failures": report.failures,
+                **{m: report.metrics.get(m) for m in MEASURES},
+            }
+        )
+    rows = []
+    for kind, found in results.items():
+        refused = [r for r in found if not r["passed"]]
+        row = {
+            "class": kind,
+            "cases": len(found),
+            "refused": len(refused),
+            "by": dict(Counter(f for r in refused for f in r["failures"]).most_common()),
+            **{m: [min(r[m] for r in found), max(r[m] for r in found)] for m in MEASURES},
+        }
+        rows.append(row)
+    print(
+        f"{'class':<28} {'refused':>9}  {'LPIPS':>13} {'worst tile':>13} {'PSNR dB':>13}"
+        f" {'ΔE00 worst 1%':>13} {'margin dB':>13}  checks that refused"
+    )
+    for r in rows:
+        ranges = " ".join(f"{r[m][0]:>6.3g}-{r[m][1]:<6.3g}" for m in MEASURES)
+        print(
+            f"{r['class']:<28} {r['refused']:>4}/{r['cases']:<4}  {ranges}  "
+            + ", ".join(f"{k} {v}" for k, v in r["by"].items())
+        )
+    print(json.dumps({"bench": "gate_calibration", "thresholds": report.thresholds, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
