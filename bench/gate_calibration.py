@@ -89,8 +89,9 @@ def distractors() -> list[tuple[str, str, Image.Image]]:
         made.append(("added stripe", key, draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole], stripe=True)))
         other = list(LACE_COLOURS)[(list(LACE_COLOURS).index(lace) + 1) % len(LACE_COLOURS)]
         made.append(("another colourway's image", key, draw_shoe(LACE_COLOURS[other], SOLE_COLOURS[sole])))
+    for lace in ("red", "blue", "black"):  # white soles tinted blue
+        made.append(("tinted white", key_for(lace, "white"), draw_shoe(LACE_COLOURS[lace], TINTED_WHITE)))
     for sole in ("white", "gum", "blue"):
-        made.append(("tinted white", key_for("red", "white"), draw_shoe(LACE_COLOURS["red"], TINTED_WHITE)))
         made.append(
             (
                 "gold laces as yellow",
