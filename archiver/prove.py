@@ -9,7 +9,6 @@ catalog: callers hand in `read` and store what comes back.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,13 @@ from pathlib import Path
 from PIL import Image
 
 from archiver.engine.encoding import EncodingProfile, capture_profile
+from archiver.engine.manifests import read_captions, read_render_settings
 from archiver.engine.originals import decode_rgb
-from archiver.engine.registry import LoadedModel, captions_of
+from archiver.engine.registry import LoadedModel
 from archiver.engine.rehydrate import RenderSpec, SearchResult, base_spec, search_seed
 from archiver.errors import NoSuchObject, UnsupportedImage
 from archiver.gate import Gate, GateReport
 from archiver.gate.siblings import DEFAULT_K, SiblingIndex
-
-DEFAULT_RENDER_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -45,16 +43,6 @@ class Proof:
     report: GateReport | None = None
     data: bytes | None = None  # the rehydrated bytes the record promises
     seeds_tried: int = 0
-
-
-def render_defaults(model_dir: Path) -> dict[str, float]:
-    """Steps, guidance and eta the model was trained to render with (training.json), else defaults."""
-    defaults: dict[str, float] = {"steps": DEFAULT_RENDER_STEPS, "guidance_scale": 1.0, "eta": 0.0}
-    manifest = model_dir / "training.json"
-    if manifest.is_file():
-        render = json.loads(manifest.read_text(encoding="utf-8")).get("render", {})
-        defaults.update({k: render[k] for k in defaults if k in render})
-    return defaults
 
 
 def index_group(
@@ -104,7 +92,7 @@ class GroupProver:
         gate: Gate,
         limits: SearchLimits,
     ) -> GroupProver:
-        prompts = captions_of(Path(loaded.row.path))
+        prompts = read_captions(Path(loaded.row.path))
         index, undecodable = index_group(
             [key for key in image_keys if key in prompts], read, k=limits.siblings
         )
@@ -149,15 +137,15 @@ def prove_one(
         profile = capture_profile(data, key)
     except UnsupportedImage as bad:  # an encoding archiver cannot write back, e.g. odd JPEG subsampling
         return Proof(key, False, bad.reason, str(bad))
-    render = render_defaults(Path(loaded.row.path))
+    render = read_render_settings(Path(loaded.row.path))
     base = base_spec(
         loaded,
         prompt=prompt,
         width=original.width,
         height=original.height,
-        steps=int(render["steps"]),
-        guidance_scale=float(render["guidance_scale"]),
-        eta=float(render["eta"]),
+        steps=render.steps,
+        guidance_scale=render.guidance_scale,
+        eta=render.eta,
     )
     found: SearchResult = search_seed(
         loaded,

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from archiver.catalog.database import open_catalog  # noqa: E402
+from archiver.engine.manifests import read_render_settings  # noqa: E402
 from archiver.engine.registry import load_model, register_model  # noqa: E402
 from archiver.engine.rehydrate import base_spec, render_images  # noqa: E402
 from archiver.engine.rendering import enable_determinism  # noqa: E402
@@ -42,7 +43,6 @@ from archiver.example.rumba import (  # noqa: E402
 )
 from archiver.gate import Gate  # noqa: E402
 from archiver.gate.siblings import SiblingIndex  # noqa: E402
-from archiver.prove import render_defaults  # noqa: E402
 
 DIRECTIONS = {
     "+L": (1, 0, 0),
@@ -112,7 +112,7 @@ def main() -> None:
         with catalog.begin() as session:
             loaded = load_model(register_model(session, args.model_dir, "rumba"))
         catalog.close()
-    steps = int(render_defaults(args.model_dir)["steps"])
+    steps = read_render_settings(args.model_dir).steps
     originals = {
         key_for(lace, sole): draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole])
         for lace in LACE_COLOURS

@@ -23,10 +23,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from archiver.engine.manifests import read_captions, read_render_settings  # noqa: E402
 from archiver.engine.pipeline import load_pipeline  # noqa: E402
-from archiver.engine.registry import captions_of  # noqa: E402
 from archiver.engine.rendering import enable_determinism, render_batch  # noqa: E402
-from archiver.prove import render_defaults  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -42,17 +41,17 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 def bench_example(model_dir: Path, images: int, steps: int | None, device: str) -> list[dict[str, object]]:
     dtype = torch.float16 if device == "cuda" else torch.float32
     load_s, pipe = timed(load_pipeline, model_dir, device=device, dtype=dtype)
-    prompts = list(captions_of(model_dir).values())[:images] or ["a product photo"]
-    render = render_defaults(model_dir)
-    steps = steps or int(render["steps"])
+    prompts = list(read_captions(model_dir).values())[:images] or ["a product photo"]
+    render = read_render_settings(model_dir)
+    steps = steps or render.steps
     size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
     kwargs = dict(
         negative_prompt=None,
         steps=steps,
-        guidance_scale=float(render["guidance_scale"]),
+        guidance_scale=render.guidance_scale,
         width=size,
         height=size,
-        eta=float(render["eta"]),
+        eta=render.eta,
         device=device,
     )
     cold_s, _ = timed(render_batch, pipe, prompt=prompts[0], seeds=[0], **kwargs)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from archiver.engine.manifests import RenderSettings, read_render_settings
 from archiver.engine.pipeline import TinySpec, build_tiny_pipeline, load_pipeline
 from archiver.training import train_lora, train_tiny
 
@@ -67,6 +68,9 @@ def test_train_tiny_lowers_the_loss_and_writes_a_loadable_model(tmp_path: Path) 
     training = json.loads((out / "training.json").read_text())
     assert training["recipe"]["steps"] == 12 and training["software"]["torch"] == torch.__version__
     assert training["final_loss"] == pytest.approx(losses[-1])
+    # The render settings it was trained for, read back the only way prove reads them.
+    assert read_render_settings(out) == RenderSettings(steps=training["recipe"]["schedule_steps"] or 20)
+    assert training["render"] == {"steps": read_render_settings(out).steps, "guidance_scale": 1.0, "eta": 0.0}
     pipe = load_pipeline(out, "cpu", torch.float32)
     assert pipe.vae.config.scaling_factor == pytest.approx(training["vae_scaling_factor"])
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000012", "step-0000016"]

@@ -52,17 +52,6 @@ def pipeline_class_of(path: Path) -> str:
     return str(json.loads((path / "model_index.json").read_text(encoding="utf-8"))["_class_name"])
 
 
-def captions_of(path: Path) -> dict[str, str]:
-    """The key -> prompt manifest `archiver train` writes beside the pipeline ({} if absent)."""
-    manifest = path / "captions.json"
-    if not manifest.is_file():
-        return {}
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ModelError(f"{manifest} is not a key -> prompt mapping: retrain or fix it")
-    return data
-
-
 SUPPORTED_PIPELINES = {"StableDiffusionPipeline"}
 
 

@@ -23,6 +23,9 @@ import PIL.Image
 import torch
 from safetensors.torch import load_file, save_file
 
+from archiver.engine import manifests
+from archiver.engine.manifests import RenderSettings
+
 # (key, prompt, image)
 Example = tuple[str, str, PIL.Image.Image]
 # progress(step, total_steps, loss): called after every optimisation step.
@@ -201,8 +204,9 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifests(out_dir: Path, examples: Sequence[Example], training: dict[str, Any]) -> None:
-    """captions.json (key -> prompt, so a sweep knows each key's prompt) and training.json."""
-    captions = {key: prompt for key, prompt, _ in examples}
-    (out_dir / "captions.json").write_text(json.dumps(captions, indent=1, ensure_ascii=False) + "\n")
-    (out_dir / "training.json").write_text(json.dumps(training, indent=1) + "\n")
+def write_manifests(
+    out_dir: Path, examples: Sequence[Example], training: dict[str, Any], render: RenderSettings
+) -> None:
+    """captions.json (key -> prompt, so a sweep knows each key's prompt) and training.json, with the
+    render settings the model was trained for (`archiver.engine.manifests` owns both files)."""
+    manifests.write_manifests(out_dir, {key: prompt for key, prompt, _ in examples}, training, render)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from archiver.engine.manifests import RenderSettings
 from archiver.engine.pipeline import load_pipeline
 from archiver.training.common import (
     CHECKPOINT_DIR,
@@ -178,5 +179,6 @@ def train_lora(
             "resumed_from_step": start,
             "software": software_versions(),
         },
+        RenderSettings(),  # trained on every timestep: the default schedule, no guidance
     )
     return TrainResult(out_dir, steps, float("nan"), loss_value, seconds)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from archiver.engine.manifests import DEFAULT_RENDER_STEPS, RenderSettings
 from archiver.engine.pipeline import TinySpec, build_tiny_pipeline
 from archiver.training.common import (
     CHECKPOINT_DIR,
@@ -262,7 +263,8 @@ def train_tiny(
         "threads": torch.get_num_threads(),
         "software": software_versions(),
     }
-    write_manifests(out_dir, examples, training)
+    # Render with the DDIM schedule the denoiser was trained on (the sweep reads it from here).
+    write_manifests(out_dir, examples, training, RenderSettings(steps=schedule_steps or DEFAULT_RENDER_STEPS))
     if not keep_checkpoints:
         shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return TrainResult(out_dir, total, vae_loss, loss_value, seconds)
