@@ -17,11 +17,12 @@ from archiver.catalog.database import open_catalog
 from archiver.catalog.queries import get_model, list_models
 from archiver.engine.encoding import capture_profile
 from archiver.engine.registry import load_model, model_sha256, register_model, verify_model
-from archiver.engine.rehydrate import base_spec, rehydrate, search_seed
+from archiver.engine.rehydrate import base_spec, rehydrate
 from archiver.engine.rendering import enable_determinism
 from archiver.errors import ConfigError, ModelError, NotFound
 from archiver.example.rumba import write_catalogue
 from archiver.gate import Gate, Thresholds
+from archiver.prove import search_seed
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,16 @@
-"""Records to bytes: rendering a record exactly, and finding the seed that earns one.
+"""Records to bytes: rendering a record exactly.
 
-Owns `RenderSpec` (the parts of a record that decide the pixels), `rehydrate` (spec + encoding
-profile -> the asset's bytes) and `search_seed` (render seeds in batches until the gate passes,
-capped). The scheduler class and config come from the record, never from whatever the pipeline
-directory holds today. It does not write the catalog; callers store what it returns.
+Owns `RenderSpec` (the parts of a record that decide the pixels), `render_images` and `rehydrate`
+(spec + encoding profile -> the asset's bytes): record -> bytes, nothing else. Finding the seed
+that earns a record is `archiver.prove`'s; this module knows nothing of the gate. The scheduler
+class and config come from the record, never from whatever the pipeline directory holds today.
+It does not write the catalog; callers store what it returns.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import diffusers
@@ -21,8 +20,6 @@ from archiver.engine.encoding import EncodingProfile, encode
 from archiver.engine.registry import LoadedModel
 from archiver.engine.rendering import render_batch
 from archiver.errors import ModelError
-from archiver.gate import Gate, GateReport
-from archiver.gate.siblings import Sibling
 
 
 @dataclass(frozen=True)
@@ -127,74 +124,3 @@ def rehydrate(loaded: LoadedModel, spec: RenderSpec, profile: EncodingProfile) -
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass
-class SearchResult:
-    passed: bool
-    spec: RenderSpec  # with the seed found (or the best one tried, when none passed)
-    report: GateReport  # the winning report, or the best failing one
-    data: bytes | None  # the rehydrated bytes the record will promise (None if nothing passed)
-    seeds_tried: int
-
-
-def _decoded(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
-
-
-def _seed_batches(first: int, count: int, batch_size: int) -> Iterator[list[int]]:
-    seeds = list(range(first, first + count))
-    yield seeds[:1]
-    for start in range(1, count, batch_size):
-        yield seeds[start : start + batch_size]
-
-
-def search_seed(
-    loaded: LoadedModel,
-    base: RenderSpec,
-    profile: EncodingProfile,
-    original: Image.Image,
-    siblings: Callable[[Image.Image], Sequence[Image.Image | Sibling]],
-    gate: Gate,
-    *,
-    max_seeds: int = 8,
-    batch_size: int = 4,
-    first_seed: int = 0,
-) -> SearchResult:
-    """Try seeds first_seed, first_seed+1, ... in batches; stop at the first that passes the gate.
-
-    The first call renders one seed alone (a memorizing model passes there nearly always), later
-    calls `batch_size` seeds each. Candidates are judged on their encoded bytes decoded again (what
-    a reader will get), against `siblings(render)`: the images of the group nearest that render.
-    The winner is then rendered alone twice: the bytes a record promises come from a solo render,
-    and the two must be identical (the determinism check).
-    """
-    if max_seeds < 1 or batch_size < 1:
-        raise ValueError("max_seeds and batch_size must be at least 1")
-    best: tuple[float, RenderSpec, GateReport] | None = None
-    tried = 0
-    for seeds in _seed_batches(first_seed, max_seeds, batch_size):
-        images = render_images(loaded, base, seeds)
-        tried += len(seeds)
-        for seed, image in zip(seeds, images, strict=True):
-            spec = replace(base, seed=seed)
-            candidate = encode(image, profile)
-            seen = _decoded(candidate)
-            report = gate.evaluate(original, seen, siblings(seen), rerender_identical=True)
-            if report.passed:
-                # A seed rendered alone already is a solo render: one more makes the determinism pair,
-                # and when the two agree the report just made is the one for these bytes.
-                solo = len(seeds) == 1
-                data = candidate if solo else rehydrate(loaded, spec, profile)
-                again = rehydrate(loaded, spec, profile)
-                if not (solo and data == again):
-                    seen = _decoded(data)
-                    report = gate.evaluate(original, seen, siblings(seen), rerender_identical=data == again)
-                if report.passed:
-                    return SearchResult(True, spec, report, data, tried)
-            score = float(report.metrics.get("psnr") or 0.0)
-            if best is None or score > best[0]:
-                best = (score, spec, report)
-    assert best is not None
-    return SearchResult(False, best[1], best[2], None, tried)
