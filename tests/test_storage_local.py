@@ -157,6 +157,41 @@ def test_list_is_in_s3_key_order_and_skips_our_temp_files(tmp_path: Path) -> Non
         list(store.list("../"))
 
 
+def test_every_entry_a_listing_leaves_out_is_reported_with_its_reason(tmp_path: Path) -> None:
+    """Nothing is left out in silence: links, sockets and names no key can spell each get a reason;
+    only our own temp files are not mentioned."""
+    import os
+    import socket
+
+    store = LocalHotStore(tmp_path)
+    store.put("shoes/a.jpg", b"a")
+    (tmp_path / "shoes" / "link.jpg").symlink_to(tmp_path / "shoes" / "a.jpg")
+    (tmp_path / "linked-dir").symlink_to(tmp_path / "shoes", target_is_directory=True)
+    nfd = unicodedata.normalize("NFD", "café.jpg")
+    (tmp_path / "shoes" / nfd).write_bytes(b"written by another tool")
+    (tmp_path / "shoes" / "two\nlines.jpg").write_bytes(b"x")
+    os.mkfifo(tmp_path / "shoes" / "pipe.jpg")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "shoes" / "sock"))
+    (tmp_path / "shoes" / f"{TEMP_PREFIX}1").write_bytes(b"ours, half written")
+    skipped: list[tuple[str, str]] = []
+    keys = [o.key for o in store.list(on_skip=lambda key, reason: skipped.append((key, reason)))]
+    assert keys == ["shoes/a.jpg"]
+    assert sorted(skipped) == sorted(
+        [
+            ("linked-dir", "symlink"),
+            ("shoes/link.jpg", "symlink"),
+            ("shoes/pipe.jpg", "not-a-file"),
+            ("shoes/sock", "not-a-file"),
+            (f"shoes/{nfd}", "unsafe-key"),
+            ("shoes/two\nlines.jpg", "unsafe-key"),
+        ]
+    )
+    skipped.clear()
+    assert [o.key for o in store.list("shoes/p", on_skip=lambda k, r: skipped.append((k, r)))] == []
+    assert skipped == [("shoes/pipe.jpg", "not-a-file")]
+
+
 def test_delete_if_unchanged(tmp_path: Path) -> None:
     store = LocalHotStore(tmp_path)
     verified = store.put("img.jpg", b"original")

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import socket
 import time
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -375,9 +376,16 @@ def test_paginated_listing_fetches_several_pages(moto_server: str, s3_client: An
 
 @pytest.mark.s3
 def test_listing_skips_unsafe_keys_and_folder_markers(s3_client: Any, bucket: str) -> None:
-    for key in ("p/ok.jpg", "p/a/../b.jpg", "p/dir/", "p/x//y"):
+    nfd = unicodedata.normalize("NFD", "p/café.jpg")
+    for key in ("p/ok.jpg", "p/a/../b.jpg", "p/dir/", "p/x//y", nfd):
         s3_client.put_object(Bucket=bucket, Key=key, Body=b"")
-    assert [o.key for o in S3HotStore(bucket, "p", s3_client).list()] == ["ok.jpg"]
+    skipped: list[tuple[str, str]] = []
+    store = S3HotStore(bucket, "p", s3_client)
+    assert [o.key for o in store.list(on_skip=lambda k, r: skipped.append((k, r)))] == ["ok.jpg"]
+    # Every unsafe key is reported; a console's folder marker is not an object at all.
+    assert sorted(skipped) == sorted(
+        [("a/../b.jpg", "unsafe-key"), ("x//y", "unsafe-key"), (nfd.removeprefix("p/"), "unsafe-key")]
+    )
 
 
 @pytest.mark.s3

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -79,15 +79,21 @@ class RestoreState:
         return self.status in (RestoreStatus.NOT_ARCHIVED, RestoreStatus.AVAILABLE)
 
 
+# on_skip(key, reason): reason is "symlink", "not-a-file" or "unsafe-key".
+OnSkip = Callable[[str, str], None]
+
+
 class HotStore(Protocol):
     """Where live images sit: a directory or an S3 prefix. Keys are relative, '/'-separated."""
 
     @property
     def url(self) -> str: ...
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", on_skip: OnSkip | None = None) -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix`, in key order; pages through the store
-        without a request per object."""
+        without a request per object. Entries under `prefix` that are not addressable objects (a
+        symlink, a socket, a key that is not NFC or holds a control character) are not listed:
+        `on_skip(key, reason)` hears of each, so nothing is left out in silence."""
         ...
 
     def head(self, key: str) -> ObjectInfo: ...

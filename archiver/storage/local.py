@@ -36,6 +36,7 @@ from archiver.storage.base import (
     ARCHIVE_CLASSES,
     KNOWN_CLASSES,
     ObjectInfo,
+    OnSkip,
     RestoreState,
     RestoreStatus,
     RestoreTier,
@@ -164,14 +165,17 @@ class _LocalTree:
             raise NoSuchObject(f"{self.where(key)} is not a regular file")
         return st
 
-    def walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-        """(key, entry) for every regular file whose key starts with `prefix`, in S3 key order."""
+    def walk(self, prefix: str, on_skip: OnSkip | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(key, entry) for every regular file whose key starts with `prefix`, in S3 key order;
+        `on_skip(key, reason)` hears of every other entry under `prefix` (symlinks, sockets...)."""
         directory, _, _ = prefix.rpartition("/")
         start = self.path(directory) if directory else self.resolved_root()
         base = f"{directory}/" if directory else ""
-        yield from self._walk(start, base, prefix)
+        yield from self._walk(start, base, prefix, on_skip or _ignore)
 
-    def _walk(self, directory: Path, base: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def _walk(
+        self, directory: Path, base: str, prefix: str, on_skip: OnSkip
+    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         try:
             with os.scandir(directory) as it:
                 entries = list(it)
@@ -187,22 +191,20 @@ class _LocalTree:
                 files_and_dirs.append((entry.name + "/", entry, True))
             elif entry.is_file(follow_symlinks=False):
                 files_and_dirs.append((entry.name, entry, False))
+            elif (base + entry.name).startswith(prefix):
+                on_skip(base + entry.name, "symlink" if entry.is_symlink() else "not-a-file")
         for name, entry, is_dir in sorted(files_and_dirs, key=lambda t: t[0]):
             key = base + name
             if not (key.startswith(prefix) or prefix.startswith(key)):
                 continue
             if is_dir:
-                yield from self._walk(Path(entry.path), key, prefix)
+                yield from self._walk(Path(entry.path), key, prefix, on_skip)
             else:
                 yield key, entry
 
 
-def _skip_unsafe(key: str) -> bool:
-    try:
-        safe_key(key)
-    except UnsafeKey:
-        return True
-    return False
+def _ignore(key: str, reason: str) -> None:
+    pass
 
 
 class LocalHotStore:
@@ -225,9 +227,12 @@ class LocalHotStore:
     def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
         return ObjectInfo(key=key, size=st.st_size, etag=_change_token(st), last_modified=_mtime(st))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        for key, entry in self._tree.walk(prefix):
-            if _skip_unsafe(key):  # e.g. an NFD name written by another tool: not addressable
+    def list(self, prefix: str = "", on_skip: OnSkip | None = None) -> Iterator[ObjectInfo]:
+        for key, entry in self._tree.walk(prefix, on_skip):
+            try:
+                safe_key(key)
+            except UnsafeKey:  # e.g. an NFD name or a newline, written by another tool: not addressable
+                (on_skip or _ignore)(key, "unsafe-key")
                 continue
             with _os_errors(self._tree.where(key)):
                 st = entry.stat(follow_symlinks=False)

@@ -46,6 +46,7 @@ from archiver.storage.base import (
     ARCHIVE_CLASSES,
     KNOWN_CLASSES,
     ObjectInfo,
+    OnSkip,
     RestoreState,
     RestoreStatus,
     RestoreTier,
@@ -319,7 +320,7 @@ class S3HotStore:
     def url(self) -> str:
         return self._s3.url
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", on_skip: OnSkip | None = None) -> Iterator[ObjectInfo]:
         s3 = self._s3
         paginator = s3.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
@@ -335,6 +336,8 @@ class S3HotStore:
                         safe_key(key)
                     except UnsafeKey as exc:
                         log.warning("skipping %s: %s", s3.where(key), exc)
+                        if on_skip is not None:
+                            on_skip(key, "unsafe-key")
                         continue
                     yield ObjectInfo(
                         key=key,
