@@ -28,13 +28,15 @@ echo "== sweep" >&2
 echo "== the distractors, and which checks of the gate refused each (LPIPS: the pretrained AlexNet trunk)" >&2
 for key in $(tail -n +2 "$demo/catalogue/distractors.csv" | cut -d, -f1); do
   "${archiver[@]}" show "$key" --json
-done | "$repo/.venv/bin/python" -c '
+done > "$demo/distractors.jsonl"
+"$repo/.venv/bin/python" - "$demo/catalogue/distractors.csv" "$demo/distractors.jsonl" <<'PY'
 import csv, json, sys
 kinds = dict(csv.reader(open(sys.argv[1], encoding="utf-8")))
-for line in sys.stdin:
-    a = json.loads(line)
-    print(f"  {a[\"key\"]:<34} {kinds[a[\"key\"]]:<14} {a[\"state\"]:<9} {a[\"reason_detail\"] or \"\"}")
-' "$demo/catalogue/distractors.csv"
+for line in open(sys.argv[2], encoding="utf-8"):
+    asset = json.loads(line)
+    checks = asset["reason_detail"] or asset["reason"] or ""
+    print(f"  {asset['key']:<34} {kinds[asset['key']]:<14} {asset['state']:<9} {checks}")
+PY
 echo "== mount, and read every archived file back through it" >&2
 "${archiver[@]}" mount "$demo/mnt"
 trap '"${archiver[@]}" umount "$demo/mnt" || true' EXIT
