@@ -1,9 +1,9 @@
 """The fusepy adapter: FUSE calls to tree lookups and served bytes, exceptions to errnos.
 
 Owns the protocol only: it holds open handles and slices their bytes, and it maps exceptions onto
-errnos in one place (`__call__`). Paths and attributes come from fusefs/tree.py, bytes from
-fusefs/serve.py; nothing here reads the catalog, renders or decides a policy. The mount is
-read-only: every call that would change something answers EROFS.
+errnos in one place (`__call__`, `ERRNOS`). Paths and attributes come from fusefs/tree.py, bytes
+from the product's read policy (archiver/readpolicy.py); nothing here reads the catalog, renders or
+decides a policy. The mount is read-only: every call that would change something answers EROFS.
 
 Opening a file produces its verified bytes (all failures surface at open, where cp and tar report
 them), so `read` cannot fail. fusepy runs with `raw_fi=True` so that `open` gets libfuse's
@@ -26,22 +26,30 @@ from typing import Any
 from fuse import FuseOSError, Operations
 
 from archiver.errors import NotFound
-from fusefs.serve import Server, Unavailable
+from archiver.readpolicy import Busy, ReadPolicy, Remote, StillRendering, Unavailable, VaultFailed
 from fusefs.tree import XATTR_PREFIX, Tree
 
 log = logging.getLogger("fusefs")
+
+# The read policy's outcomes as errnos (docs/architecture.md, "The mount", says why EREMOTE).
+ERRNOS: dict[type[Unavailable], int] = {
+    Remote: errno.EREMOTE,  # only in the archive tier: "Object is remote"; a restore was requested
+    VaultFailed: errno.EIO,  # real damage: a vault copy failing its checksum, an unreachable vault
+    StillRendering: errno.ETIMEDOUT,  # the render goes on and fills the cache: open it again later
+    Busy: errno.EAGAIN,  # never raised here: the mount does not bound its render queue
+}
 
 RENDERS_XATTR = XATTR_PREFIX + "renders"  # render attempts for this file by this mount process
 SERVED_XATTR = XATTR_PREFIX + "served"  # "rehydrated" or "original": what the last open returned
 
 
 class ArchiveOperations(Operations):
-    """A read-only FUSE file system over a Tree (paths) and a Server (bytes)."""
+    """A read-only FUSE file system over a Tree (paths) and a ReadPolicy (bytes)."""
 
     use_ns = True  # st_*time in nanoseconds (fusepy's float seconds are deprecated)
 
-    def __init__(self, tree: Tree, server: Server) -> None:
-        self.tree, self.server = tree, server
+    def __init__(self, tree: Tree, policy: ReadPolicy) -> None:
+        self.tree, self.policy = tree, policy
         self._handles: dict[int, memoryview] = {}
         self._next_fh = itertools.count(1)
         self._lock = threading.Lock()
@@ -53,7 +61,9 @@ class ArchiveOperations(Operations):
         except FuseOSError:
             raise
         except Unavailable as exc:
-            raise FuseOSError(exc.errno) from None
+            code = ERRNOS.get(type(exc), errno.EIO)
+            log.error("%s: %s", errno.errorcode[code], exc)
+            raise FuseOSError(code) from None
         except NotFound:
             raise FuseOSError(errno.ENOENT) from None
         except IsADirectoryError:
@@ -68,8 +78,8 @@ class ArchiveOperations(Operations):
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         attrs = self.tree.stat(path)
-        if attrs["st_mode"] & 0o170000 == 0o100000 and self.server.served:
-            attrs["st_size"] = self.server.served_size(self.tree.file(path))
+        if attrs["st_mode"] & 0o170000 == 0o100000 and self.policy.served:
+            attrs["st_size"] = self.policy.served_size(self.tree.file(path))
         return attrs
 
     def readdir(self, path: str, fh: int) -> Iterator[str]:
@@ -82,7 +92,7 @@ class ArchiveOperations(Operations):
         if fi.flags & os.O_ACCMODE != os.O_RDONLY or fi.flags & (os.O_TRUNC | os.O_CREAT):
             raise FuseOSError(errno.EROFS)
         entry = self.tree.file(path)
-        served = self.server.open(entry)
+        served = self.policy.read(entry)
         with self._lock:
             fh = next(self._next_fh)
             self._handles[fh] = memoryview(served.data)
@@ -127,8 +137,8 @@ class ArchiveOperations(Operations):
         if name in (RENDERS_XATTR, SERVED_XATTR):
             entry = self.tree.file(path)
             if name == RENDERS_XATTR:
-                return str(self.server.renders[entry.asset_id]).encode()
-            return self.server.served.get(entry.asset_id, "").encode()
+                return str(self.policy.renders[entry.asset_id]).encode()
+            return self.policy.served.get(entry.asset_id, "").encode()
         value = self.tree.xattrs(path).get(name)
         if value is None:
             raise FuseOSError(errno.ENODATA)
@@ -148,4 +158,4 @@ class ArchiveOperations(Operations):
     truncate = unlink = utimens = write = setxattr = removexattr = _read_only
 
     def destroy(self, path: str) -> None:
-        self.server.shutdown()
+        self.policy.shutdown()

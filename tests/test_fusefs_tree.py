@@ -5,7 +5,6 @@ catalog queries (the mount tests use a real sweep and real renders).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import stat
@@ -17,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from archiver.cache import DiskCache, SingleFlight
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import AssetState, RestoreMode, Source
 from archiver.errors import IntegrityError, ModelError
 from archiver.reader import ArchivedAsset, AssetReader
+from archiver.readpolicy import ReadPolicy, Remote, Served, StillRendering, VaultFailed
 from archiver.storage import Vault, open_vault
-from fusefs.cache import DiskCache, SingleFlight
-from fusefs.serve import Served, Server, Unavailable
 from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index, source_dir_names
 
 WHEN = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -243,7 +242,7 @@ def test_single_flight_runs_the_work_once_for_many_callers() -> None:
     flight.shutdown()
 
 
-# --- the read policy (fusefs/serve.py): a real catalog and local vault; only the render is scripted ---
+# --- the read policy (archiver/readpolicy.py): a real catalog and local vault; the render is scripted ---
 
 
 class ScriptedReader(AssetReader):
@@ -286,7 +285,7 @@ def restore_jobs(catalog: Catalog) -> list[tuple[RestoreMode, str | None]]:
 
 
 def test_a_failed_render_answers_eremote_and_files_one_restore_then_serves_the_restored_original(
-    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    catalog: Catalog, tmp_path: Path
 ) -> None:
     vault = open_vault(str(tmp_path / "vault"), "GLACIER")
     entry = archived_with_vault_copy(catalog, vault, b"the original")
@@ -296,17 +295,16 @@ def test_a_failed_render_answers_eremote_and_files_one_restore_then_serves_the_r
         calls.append(1)
         raise IntegrityError("rehydrating gave other bytes")
 
-    server = Server(catalog, ScriptedReader(catalog, vault, drifted), DiskCache(tmp_path / "c", 10**6))
+    server = ReadPolicy(catalog, ScriptedReader(catalog, vault, drifted), DiskCache(tmp_path / "c", 10**6))
     for _ in range(2):
-        with pytest.raises(Unavailable) as failed:
-            server.open(entry)
-        assert failed.value.errno == errno.EREMOTE
+        with pytest.raises(Remote) as failed:  # the mount answers EREMOTE
+            server.read(entry)
     assert len(calls) == 1  # within retry_render_after the second open goes straight to the vault
     assert restore_jobs(catalog) == [(RestoreMode.ORIGINAL, "Standard")]  # filed once, then reused
-    line = next(r.getMessage() for r in caplog.records if "EREMOTE" in r.getMessage())
+    line = str(failed.value)  # the mount logs it with EREMOTE
     assert "shoes/red.png" in line and "IntegrityError" in line and "restore requested" in line
     vault.request_restore("originals/red.png", "Standard", 1)
-    served = server.open(entry)
+    served = server.read(entry)
     assert served.data == b"the original" and served.origin == "original"
     assert server.served_size(entry) == len(b"the original")
 
@@ -322,10 +320,10 @@ def test_a_damaged_vault_copy_answers_eio_and_nothing_unverified_is_served(
     def wrong(asset: ArchivedAsset) -> bytes:
         raise ModelError("model 'tiny' changed on disk")
 
-    server = Server(catalog, ScriptedReader(catalog, vault, wrong), DiskCache(tmp_path / "c", 10**6))
-    with pytest.raises(Unavailable) as failed:
-        server.open(entry)
-    assert failed.value.errno == errno.EIO and restore_jobs(catalog) == []
+    server = ReadPolicy(catalog, ScriptedReader(catalog, vault, wrong), DiskCache(tmp_path / "c", 10**6))
+    with pytest.raises(VaultFailed):  # the mount answers EIO
+        server.read(entry)
+    assert restore_jobs(catalog) == []
 
 
 def test_a_slow_render_answers_etimedout_and_the_next_open_gets_its_bytes(
@@ -340,13 +338,12 @@ def test_a_slow_render_answers_etimedout_and_the_next_open_gets_its_bytes(
         return b"rendered"  # the record's rendered_sha256
 
     cache = DiskCache(tmp_path / "c", 10**6)
-    server = Server(catalog, ScriptedReader(catalog, vault, slow), cache, read_timeout=0.2)
-    with pytest.raises(Unavailable) as failed:
-        server.open(entry)
-    assert failed.value.errno == errno.ETIMEDOUT
+    server = ReadPolicy(catalog, ScriptedReader(catalog, vault, slow), cache, read_timeout=0.2)
+    with pytest.raises(StillRendering):  # the mount answers ETIMEDOUT
+        server.read(entry)
     go.set()
     deadline = time.monotonic() + 10
     while cache.size_of(entry.rendered_sha256) is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.open(entry) == Served(b"rendered", "rehydrated") and server.renders[entry.asset_id] == 1
+    assert server.read(entry) == Served(b"rendered", "rehydrated") and server.renders[entry.asset_id] == 1
     server.shutdown()

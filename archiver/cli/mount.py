@@ -102,16 +102,17 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
         from fuse import FUSE
     except (OSError, ImportError) as exc:  # fusepy raises EnvironmentError without libfuse2
         raise MountError(f"cannot load libfuse ({exc}): apt-get install libfuse2 fuse3") from None
+    from archiver.cache import DiskCache
     from archiver.reader import AssetReader
+    from archiver.readpolicy import ReadPolicy
     from fusefs.adapter import ArchiveOperations
-    from fusefs.cache import DiskCache
-    from fusefs.serve import Server
     from fusefs.tree import Tree
 
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="%(asctime)s archiver mount: %(message)s", force=True
     )
-    logging.getLogger("fusefs").setLevel(logging.INFO)  # one line per render, fallback and failure
+    logging.getLogger("fusefs").setLevel(logging.INFO)  # one line per failed open
+    logging.getLogger("archiver.readpolicy").setLevel(logging.INFO)  # one line per render and fallback
     settings = app.settings
     catalog = app.catalog
     tree = Tree(catalog, refresh_seconds=settings.mount_refresh_seconds)
@@ -120,7 +121,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     device = "cpu" if settings.device == "cpu" else settings.resolved_device()
     reader = AssetReader(catalog, app.vault, device=device)
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
-    server = Server(
+    policy = ReadPolicy(
         catalog,
         reader,
         cache,
@@ -140,7 +141,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     )
     try:
         FUSE(
-            ArchiveOperations(tree, server),
+            ArchiveOperations(tree, policy),
             str(point),
             foreground=True,
             raw_fi=True,
@@ -153,7 +154,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     except RuntimeError as exc:
         raise MountError(f"fuse could not mount at {point} ({exc}): see fusermount's message above") from None
     finally:
-        server.shutdown()
+        policy.shutdown()
     logging.getLogger("fusefs").info("unmounted %s", point)
 
 

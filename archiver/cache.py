@@ -1,10 +1,12 @@
-"""The mount's cache of verified bytes on disk, and single-flight work per key.
+"""The read path's cache of verified bytes on disk, and single-flight work per key.
 
 Owns `DiskCache` (content-addressed files under a directory: an LRU with a hard size limit and a
 free-space floor, surviving restarts, every entry re-hashed when it is loaded) and `SingleFlight`
 (however many callers ask for the same key at once, the work runs once, on a bounded pool of
-workers). It must not know about assets, records or renders: callers name entries by the SHA-256
-the catalog promises, so a loaded entry is checked against exactly what the record says.
+workers, with an optional bound on the work waiting for one). Used by archiver/readpolicy.py, for
+the mount and the HTTP origin alike. It must not know about assets, records or renders: callers
+name entries by the SHA-256 the catalog promises, so a loaded entry is checked against exactly
+what the record says.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Generic, TypeVar
 
-log = logging.getLogger("fusefs.cache")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -139,6 +141,10 @@ class DiskCache:
                 self.total -= size
 
 
+class QueueFull(Exception):
+    """SingleFlight took no new work: as many keys as it may hold are already running or waiting."""
+
+
 class SingleFlight(Generic[T]):
     """Runs `work` once per key however many callers ask at the same time; all get its result.
 
@@ -147,24 +153,36 @@ class SingleFlight(Generic[T]):
     cache writes around it. This is also where batching would go: on a GPU, keys waiting here that
     share a model could be gathered into one pipeline call (render_batch takes many seeds) instead
     of one call each. Not done yet: AssetReader renders one record per call.
+
+    `max_waiting` bounds the keys queued behind the busy workers: a new key beyond it raises
+    QueueFull at once, so a burst of cold keys is refused instead of piling up. A caller asking for
+    a key already in flight always joins it. None (the mount's choice) queues without limit.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, max_waiting: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+        self._limit = None if max_waiting is None else workers + max_waiting
         self._lock = threading.Lock()
         self._running: dict[str, Future[T]] = {}
 
     def run(self, key: str, work: Callable[[], T]) -> Future[T]:
-        """The future of the work in flight for `key`, started now if none is."""
+        """The future of the work in flight for `key`, started now if none is (QueueFull if full)."""
         with self._lock:
             future = self._running.get(key)
             if future is not None:
                 return future
+            if self._limit is not None and len(self._running) >= self._limit:
+                raise QueueFull(f"{len(self._running)} keys already running or waiting")
             future = self._pool.submit(work)
             self._running[key] = future
         # Outside the lock: a future already done runs its callback at once, in this thread.
         future.add_done_callback(lambda done: self._finished(key, done))
         return future
+
+    def depth(self) -> int:
+        """Keys in flight: running on a worker or waiting for one."""
+        with self._lock:
+            return len(self._running)
 
     def _finished(self, key: str, future: Future[T]) -> None:
         with self._lock:
