@@ -22,7 +22,7 @@ from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Asset, AssetState, Event
 from archiver.errors import ExitCode
 from archiver.storage import open_vault
-from archiver.sweep.packs import PackMember, read_member
+from archiver.storage.vault_format import PackMember, read_member
 from archiver.sweep.run import BOUNDARIES, KILL_AT_ENV
 
 

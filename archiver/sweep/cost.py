@@ -17,7 +17,7 @@ DEEP_ARCHIVE   0.00099             + 32 KiB at 0.00099 and + 8 KiB at STANDARD 1
 
 A GB here is 2**30 bytes, as AWS bills it, and a month is 30 days. GLACIER and DEEP_ARCHIVE keep
 40 KB of metadata per object (32 KB of index at the archive rate, 8 KB for the name at the
-STANDARD rate), which is why small originals are packed (see `archiver.sweep.packs`).
+STANDARD rate), which is why small originals are packed (see `archiver.storage.vault_format`).
 
 GLACIER_IR's 128 KiB: AWS's S3 pricing page says "S3 Glacier Instant Retrieval has a minimum
 billable object size of 128 KB. Smaller objects may be stored but will be charged for 128 KB of
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.errors import ConfigError
-from archiver.sweep import packs
+from archiver.storage.vault_format import pack_groups, pack_size
 
 GB = 2**30  # AWS bills storage in binary gigabytes
 KIB = 1024
@@ -95,7 +95,7 @@ class ClassEstimate:
     originals: int  # images archived
     objects: int  # archive objects uploaded, after packing
     original_bytes: int  # what the originals occupy hot
-    stored_bytes: int  # what the archive objects occupy (packs estimated, see packs.pack_size)
+    stored_bytes: int  # what the archive objects occupy (packs estimated, see vault_format.pack_size)
     billed_bytes: int  # billed at the class's rate: stored bytes, minimum sizes, 32 KiB overheads
     standard_overhead_bytes: int  # billed at the STANDARD rate: 8 KiB per GLACIER/DEEP_ARCHIVE object
     hot_monthly: float  # the originals at the hot class's rate, now
@@ -115,16 +115,14 @@ def plan_objects(sizes: Sequence[int], pack_threshold: int, pack_target: int) ->
     """The sizes of the archive objects a sweep of originals of these `sizes` uploads.
 
     Each original of at least `pack_threshold` bytes is its own object (in the given order,
-    first); smaller ones are packed with `packs.pack_groups` (cut before a pack's originals pass
-    `pack_target` bytes), each pack's size estimated by `packs.pack_size` from the uncompressed
+    first); smaller ones are packed with `pack_groups` (cut before a pack's originals pass
+    `pack_target` bytes), each pack's size estimated by `pack_size` from the uncompressed
     sizes: images barely compress, so this errs a little on the high side.
     """
     _check_plan_args(sizes, pack_threshold, pack_target)
     singles = [size for size in sizes if size >= pack_threshold]
     small = [size for size in sizes if size < pack_threshold]
-    pack_sizes = [
-        packs.pack_size([small[index] for index in group]) for group in packs.pack_groups(small, pack_target)
-    ]
+    pack_sizes = [pack_size([small[index] for index in group]) for group in pack_groups(small, pack_target)]
     return singles + pack_sizes
 
 

@@ -36,8 +36,8 @@ from archiver.errors import NoSuchObject, ObjectChanged
 from archiver.gate import Gate
 from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
+from archiver.storage.vault_format import build_pack, original_key, pack_groups, pack_key
 from archiver.sweep.filters import Filters, is_image_key
-from archiver.sweep.packs import build_pack, pack_groups
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
@@ -69,11 +69,6 @@ def is_dead_local_worker(worker: str) -> bool:
     except PermissionError:  # alive, owned by someone else
         return False
     return False
-
-
-def vault_key_for(sha256: str) -> str:
-    """Singles are content-addressed: a re-upload after a crash lands on the same key."""
-    return f"originals/{sha256[:2]}/{sha256}"
 
 
 @dataclass(frozen=True)
@@ -341,12 +336,12 @@ class Sweep:
                 continue
             (singles if size >= self.config.pack_threshold else small).append((key, data))
         for key, data in singles:
-            copy = self.vault.put(vault_key_for(hashlib.sha256(data).hexdigest()), data)
+            copy = self.vault.put(original_key(hashlib.sha256(data).hexdigest()), data)
             boundary("vault-uploaded")
             self._commit_vaulted(source_id, copy, {key: None})
         for group in pack_groups([len(data) for _, data in small], self.config.pack_target):
             pack_bytes, members = build_pack([small[index] for index in group])
-            copy = self.vault.put(f"packs/{hashlib.sha256(pack_bytes).hexdigest()}.tar", pack_bytes)
+            copy = self.vault.put(pack_key(hashlib.sha256(pack_bytes).hexdigest()), pack_bytes)
             boundary("vault-uploaded")
             self._commit_vaulted(source_id, copy, {m.key: (m.offset, m.length) for m in members})
 

@@ -1,4 +1,5 @@
-"""Packs of small originals: round trip, determinism, standard tools, and damage detection."""
+"""The vault's format: its key layout, and packs of small originals (round trip, determinism,
+standard tools, and damage detection)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import pytest
 import zstandard
 
 from archiver.errors import IntegrityError
-from archiver.sweep.packs import (
+from archiver.storage.vault_format import (
     MANIFEST_NAME,
     PackMember,
     build_pack,
     decode_member,
+    original_key,
     pack_groups,
+    pack_key,
     pack_size,
     read_manifest,
     read_member,
@@ -164,3 +167,16 @@ def test_pack_size_estimate_is_a_close_upper_bound_for_images() -> None:
 def test_pack_groups_cut_before_the_target() -> None:
     assert pack_groups([], 100) == []
     assert pack_groups([40, 40, 20, 1, 99, 150, 5], 100) == [[0, 1, 2], [3, 4], [5], [6]]
+
+
+def test_keys_are_named_by_content() -> None:
+    digest = hashlib.sha256(b"an original").hexdigest()
+    assert original_key(digest) == f"originals/{digest[:2]}/{digest}"
+    assert pack_key(digest) == f"packs/{digest}.tar"
+
+
+@pytest.mark.parametrize("bad", ["", "ab", "A" * 64, "g" * 64, "a" * 63, "a" * 65, "../" + "a" * 61])
+def test_keys_refuse_anything_but_a_sha256(bad: str) -> None:
+    for name in (original_key, pack_key):
+        with pytest.raises(ValueError, match="64 lowercase hex digits"):
+            name(bad)

@@ -1,9 +1,21 @@
-"""Packs: many small originals in one vault object, each still readable on its own.
+"""How the vault lays out and names what it holds: object keys, and the pack format.
 
-An archive object in GLACIER or DEEP_ARCHIVE costs 40 KB of metadata overhead and GLACIER_IR bills
-at least 128 KiB, so originals below the sweep's pack threshold are not uploaded one by one: they
-are packed. This module owns the pack format (writing, reading one member, reading the manifest,
-and the size estimate the dry-run cost uses). It does no I/O: packs are bytes in, bytes out.
+The vault holds two kinds of object, each under a content-addressed key, so a re-upload after a
+crash lands on the same key:
+
+* ``originals/<first 2 hex>/<sha256>``: one original, as it was hot (`original_key`, named by the
+  original's SHA-256);
+* ``packs/<sha256>.tar``: many small originals in one object (`pack_key`, named by the pack's
+  SHA-256), in the format below.
+
+This module owns those names and the pack format (writing, reading one member, reading the
+manifest, and the size estimate the dry-run cost uses); the record journal will join it. It does
+no I/O: keys are strings and packs are bytes in, bytes out. Uploading, reading and restoring are
+the backends' (`archiver.storage`); which originals are small enough to pack is the sweep's choice.
+
+Why packs: an archive object in GLACIER or DEEP_ARCHIVE costs 40 KB of metadata overhead and
+GLACIER_IR bills at least 128 KiB, so originals below the sweep's pack threshold are not uploaded
+one by one: they are packed.
 
 The format, version 1
 ---------------------
@@ -67,6 +79,26 @@ PACK_MEMBER_OVERHEAD = 1536
 # entries (~60), the two zero blocks that end a tar (1,024) and tarfile's padding of the whole
 # archive to a 10,240-byte record (at most 10,239): 12,346 at most, rounded up to 25 blocks.
 PACK_OVERHEAD = 12800
+
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def original_key(sha256: str) -> str:
+    """The vault key of a single original whose SHA-256 (lowercase hex) is `sha256`."""
+    return f"originals/{_checked_sha256(sha256, 'original_key')[:2]}/{sha256}"
+
+
+def pack_key(sha256: str) -> str:
+    """The vault key of a pack whose own bytes (the whole tar) hash to `sha256` (lowercase hex)."""
+    return f"packs/{_checked_sha256(sha256, 'pack_key')}.tar"
+
+
+def _checked_sha256(sha256: str, caller: str) -> str:
+    # A key names its object for good: refuse anything but a full lowercase hex digest up front
+    # rather than upload under a name no reader would compute.
+    if len(sha256) != 64 or not _SHA256_HEX.issuperset(sha256):
+        raise ValueError(f"{caller}: sha256 must be 64 lowercase hex digits, not {sha256!r}")
+    return sha256
 
 
 @dataclass(frozen=True)
