@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,38 @@ def test_killed_at_every_boundary_then_resumed_loses_nothing(
     assets = assert_nothing_lost(env, source, files)
     assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
     assert all(a.claimed_by is None for a in assets.values())
+
+
+def test_every_key_the_scan_did_not_take_is_counted_and_named(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symlink, a non-NFC name, a name with a newline and a non-image: none is taken, none is silent."""
+    register(capsys, memorized)
+    (source / "shoes/link.png").symlink_to(source / "shoes/tiny-red.png")
+    nfd = unicodedata.normalize("NFD", "shoes/café.png")
+    (source / nfd).write_bytes(b"x")
+    (source / "shoes/two\nlines.png").write_bytes(b"x")
+    (source / "notes.txt").write_text("not an image")
+    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--dry-run", "--json")
+    assert code == 0, err
+    left = {(row["key"], row["reason"]) for row in json.loads(out)["skipped"]}
+    expected = {
+        ("shoes/link.png", "symlink"),
+        (nfd, "unsafe-key"),
+        ("shoes/two\nlines.png", "unsafe-key"),
+        ("notes.txt", "not-an-image"),
+    }
+    assert left == expected
+    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["skipped"] == {"not-an-image": 1, "symlink": 1, "unsafe-key": 2}
+    assert {(u["key"], u["reason"]) for u in summary["unlisted"]} == expected - {
+        ("notes.txt", "not-an-image")
+    }
+    assert summary["scanned"] == len(memorized["files"]) + 4  # type: ignore[arg-type]
+    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny")  # the table names them too
+    assert code == 0 and "not an object (symlink): 'shoes/link.png'" in err
 
 
 @pytest.mark.slow

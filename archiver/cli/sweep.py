@@ -148,6 +148,8 @@ def sweep(
     for name, value in rows:
         table.add_row(name, str(value))
     Console().print(table)
+    for key, reason in summary.unlisted:  # a key with a newline would break the table: repr it
+        click.echo(f"not an object ({reason}): {key!r}", err=True)
 
 
 def _prices(app: App) -> Any:
@@ -176,14 +178,23 @@ def _saving(app: App, archived_sizes: list[int]) -> dict[str, Any]:
 
 
 def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
+    """What a sweep would take, what it would leave and why (every key), and the saving."""
     now = datetime.now(UTC)
-    candidates = [obj for obj in store.list() if filters.reason_to_skip(obj, now) is None]
+    candidates = []
+    skipped: list[tuple[str, str]] = []
+    for obj in store.list(on_skip=lambda key, reason: skipped.append((key, reason))):
+        reason = filters.reason_to_skip(obj, now)
+        if reason is None:
+            candidates.append(obj)
+        else:
+            skipped.append((obj.key, reason))
     rows = _estimate(app, [obj.size for obj in candidates])
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "candidates": [{"key": o.key, "size": o.size} for o in candidates],
+                    "skipped": [{"key": key, "reason": reason} for key, reason in skipped],
                     "estimate": [row.to_dict() for row in rows],
                 },
                 sort_keys=True,
@@ -198,6 +209,13 @@ def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
     for obj in candidates:
         listing.add_row(obj.key, human_bytes(obj.size), obj.last_modified.strftime("%Y-%m-%d %H:%M"))
     console.print(listing)
+    if skipped:
+        left = Table(title=f"{len(skipped)} keys a sweep would not take, and why")
+        left.add_column("key")
+        left.add_column("reason")
+        for key, reason in skipped:
+            left.add_row(repr(key) if not key.isprintable() else key, reason)
+        console.print(left)
     costs = Table(title="estimated monthly cost if all are archived (USD)")
     for column in ("class", "objects", "hot now", "archive", "saving", "min. commitment"):
         costs.add_column(column, justify="left" if column == "class" else "right")

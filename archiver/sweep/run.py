@@ -1,6 +1,7 @@
 """The sweep's state machine: the crash-safe swap of verified images for records.
 
-Owns the order of the steps and nothing else (filters, packs and costs have their own modules):
+Owns the order of the steps and nothing else (filters, costs and the vault format have their own
+modules):
 
     listed ─filters─► candidate ─gate─► verified ─vault put + checksum read back─► vaulted
            ─delete if unchanged─► archived           (or rejected, with a reason; stays hot)
@@ -41,6 +42,7 @@ from archiver.sweep.filters import Filters, is_image_key
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
+UNLISTED_NAMED = 1000  # entries that are not objects, named in the summary (all are counted)
 HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step, at most
 BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "hot-deleted", "archived")
 
@@ -94,6 +96,16 @@ class SweepSummary:
     bytes_freed: int = 0
     archived_sizes: list[int] = field(default_factory=list)  # for the saving estimate
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
+    # Entries of the source that are not addressable objects (symlink, not-a-file, unsafe-key): counted
+    # in `skipped` like the filters' reasons, and named here (the first UNLISTED_NAMED of them).
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
+
+    def not_an_object(self, key: str, reason: str) -> None:
+        """The listing's `on_skip`: an entry the scan saw but cannot take."""
+        self.scanned += 1
+        self.skipped[reason] += 1
+        if len(self.unlisted) < UNLISTED_NAMED:
+            self.unlisted.append((key, reason))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +113,7 @@ class SweepSummary:
             "scanned": self.scanned,
             "candidates": self.candidates,
             "skipped": dict(sorted(self.skipped.items())),
+            "unlisted": [{"key": key, "reason": reason} for key, reason in self.unlisted],
             "busy": self.busy,
             "verified": self.verified,
             "vault_objects": self.vault_objects,
@@ -187,7 +200,7 @@ class Sweep:
     def discover(self, source_id: int) -> dict[str, ObjectInfo]:
         now = self.clock()
         listed: dict[str, ObjectInfo] = {}
-        for obj in self.store.list():
+        for obj in self.store.list(on_skip=self.summary.not_an_object):
             self.summary.scanned += 1
             if is_image_key(obj.key):
                 self._source_images[obj.key] = obj
