@@ -21,7 +21,7 @@ from archiver.engine.manifests import read_captions, read_render_settings
 from archiver.engine.originals import decode_rgb
 from archiver.engine.registry import LoadedModel
 from archiver.engine.rehydrate import RenderSpec, base_spec, rehydrate, render_images
-from archiver.errors import NoSuchObject, UnsupportedImage
+from archiver.errors import AuthorizationError, NoSuchObject, UnsafeKey, UnsupportedImage
 from archiver.gate import Gate, GateReport
 from archiver.gate.siblings import DEFAULT_K, Sibling, SiblingIndex
 
@@ -56,16 +56,16 @@ def index_group(
     def load(key: str) -> Image.Image | None:
         try:
             return decode_rgb(read(key), key)
-        except (NoSuchObject, UnsupportedImage):
-            return None  # gone or changed into something unreadable since it was indexed
+        except (NoSuchObject, AuthorizationError, UnsafeKey, UnsupportedImage):
+            return None  # gone, or no longer readable, since it was indexed
 
     index = SiblingIndex(load, k=k)
     undecodable: dict[str, Proof] = {}
     for key in keys:
         try:
             index.add(key, decode_rgb(read(key), key))
-        except NoSuchObject:
-            continue
+        except (NoSuchObject, AuthorizationError, UnsafeKey):
+            continue  # gone or unreadable: not a sibling (its own proof says why)
         except UnsupportedImage as bad:
             undecodable[key] = Proof(key, False, bad.reason, str(bad))
     return index, undecodable

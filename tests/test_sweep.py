@@ -306,6 +306,39 @@ def test_a_claimed_candidate_deleted_by_hand_does_not_wedge_later_sweeps(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("killed_at", "state"), [("vault-uploaded", "rejected"), ("vaulted", "vaulted")])
+def test_a_hot_object_that_turns_unreadable_mid_sweep_does_not_stop_the_next_one(
+    env: Path,
+    source: Path,
+    memorized: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+    killed_at: str,
+    state: str,
+) -> None:
+    """Killed after a boundary, then the hot file is swapped for a symbolic link (not readable as an
+    object): the next sweep finishes; before the vault step the asset is rejected, after it the asset
+    stays vaulted (its vault copy is confirmed) with its hot copy kept and counted."""
+    register(capsys, memorized)
+    assert sweep_process(env, source, kill_at=killed_at).returncode == -9
+    # vault-uploaded: the pack is in the vault but not committed, its members still "verified".
+    waiting = "verified" if killed_at == "vault-uploaded" else killed_at
+    key = next(k for k, a in sorted(catalog_assets(env).items()) if a.state.value == waiting)
+    hot = source / key
+    hot.rename(hot.with_name("moved-" + hot.name))
+    hot.symlink_to(hot.with_name("moved-" + hot.name))
+    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    asset = catalog_assets(env)[key]
+    assert asset.state.value == state and asset.claimed_by is None
+    if state == "rejected":
+        assert asset.reason == "changed-after-verify"
+    else:
+        assert summary["not_deleted"] == {"hot-copy-undeletable": 1}
+    assert hot.is_symlink()  # nothing touched what the sweep could not read
+
+
+@pytest.mark.slow
 def test_two_sweeps_at_once_never_process_the_same_asset(
     env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -138,6 +138,7 @@ def sweep(
         ("verified", summary.verified),
         ("archived", summary.archived),
         *((f"rejected: {k}", v) for k, v in report["rejected"].items()),
+        *((f"vaulted, hot copy kept: {k}", v) for k, v in report["not_deleted"].items()),
         ("vault objects written", summary.vault_objects),
         ("bytes freed", human_bytes(summary.bytes_freed)),
         (

@@ -17,6 +17,7 @@ same asset; claims of a worker that died on this host are taken over at once, ot
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -33,7 +34,7 @@ from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import AssetState, Source
 from archiver.engine.registry import LoadedModel
-from archiver.errors import NoSuchObject, ObjectChanged
+from archiver.errors import AuthorizationError, NoSuchObject, ObjectChanged, UnsafeKey
 from archiver.gate import Gate
 from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
@@ -41,6 +42,7 @@ from archiver.storage.vault_format import build_pack, original_key, pack_groups,
 from archiver.sweep.filters import Filters, is_image_key
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
+log = logging.getLogger(__name__)
 KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
 UNLISTED_NAMED = 1000  # entries that are not objects, named in the summary (all are counted)
 HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step, at most
@@ -93,6 +95,7 @@ class SweepSummary:
     vault_objects: int = 0
     archived: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # by gate/input reason
+    not_deleted: Counter[str] = field(default_factory=Counter)  # vaulted, hot copy kept, by reason
     bytes_freed: int = 0
     archived_sizes: list[int] = field(default_factory=list)  # for the saving estimate
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
@@ -119,6 +122,7 @@ class SweepSummary:
             "vault_objects": self.vault_objects,
             "archived": self.archived,
             "rejected": dict(sorted(self.rejected.items())),
+            "not_deleted": dict(sorted(self.not_deleted.items())),
             "bytes_freed": self.bytes_freed,
             "seconds": {step: round(t, 3) for step, t in self.seconds.items()},
         }
@@ -342,7 +346,7 @@ class Sweep:
             if data is None:  # a resumed run: read the hot copy again and make sure it is the verified one
                 try:
                     data = self.store.get(key)
-                except NoSuchObject:
+                except (NoSuchObject, AuthorizationError, UnsafeKey):  # gone, or no longer readable
                     data = None
             if data is None or hashlib.sha256(data).hexdigest() != sha256:
                 self._reject_changed(source_id, key)
@@ -400,6 +404,14 @@ class Sweep:
 
     # --- 5. delete the hot copy if it is still the one that was verified ---
 
+    def _keep_vaulted(self, source_id: int, key: str, why: str) -> None:
+        with self._session_for(source_id) as (session, source):
+            asset = queries.find_asset(session, source, key)
+            assert asset is not None
+            queries.release(session, asset)
+        log.warning("%s stays hot (vaulted; the next sweep tries again): %s", key, why)
+        self.summary.not_deleted["hot-copy-undeletable"] += 1
+
     def delete_vaulted(self, source_id: int) -> None:
         with self._session_for(source_id) as (session, source):
             assets = [
@@ -415,6 +427,10 @@ class Sweep:
                 pass  # already gone (a crash right after our delete): the vault copy is confirmed
             except ObjectChanged:
                 self._reject_changed(source_id, key)
+                continue
+            except (AuthorizationError, UnsafeKey) as refused:
+                # The vault copy is confirmed; the hot copy stays until a sweep may delete it.
+                self._keep_vaulted(source_id, key, str(refused))
                 continue
             boundary("hot-deleted")
             with self._session_for(source_id) as (session, source):
