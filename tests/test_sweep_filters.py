@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import ConfigError
+from archiver.imagetypes import is_image_key
 from archiver.storage.base import ObjectInfo
-from archiver.sweep.filters import Filters, is_image_key, load_access_log, parse_age, parse_size
+from archiver.sweep.filters import Filters, load_access_log
+from archiver.units import parse_age, parse_size
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

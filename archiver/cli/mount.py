@@ -87,7 +87,7 @@ def mount(app: App, mountpoint: Path, foreground: bool, cache_size: str | None, 
     When a render fails, the vault original is served if it is readable; otherwise the open fails
     with EREMOTE ("Object is remote") and a restore is requested. Unmount with `archiver umount`.
     """
-    from archiver.sweep.filters import parse_size
+    from archiver.units import parse_size
 
     point = check_mount_point(mountpoint)
     size = parse_size(cache_size) if cache_size else app.settings.cache_size

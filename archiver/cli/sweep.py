@@ -83,7 +83,8 @@ def sweep(
     committed, and only then is the hot copy deleted, if it is unchanged. Safe to interrupt and
     re-run: it resumes where it stopped.
     """
-    from archiver.sweep.filters import Filters, load_access_log, parse_age, parse_size
+    from archiver.sweep.filters import Filters, load_access_log
+    from archiver.units import parse_age, parse_size
 
     filters = Filters(
         older_than=parse_age(older_than) if older_than else None,

@@ -55,7 +55,7 @@ def train(
     """
     from archiver.engine.originals import decode_rgb
     from archiver.errors import UnsupportedImage
-    from archiver.sweep.filters import is_image_key
+    from archiver.imagetypes import is_image_key
     from archiver.training.captions import load_captions, template_captions
 
     if (captions_file is None) == (caption_template is None):

@@ -48,8 +48,8 @@ def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
     colour difference (ΔE00 of the worst 1%) and sibling margin of the best seed. The siblings are
     the ones `sweep` judges with: the images of SOURCE the model has a caption for.
     """
+    from archiver.imagetypes import is_image_key
     from archiver.prove import GroupProver
-    from archiver.sweep.filters import is_image_key
 
     store = app.open_source(source)  # cheap checks (URL, bucket, credentials) before loading a model
     keys = sorted(o.key for o in store.list() if is_image_key(o.key))

@@ -1,84 +1,22 @@
 """Coldness filters: which listed objects the sweep may consider archiving, and why not the others.
 
-Owns the parsing of the user's filter settings (ages like ``90d``, sizes like ``5MiB``, an access
-log export) and the one decision `Filters.reason_to_skip`. Pure: it reads no store and writes
-nothing; the only I/O is reading the access-log CSV the user names.
+Owns reading an access-log export and the one decision `Filters.reason_to_skip` (ages and sizes
+are parsed by `archiver.units`, image types judged by `archiver.imagetypes`). Pure: it reads no
+store and writes nothing; the only I/O is reading the access-log CSV the user names.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from archiver.errors import ConfigError
+from archiver.imagetypes import is_image_key
 from archiver.storage.base import ObjectInfo
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
-# Months are not offered: their length varies, and "m" is taken by minutes as in most CLI tools.
-_AGE_UNITS = {
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-    "y": timedelta(days=365),
-}
-_AGE_FORMS = "a whole number with a unit m (minutes), h, d, w or y (365 days), e.g. 90d, 12h, 2w; or 0"
-_AGE = re.compile(r"(\d+)([mhdwy])")
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_SIZE_FORMS = (
-    "a number of bytes, optionally with a unit KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB "
-    "(powers of 1024), e.g. 512, 10KB, 1.5MiB"
-)
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
-
-
-def parse_age(text: str) -> timedelta:
-    """``90d``, ``12h``, ``2w``, ``30m`` (minutes), ``1y`` (365 days) or ``0``; ConfigError otherwise."""
-    value = text.strip()
-    if value == "0":
-        return timedelta(0)
-    match = _AGE.fullmatch(value)
-    if match is None:
-        raise ConfigError(f"age {text!r} is not understood: use {_AGE_FORMS}")
-    try:
-        return int(match[1]) * _AGE_UNITS[match[2]]
-    except OverflowError:
-        raise ConfigError(f"age {text!r} is too large: use {_AGE_FORMS}") from None
-
-
-def parse_size(text: str) -> int:
-    """A size in bytes: ``512``, ``10KB`` (1000s), ``10KiB`` (1024s), ``1.5MiB``, … rounded to a
-    whole byte; units are case-insensitive. ConfigError for negative or unreadable sizes."""
-    match = _SIZE.fullmatch(text.strip())
-    unit = match[2].lower() if match else None
-    if match is None or unit not in _SIZE_UNITS:
-        raise ConfigError(f"size {text!r} is not understood: use {_SIZE_FORMS}")
-    # Decimal, not float: "1.1GB" must be exactly 1,100,000,000 bytes.
-    return round(Decimal(match[1]) * _SIZE_UNITS[unit])
-
-
-def is_image_key(key: str) -> bool:
-    """Whether the key names an image the engine can regenerate, judged by its suffix (any case)."""
-    return key.lower().endswith(IMAGE_SUFFIXES)
 
 
 def load_access_log(path: Path) -> dict[str, datetime]:

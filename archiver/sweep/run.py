@@ -36,10 +36,11 @@ from archiver.catalog.models import AssetState, Source
 from archiver.engine.registry import LoadedModel
 from archiver.errors import AuthorizationError, NoSuchObject, ObjectChanged, UnsafeKey
 from archiver.gate import Gate
+from archiver.imagetypes import is_image_key
 from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
 from archiver.storage.vault_format import build_pack, original_key, pack_groups, pack_key
-from archiver.sweep.filters import Filters, is_image_key
+from archiver.sweep.filters import Filters
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 log = logging.getLogger(__name__)
