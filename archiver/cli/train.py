@@ -94,8 +94,8 @@ def train(
             keep_checkpoints=False,
         )
     else:
-        from archiver.training.fuse import fuse_into_pipeline
         from archiver.training.lora import train_lora
+        from archiver.training.merge_lora import merge_into_pipeline
 
         result = train_lora(
             base_dir,
@@ -108,7 +108,7 @@ def train(
             resume=resume,
             device=app.settings.resolved_device(),
         )
-        fuse_into_pipeline(base_dir, out_dir)
+        merge_into_pipeline(base_dir, out_dir)
     click.echo(
         json.dumps(
             {

@@ -1,4 +1,4 @@
-"""Turning a LoRA adapter into a registrable model: the base pipeline with the adapter fused in.
+"""Merging a LoRA adapter into a registrable model: the base pipeline with the adapter fused in.
 
 A record must pin the exact weights it renders with, and the registry hashes a model directory's
 files; an adapter that needs a base found elsewhere cannot be pinned that way. So `archiver train
@@ -16,7 +16,7 @@ from archiver.engine.pipeline import load_pipeline
 from archiver.training.lora import LORA_WEIGHTS
 
 
-def fuse_into_pipeline(base_dir: Path, out_dir: Path) -> Path:
+def merge_into_pipeline(base_dir: Path, out_dir: Path) -> Path:
     """Load `base_dir`, fuse `out_dir`'s LoRA adapter into it, and save the result into `out_dir`."""
     pipe = load_pipeline(base_dir, "cpu", torch.float32)
     pipe.load_lora_weights(str(out_dir), weight_name=LORA_WEIGHTS)
