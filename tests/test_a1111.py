@@ -8,7 +8,13 @@ import io
 import pytest
 from PIL import Image, PngImagePlugin
 
-from archiver.engine.a1111 import A1111Parameters, format_parameters, parse_parameters, read_png_parameters
+from archiver.engine.a1111 import (
+    A1111Parameters,
+    format_parameters,
+    from_record,
+    parse_parameters,
+    read_png_parameters,
+)
 from archiver.errors import ArchiverError, InfotextError
 
 # Shaped like real webui output (v1.x): quoted values with commas and colons, flags, version last.
@@ -193,3 +199,28 @@ def test_not_a_png_and_malformed_chunk_raise() -> None:
         read_png_parameters(b"GIF89a not really")
     with pytest.raises(InfotextError, match="Steps: 'x'"):
         read_png_parameters(_png(parameters="a\nSteps: x, Sampler: DDIM, CFG scale: 7, Seed: 1, Size: 8x8"))
+
+
+def test_a_record_reads_as_infotext_and_round_trips() -> None:
+    record = {
+        "prompt": "a rumba sneaker with red laces",
+        "negative_prompt": "",
+        "seed": 7,
+        "steps": 20,
+        "guidance_scale": 1.0,
+        "width": 64,
+        "height": 64,
+        "eta": 0.0,
+        "scheduler_class": "DDIMScheduler",
+        "model": "rumba",
+        "model_sha256": "5cd642f21d62e06a9d80f4ab4b4c08db46d6465205a9f3997fbcbc9720b6c9b0",
+    }
+    text = format_parameters(from_record(record))
+    assert text == (
+        "a rumba sneaker with red laces\n"
+        "Steps: 20, Sampler: DDIM, CFG scale: 1, Seed: 7, Size: 64x64, Model hash: 5cd642f21d, "
+        "Archiver model: rumba"
+    )
+    assert parse_parameters(text) == from_record(record)
+    unknown = from_record({**record, "scheduler_class": "TCDScheduler", "eta": 0.5})
+    assert unknown.sampler == "TCDScheduler" and unknown.extra["Eta"] == "0.5"

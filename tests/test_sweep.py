@@ -21,6 +21,7 @@ from support import MEMORIZED, catalog_assets, cli, register
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Asset, AssetState, Event
+from archiver.engine.a1111 import parse_parameters
 from archiver.errors import ExitCode
 from archiver.storage import open_vault
 from archiver.storage.vault_format import PackMember, read_member
@@ -93,6 +94,15 @@ def test_sweep_archives_what_the_model_regenerates_and_keeps_the_rest(
         and shown["original"]["sha256"] == assets["shoes/tiny-red.png"].sha256
     )
     assert [e["event"] for e in shown["history"]] == ["discovered", "verified", "vaulted", "archived"]
+    # The A1111 infotext view of the same record.
+    code, out, _ = cli(capsys, "show", "shoes/tiny-red.png", "--a1111")
+    infotext = parse_parameters(out.rstrip("\n"))
+    record = shown["record"]
+    assert code == 0 and infotext.prompt == record["prompt"] and infotext.seed == record["seed"]
+    assert (infotext.steps, infotext.width, infotext.height) == (record["steps"], 64, 64)
+    assert infotext.model_hash == record["model_sha256"][:10] and infotext.extra["Archiver model"] == "tiny"
+    code, _, err = cli(capsys, "show", "shoes/distractor.png", "--a1111")
+    assert code == ExitCode.NOT_FOUND and "has no record" in err
 
 
 def test_rerunning_a_finished_sweep_changes_nothing(

@@ -13,6 +13,7 @@ from archiver.catalog import queries
 from archiver.catalog.models import Asset
 from archiver.cli.app import App, cli, pass_app
 from archiver.cli.status import human_bytes
+from archiver.errors import NotFound
 
 
 @cli.command("ls")
@@ -101,12 +102,22 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
 @click.argument("key")
 @click.option("--source", help="The source URL, when the key exists in several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--a1111", is_flag=True, help="Print the record as AUTOMATIC1111 infotext (its 'parameters' text)."
+)
 @pass_app
-def show(app: App, key: str, source: str | None, as_json: bool) -> None:
+def show(app: App, key: str, source: str | None, as_json: bool, a1111: bool) -> None:
     """Show one asset: state, record, gate report, vault location and history."""
     with app.catalog.begin() as session:
         scope = queries.scoped_source(session, source)
         info = describe_asset(session, queries.one_asset(session, key, scope))
+    if a1111:
+        from archiver.engine.a1111 import format_parameters, from_record
+
+        if info["record"] is None:
+            raise NotFound(f"{key} has no record ({info['state']}): only archived assets have infotext")
+        click.echo(format_parameters(from_record(info["record"])))
+        return
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
         return

@@ -63,6 +63,46 @@ class A1111Parameters:
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
 
+# diffusers scheduler class -> the sampler label A1111 shows for it.
+SAMPLER_LABELS = MappingProxyType(
+    {
+        "DDIMScheduler": "DDIM",
+        "PNDMScheduler": "PLMS",
+        "LMSDiscreteScheduler": "LMS",
+        "EulerDiscreteScheduler": "Euler",
+        "EulerAncestralDiscreteScheduler": "Euler a",
+        "HeunDiscreteScheduler": "Heun",
+        "DPMSolverMultistepScheduler": "DPM++ 2M",
+        "UniPCMultistepScheduler": "UniPC",
+    }
+)
+
+
+def from_record(record: Mapping[str, object]) -> A1111Parameters:
+    """The infotext view of a record as `archiver show --json` prints it (`record`: prompt, seed,
+    steps, guidance_scale, width, height, scheduler_class, eta, model, model_sha256).
+
+    "Model hash" is the first 10 hex digits of the registry's SHA-256 of the model directory (A1111
+    hashes one checkpoint file; a diffusers directory has several), and "Archiver model" names it.
+    """
+    extra = {"Archiver model": str(record["model"])}
+    if record.get("eta"):
+        extra["Eta"] = _format_float(float(record["eta"]))  # type: ignore[arg-type]
+    scheduler = str(record["scheduler_class"])
+    return A1111Parameters(
+        prompt=str(record["prompt"]),
+        negative_prompt=str(record.get("negative_prompt") or ""),
+        steps=int(record["steps"]),  # type: ignore[call-overload]
+        sampler=SAMPLER_LABELS.get(scheduler, scheduler),
+        cfg_scale=float(record["guidance_scale"]),  # type: ignore[arg-type]
+        seed=int(record["seed"]),  # type: ignore[call-overload]
+        width=int(record["width"]),  # type: ignore[call-overload]
+        height=int(record["height"]),  # type: ignore[call-overload]
+        model_hash=str(record["model_sha256"])[:10],
+        extra=extra,
+    )
+
+
 def parse_parameters(text: str) -> A1111Parameters:
     """Read an infotext. Raises `InfotextError` (a ValueError) naming the first thing it cannot read."""
     lines = text.replace("\r\n", "\n").strip().split("\n")
