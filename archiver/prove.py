@@ -23,14 +23,17 @@ from archiver.engine.registry import LoadedModel
 from archiver.engine.rehydrate import RenderSpec, base_spec, rehydrate, render_images
 from archiver.errors import AuthorizationError, NoSuchObject, UnsafeKey, UnsupportedImage
 from archiver.gate import Gate, GateReport
-from archiver.gate.siblings import DEFAULT_K, Sibling, SiblingIndex
+from archiver.gate.siblings import Sibling, SiblingIndex
+from archiver.settings import default_of
 
 
 @dataclass(frozen=True)
 class SearchLimits:
-    max_seeds: int = 8
-    batch_size: int = 4
-    siblings: int = DEFAULT_K  # nearest siblings judged in full per render
+    """How hard to look for a record; defaults are the settings' (seed_search_*, gate_siblings_k)."""
+
+    max_seeds: int = default_of("seed_search_max")
+    batch_size: int = default_of("seed_search_batch")
+    siblings: int = default_of("gate_siblings_k")  # nearest siblings judged in full per render
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Proof:
 
 
 def index_group(
-    keys: Iterable[str], read: Callable[[str], bytes], *, k: int = DEFAULT_K
+    keys: Iterable[str], read: Callable[[str], bytes], *, k: int
 ) -> tuple[SiblingIndex, dict[str, Proof]]:
     """Stream a group once into a sibling index; a rejecting Proof for each image that cannot be
     decoded. Pixels are not kept: the index loads the few siblings it needs again through `read`.
@@ -152,8 +155,8 @@ def search_seed(
     siblings: Callable[[Image.Image], Sequence[Image.Image | Sibling]],
     gate: Gate,
     *,
-    max_seeds: int = 8,
-    batch_size: int = 4,
+    max_seeds: int,
+    batch_size: int,
     first_seed: int = 0,
 ) -> SearchResult:
     """Try seeds first_seed, first_seed+1, ... in batches; stop at the first that passes the gate.

@@ -211,3 +211,9 @@ def load_settings(**cli: Any) -> Settings:
             f"invalid setting {field!r}: {first['msg']}; fix --{field.replace('_', '-')}, "
             f"ARCHIVER_{field.upper()} or the config file"
         ) from None
+
+
+def default_of(name: str) -> Any:
+    """A setting's default: the one place defaults live (the gate's thresholds, the seed search and
+    the mount read theirs from here rather than repeating them)."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)

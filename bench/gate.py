@@ -28,7 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from archiver.example.rumba import draw_shoe  # noqa: E402
 from archiver.gate import Gate  # noqa: E402
-from archiver.gate.siblings import DEFAULT_K, SiblingIndex  # noqa: E402
+from archiver.gate.siblings import SiblingIndex  # noqa: E402
+from archiver.settings import default_of  # noqa: E402
+
+K = default_of("gate_siblings_k")
 
 
 def make_group(count: int, size: int) -> dict[str, bytes]:
@@ -61,7 +64,7 @@ def bench(gate: Gate, count: int, size: int, images: int, budget: float, old_s: 
     group = make_group(count, size)
     keys = sorted(group)
     started = time.perf_counter()
-    index = SiblingIndex(lambda key: decode(group[key]), k=DEFAULT_K)
+    index = SiblingIndex(lambda key: decode(group[key]), k=K)
     for key in keys:
         index.add(key, decode(group[key]))
     build_s = time.perf_counter() - started
@@ -135,7 +138,7 @@ def main() -> None:
             {
                 "bench": "gate",
                 "machine": platform.machine(),
-                "k": DEFAULT_K,
+                "k": K,
                 "rows": rows,
                 "largest_over_smallest": ratios,
             }

@@ -103,3 +103,24 @@ def test_ensure_home_creates_it(archiver_env: Path) -> None:
     assert not archiver_env.exists()
     load_settings().ensure_home()
     assert archiver_env.is_dir() and list(archiver_env.iterdir()) == []
+
+
+def test_defaults_live_in_settings_only() -> None:
+    """The gate's thresholds and the seed search take their defaults from the settings."""
+    from archiver.gate import Thresholds
+    from archiver.gate.siblings import SiblingIndex
+    from archiver.prove import SearchLimits
+    from archiver.settings import Settings
+
+    fields = Settings.model_fields
+    t, limits = Thresholds(), SearchLimits()
+    assert (t.lpips_max, t.worst_tile_max, t.psnr_min, t.colour_max, t.sibling_margin_db) == tuple(
+        fields[f"gate_{name}"].default
+        for name in ("lpips_max", "worst_tile_max", "psnr_min", "colour_max", "sibling_margin_db")
+    )
+    assert (limits.max_seeds, limits.batch_size, limits.siblings) == (
+        fields["seed_search_max"].default,
+        fields["seed_search_batch"].default,
+        fields["gate_siblings_k"].default,
+    )
+    assert SiblingIndex(lambda key: None).k == fields["gate_siblings_k"].default

@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 from skimage.color import rgb2lab
 
+from archiver.settings import default_of
+
 THUMBNAIL = 16  # descriptor side: 16x16 Lab cells
-DEFAULT_K = 8  # siblings judged in full per render
 DEFAULT_CACHE = 64  # decoded siblings kept in memory
 
 
@@ -48,7 +49,7 @@ class SiblingIndex:
         self,
         load: Callable[[str], Image.Image | None],
         *,
-        k: int = DEFAULT_K,
+        k: int = default_of("gate_siblings_k"),
         cache_size: int = DEFAULT_CACHE,
     ) -> None:
         if k < 1:

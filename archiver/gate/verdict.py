@@ -21,17 +21,18 @@ from PIL import Image
 from archiver.gate.colour import colour_difference_lab, lab_lowpass
 from archiver.gate.perceptual import Backbone, load_lpips, lpips_map, psnr, worst_tile
 from archiver.gate.siblings import Sibling
+from archiver.settings import default_of
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Pass limits. Defaults are documented in README.md; every one is a setting."""
+    """Pass limits. Every one is a setting, and its default is the setting's (README.md lists them)."""
 
-    lpips_max: float = 0.05  # mean LPIPS over the whole image
-    worst_tile_max: float = 0.10  # mean LPIPS of the worst tile of the spatial map
-    psnr_min: float = 30.0  # dB, on 8-bit RGB
-    colour_max: float = 3.0  # ΔE00 that the worst 1% of the low-passed image may reach (`colour`)
-    sibling_margin_db: float = 3.0  # own-original PSNR minus a sibling's PSNR (see `told_apart`)
+    lpips_max: float = default_of("gate_lpips_max")  # mean LPIPS over the whole image
+    worst_tile_max: float = default_of("gate_worst_tile_max")  # mean LPIPS of the worst tile
+    psnr_min: float = default_of("gate_psnr_min")  # dB, on 8-bit RGB
+    colour_max: float = default_of("gate_colour_max")  # ΔE00 of the worst 1% of the low-passed image
+    sibling_margin_db: float = default_of("gate_sibling_margin_db")  # own PSNR minus a sibling's
     tiles: int = 4  # the spatial map is cut into tiles x tiles
 
 
