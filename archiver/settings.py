@@ -129,6 +129,23 @@ class Settings(BaseSettings):
         default=300, ge=0, description="after a failed render, go straight to the vault for this long"
     )
 
+    # --- serve: the HTTP origin (its cache, memory, render workers and refresh are the mount's above) ---
+    serve_host: str = Field(
+        default="127.0.0.1", min_length=1, description="address `archiver serve` binds: loopback by default"
+    )
+    serve_port: int = Field(
+        default=8080, ge=0, le=65535, description="port `archiver serve` binds; 0 picks a free one"
+    )
+    serve_render_queue: int = Field(
+        default=32,
+        ge=0,
+        le=100_000,
+        description="renders that may wait for a worker; beyond them a cold key gets 503 at once",
+    )
+    serve_render_timeout: float = Field(
+        default=30, gt=0, description="seconds a request waits for its render before 503 + Retry-After"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

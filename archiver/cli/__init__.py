@@ -14,7 +14,20 @@ from collections.abc import Sequence
 
 import click
 
-from archiver.cli import db, example, gate, inspect, model, mount, restore, status, sweep, train, verify  # noqa: F401  (registers commands)
+from archiver.cli import (  # noqa: F401  (registers commands)
+    db,
+    example,
+    gate,
+    inspect,
+    model,
+    mount,
+    restore,
+    serve,
+    status,
+    sweep,
+    train,
+    verify,
+)
 from archiver.cli.app import cli
 from archiver.errors import ArchiverError, ExitCode
 

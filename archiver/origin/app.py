@@ -1,0 +1,179 @@
+"""The origin's routes: `GET`/`HEAD /<key>`, `/healthz` and `/metrics`, as a Starlette app.
+
+Owns turning a request into a response: the key checked like every object key (`safe_key`:
+400), looked up (404, or 409 when several sources hold it), its preconditions and range
+evaluated (semantics.py) against what the record promises, and only then its bytes read through
+`Assets` (the read policy). Read-policy outcomes become statuses here, in one place (`UNAVAILABLE`).
+It must not serve bytes that did not come from `Assets.read`/`recall`, which serve only verified bytes.
+
+Every asset response is immutable: the bytes under a strong ETag (their SHA-256) never change, so
+`Cache-Control: public, max-age=31536000, immutable`. A HEAD, a 304, a 412 and a 416 are answered
+from the record, without rendering. Failures are never cached (`Cache-Control: no-store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from archiver.errors import NotFound, UnsafeKey
+from archiver.origin.assets import AmbiguousKey, Assets, Representation
+from archiver.origin.metrics import METRICS_CONTENT_TYPE, Metrics, observe
+from archiver.origin.semantics import (
+    ByteRange,
+    Precondition,
+    RangeNotSatisfiable,
+    byte_range,
+    evaluate,
+    http_date,
+)
+from archiver.readpolicy import Busy, Remote, StillRendering, Unavailable, VaultFailed
+from archiver.storage import safe_key
+
+log = logging.getLogger("archiver.origin")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+# Requests waiting for a render hold a worker thread each (32 readers of one cold key: 32 threads);
+# anyio's default of 40 would make a burst of them queue before they even reach the read policy.
+REQUEST_THREADS = 256
+
+# The read policy's outcomes as statuses (archiver/readpolicy.py says what each means).
+UNAVAILABLE: dict[type[Unavailable], int] = {
+    Remote: 503,  # only in the archive tier; a restore was requested: Retry-After
+    StillRendering: 503,  # the render goes on and fills the cache: Retry-After
+    Busy: 503,  # the render queue is full: refused at once, Retry-After
+    VaultFailed: 502,  # the vault copy is damaged or unreachable
+}
+
+
+def _validators(rep: Representation) -> dict[str, str]:
+    return {
+        "etag": rep.etag,
+        "cache-control": IMMUTABLE,
+        "last-modified": http_date(rep.last_modified),
+        "accept-ranges": "bytes",
+    }
+
+
+def _failure(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(message + "\n", status, headers={"cache-control": "no-store", **(headers or {})})
+
+
+def create_app(assets: Assets, metrics: Metrics, *, refresh_seconds: float = 30.0) -> ASGIApp:
+    """The origin over `assets`; its lifespan re-checks the key index every `refresh_seconds`."""
+
+    async def asset(request: Request) -> Response:
+        key: str = request.path_params["key"]
+        try:
+            safe_key(key)
+        except UnsafeKey as exc:
+            return _failure(400, f"bad key: {exc}")
+        try:
+            entry = assets.lookup(key)
+            rep = assets.peek(entry)
+            if rep is None:
+                rep = await run_in_threadpool(assets.describe, entry)
+        except AmbiguousKey as exc:
+            return _failure(409, str(exc))
+        except NotFound as exc:
+            return _failure(404, str(exc))
+        headers = _validators(rep)
+        h = request.headers
+        decided = evaluate(
+            request.method,
+            etag=rep.etag,
+            last_modified=rep.last_modified,
+            if_match=h.get("if-match"),
+            if_unmodified_since=h.get("if-unmodified-since"),
+            if_none_match=h.get("if-none-match"),
+            if_modified_since=h.get("if-modified-since"),
+        )
+        if decided is Precondition.NOT_MODIFIED:
+            return Response(status_code=304, headers=headers)
+        if decided is Precondition.FAILED:
+            return _failure(412, f"{key}: a precondition failed (its ETag is {rep.etag})")
+        if request.method == "HEAD":  # from the record: no render
+            return Response(
+                headers=headers | {"content-length": str(rep.size), "x-archiver-served": rep.origin},
+                media_type=rep.content_type,
+            )
+        try:
+            wanted = byte_range(
+                h.get("range"),
+                rep.size,
+                if_range=h.get("if-range"),
+                etag=rep.etag,
+                last_modified=rep.last_modified,
+            )
+        except RangeNotSatisfiable:
+            return _failure(416, f"{key}: range not satisfiable", {"content-range": f"bytes */{rep.size}"})
+        try:
+            served = assets.recall(entry)
+            if served is None:
+                served = await run_in_threadpool(assets.read, entry)
+        except Unavailable as exc:
+            status = UNAVAILABLE.get(type(exc), 503)
+            if not isinstance(exc, Busy | StillRendering):  # they pass; the access log has them
+                log.warning("%s /%s: %d: %s", request.method, key, status, exc)
+            retry = {} if exc.retry_after is None else {"retry-after": str(math.ceil(exc.retry_after))}
+            return _failure(status, str(exc), retry)
+        except NotFound as exc:
+            return _failure(404, str(exc))
+        if served.origin != rep.origin:  # the vault original, where the record's render was expected
+            rep = await run_in_threadpool(assets.describe, entry)
+            headers, wanted = _validators(rep), None  # a range asked of other bytes: send them whole
+        headers["x-archiver-served"] = served.origin
+        if isinstance(wanted, ByteRange):
+            headers["content-range"] = wanted.content_range
+            body = served.data[wanted.first : wanted.last + 1]
+            return Response(body, 206, headers=headers, media_type=rep.content_type)
+        return Response(served.data, headers=headers, media_type=rep.content_type)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse(f"ok: {len(assets)} keys\n", headers={"cache-control": "no-store"})
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(
+            metrics.exposition(), headers={"cache-control": "no-store"}, media_type=METRICS_CONTENT_TYPE
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+        refresher = asyncio.create_task(_refresh_every(assets, max(refresh_seconds, 1.0)))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+
+    methods = ["GET", "HEAD"]
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=methods),
+            Route("/metrics", metrics_page, methods=methods),
+            Route("/{key:path}", asset, methods=methods),
+        ],
+        lifespan=lifespan,
+    )
+    return observe(app, metrics)
+
+
+async def _refresh_every(assets: Assets, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            if await run_in_threadpool(assets.refresh):
+                log.info("key index reloaded: the catalog changed")
+        except Exception as exc:  # the catalog may be back next time; the last index goes on serving
+            log.error("cannot re-check the catalog (%s): serving the last index", exc)

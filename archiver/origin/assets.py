@@ -1,0 +1,231 @@
+"""What the origin serves: keys to archived assets, their validators, and their verified bytes.
+
+Owns the origin's view of the archive, behind the `Assets` protocol that the routes (app.py) call:
+  - `lookup(key)`: the asset a URL names. The URL path is the asset's key (`GET /shoes/red.png`),
+    the same name `ls`, `show`, `restore` and the mount use. Keys held by several sources are
+    ambiguous (`AmbiguousKey`, answered 409); `--source URL` restricts an origin to one source,
+    so that one origin per source serves each of them unambiguously. Unlike the mount, URLs never
+    gain a per-source directory when a second source is swept: a CDN caches them for a year.
+  - `describe(entry)`: the representation's validators and type, from the catalog (the record's
+    rendered_sha256 and rendered_size, the original's last_modified, the encoding profile's
+    format), without rendering; `peek` answers the same from memory once it is known.
+  - `recall(entry)` / `read(entry)`: verified bytes through the read policy (archiver/readpolicy.py).
+
+`CatalogAssets` is the catalog-backed implementation: the whole key index is loaded with one query
+(the mount's `queries.mount_entries`: archived assets with a record) and reloaded by `refresh()`
+only when the catalog's fingerprint changed, so a lookup is a dict access. This is also the seam
+for `archiver serve --bundle` (the edge mode): a bundle-backed `Assets` answers the same four
+calls from an edge bundle's compact records, with no catalog and no vault.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from archiver.catalog import queries
+from archiver.catalog.database import Catalog
+from archiver.catalog.models import Model
+from archiver.errors import NotFound
+from archiver.readpolicy import Origin, ReadPolicy, Served
+
+if TYPE_CHECKING:
+    from archiver.engine.registry import LoadedModel
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class AmbiguousKey(NotFound):
+    """Several sources hold this key, and the origin was not told which one it serves."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One archived asset in the index: what the read policy needs (an `AssetRef`) and its mtime."""
+
+    asset_id: int
+    source_id: int
+    key: str
+    size: int  # the record's rendered_size
+    rendered_sha256: str
+    last_modified: datetime  # the original's
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """What a response says about the bytes it carries (or would carry)."""
+
+    sha256: str  # of the bytes: the strong ETag, quoted
+    size: int
+    content_type: str
+    last_modified: datetime
+    origin: Origin  # "rehydrated", or "original" once the vault original is what is served
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+class Assets(Protocol):
+    """The origin's source of truth. `lookup`, `peek` and `recall` never block (the event loop
+    calls them); `describe`, `read` and `refresh` may (they run on worker threads)."""
+
+    def __len__(self) -> int: ...  # keys served
+
+    def lookup(self, key: str) -> Entry: ...
+
+    def peek(self, entry: Entry) -> Representation | None: ...
+
+    def describe(self, entry: Entry) -> Representation: ...
+
+    def recall(self, entry: Entry) -> Served | None: ...
+
+    def read(self, entry: Entry) -> Served: ...
+
+    def refresh(self) -> bool: ...
+
+    def queue_depth(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Details:
+    rendered_sha256: str  # what they were loaded for: a new record means new details
+    content_type: str
+    sha256: str  # the original's
+    size: int
+
+
+class CatalogAssets:
+    """`Assets` over the catalog and the read policy. Thread-safe."""
+
+    def __init__(self, catalog: Catalog, policy: ReadPolicy, *, source: str | None = None) -> None:
+        self.catalog, self.policy = catalog, policy
+        self._source_url = source
+        self._source_id: int | None = None
+        self._index: dict[str, list[Entry]] = {}
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._details: dict[int, _Details] = {}
+        self._sources: dict[int, str] = {}
+        self._reload = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def refresh(self) -> bool:
+        """Reload the key index if the catalog changed since the last load; True when it did."""
+        with self._reload, self.catalog.begin() as session:
+            fingerprint = queries.mount_fingerprint(session)
+            if fingerprint == self._fingerprint:
+                return False
+            if self._source_url is not None and self._source_id is None:
+                source = queries.scoped_source(session, self._source_url)
+                assert source is not None
+                self._source_id = source.id
+            sources = queries.mount_sources(session)
+            index: dict[str, list[Entry]] = {}
+            for row in queries.mount_entries(session):
+                if self._source_id is None or row.source_id == self._source_id:
+                    index.setdefault(row.key, []).append(
+                        Entry(
+                            row.asset_id,
+                            row.source_id,
+                            row.key,
+                            row.rendered_size,
+                            row.rendered_sha256,
+                            row.last_modified,
+                        )
+                    )
+        self._index, self._sources, self._fingerprint = index, sources, fingerprint  # replaced whole
+        return True
+
+    def lookup(self, key: str) -> Entry:
+        entries = self._index.get(key)
+        if not entries:
+            raise NotFound(f"{key}: not in the archive")
+        if len(entries) > 1:
+            urls = ", ".join(self._sources.get(e.source_id, f"source {e.source_id}") for e in entries)
+            raise AmbiguousKey(
+                f"{key}: several sources hold this key ({urls}); serve one of them with "
+                "`archiver serve --source URL`"
+            )
+        return entries[0]
+
+    def peek(self, entry: Entry) -> Representation | None:
+        details = self._details.get(entry.asset_id)
+        if details is None or details.rendered_sha256 != entry.rendered_sha256:
+            return None
+        if self.policy.served.get(entry.asset_id) == "original":
+            return Representation(
+                details.sha256, details.size, details.content_type, entry.last_modified, "original"
+            )
+        return Representation(
+            entry.rendered_sha256, entry.size, details.content_type, entry.last_modified, "rehydrated"
+        )
+
+    def describe(self, entry: Entry) -> Representation:
+        known = self.peek(entry)
+        if known is not None:
+            return known
+        with self.catalog.begin() as session:
+            asset = queries.mount_asset(session, entry.asset_id)
+            if asset is None or asset.record is None:
+                raise NotFound(f"{entry.key}: no longer in the archive")
+            fmt = asset.record.encoding_profile.format
+            content_type = CONTENT_TYPES.get(fmt) or asset.content_type or "application/octet-stream"
+            self._details[entry.asset_id] = _Details(
+                asset.record.rendered_sha256, content_type, asset.sha256 or "", asset.size
+            )
+        described = self.peek(entry)
+        if described is None:  # the record changed under the index: the next refresh catches up
+            raise NotFound(f"{entry.key}: its record changed; try again")
+        return described
+
+    def recall(self, entry: Entry) -> Served | None:
+        return self.policy.recall(entry)
+
+    def read(self, entry: Entry) -> Served:
+        return self.policy.read(entry)
+
+    def queue_depth(self) -> int:
+        return self.policy.queue_depth()
+
+    def close(self) -> None:
+        self.policy.shutdown()
+
+
+def preloading_loader(catalog: Catalog, device: str) -> Callable[[Model, str], LoadedModel]:
+    """Load every registered model now (verified against its hash), for `AssetReader(load=...)`.
+
+    An origin pays torch's import and each model's load at start, not in its first request. A model
+    that cannot be loaded now (missing, changed on disk) is reported and left to the read policy:
+    its renders fail, and its assets are served from the vault or answered 503.
+    """
+    from archiver.engine.registry import load_model
+    from archiver.engine.rendering import enable_determinism
+    from archiver.errors import ArchiverError
+
+    enable_determinism()
+    loaded: dict[int, LoadedModel] = {}
+    with catalog.begin() as session:
+        models = queries.list_models(session)
+        for model in models:
+            try:
+                loaded[model.id] = load_model(model, device=device)
+                log.info("loaded model %s (sha256 %s…) on %s", model.name, model.sha256[:12], device)
+            except ArchiverError as exc:
+                log.error("model %s cannot be loaded: %s; its assets fall back to the vault", model.name, exc)
+
+    def load(model: Model, on: str) -> LoadedModel:
+        if model.id in loaded and on == device:
+            return loaded[model.id]
+        return load_model(model, device=on)
+
+    return load
