@@ -37,6 +37,23 @@ for line in open(sys.argv[2], encoding="utf-8"):
     checks = asset["reason_detail"] or asset["reason"] or ""
     print(f"  {asset['key']:<34} {kinds[asset['key']]:<14} {asset['state']:<9} {checks}")
 PY
+echo "== serve the archive over HTTP (archiver serve, a free loopback port): two archived keys" >&2
+"${archiver[@]}" serve --port 0 >"$demo/serve.log" 2>&1 &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+until url=$(grep -o 'listening on http://[^ ]*' "$demo/serve.log" | cut -d' ' -f3) && [ -n "$url" ]; do
+  kill -0 "$serve_pid" 2>/dev/null || { cat "$demo/serve.log" >&2; exit 1; }
+  sleep 0.2
+done
+keys=$("${archiver[@]}" ls --json | "$repo/.venv/bin/python" -c '
+import json, sys
+print(*[a["key"] for a in map(json.loads, sys.stdin) if a["state"] == "archived"][:2])')
+for key in $keys; do
+  curl -sI "$url/$key"  # the cache headers: a strong ETag (the SHA-256), immutable, the original's Last-Modified
+  curl -sS -o /dev/null -w "GET /$key: %{http_code}, %{size_download} bytes, %{content_type}\n\n" "$url/$key"
+done
+kill -TERM "$serve_pid" && wait "$serve_pid"
+trap - EXIT
 echo "== mount, and read every archived file back through it" >&2
 "${archiver[@]}" mount "$demo/mnt"
 trap '"${archiver[@]}" umount "$demo/mnt" || true' EXIT
