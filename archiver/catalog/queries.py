@@ -6,12 +6,13 @@ Functions take an open `Session` and never commit: the caller owns the transacti
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from archiver.catalog.models import (
@@ -396,3 +397,19 @@ def one_asset(session: Session, key: str, source: Source | None) -> Asset:
             f"{key!r} exists in several sources ({', '.join(a.source.url for a in matches)}): pass --source"
         )
     return matches[0]
+
+
+# --- the software stacks records were made with ---
+
+
+def record_stacks(session: Session) -> list[tuple[dict[str, Any], int]]:
+    """Each distinct `Record.software` (the versions a record's renders were made with) and how many
+    records hold it. Grouped on its JSON text, which PostgreSQL can compare and SQLite stores; the
+    same versions written in another key order count as one."""
+    text = cast(Record.software, Text)
+    counts: dict[str, int] = {}
+    for raw, records in session.execute(select(text, func.count(Record.id)).group_by(text)):
+        software = json.loads(raw) if raw else {}
+        key = json.dumps(software if isinstance(software, dict) else {}, sort_keys=True)
+        counts[key] = counts.get(key, 0) + records
+    return [(json.loads(key), records) for key, records in counts.items()]

@@ -103,8 +103,10 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     except (OSError, ImportError) as exc:  # fusepy raises EnvironmentError without libfuse2
         raise MountError(f"cannot load libfuse ({exc}): apt-get install libfuse2 fuse3") from None
     from archiver.cache import DiskCache
+    from archiver.catalog.queries import record_stacks
     from archiver.reader import AssetReader
     from archiver.readpolicy import ReadPolicy
+    from archiver.stack import mismatches, running_stack
     from fusefs.adapter import ArchiveOperations
     from fusefs.tree import Tree
 
@@ -139,6 +141,11 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
         cache_size,
         f"; {index.skipped} keys skipped (not valid paths)" if index.skipped else "",
     )
+    with catalog.begin() as session:
+        stacks = record_stacks(session)
+    if stacks:  # records made with other builds may no longer render to their hash: say so now
+        for mismatch in mismatches(stacks, running_stack(device)):
+            logging.getLogger("fusefs").warning("%s", mismatch.message())
     try:
         FUSE(
             ArchiveOperations(tree, policy),

@@ -1,4 +1,4 @@
-"""`archiver status`: assets and bytes by state."""
+"""`archiver status`: assets and bytes by state, and the records made with another software stack."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from archiver.catalog.database import describe
-from archiver.catalog.queries import state_totals
+from archiver.catalog.queries import record_stacks, state_totals
 from archiver.cli.app import App, cli, pass_app
+from archiver.stack import mismatches, running_stack
 
 
 def human_bytes(count: int) -> str:
@@ -26,9 +27,13 @@ def human_bytes(count: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Show how many assets (and bytes) the catalog holds in each state."""
+    """Show how many assets (and bytes) the catalog holds in each state, and which records were
+    made with software that differs from this machine's (their renders may not match)."""
     with app.catalog.begin() as session:
         totals = state_totals(session)
+        stacks = record_stacks(session)
+    # running_stack imports torch (seconds): only when there are records to compare it with
+    differing = mismatches(stacks, running_stack()) if stacks else []
     catalog_url = describe(app.settings.catalog_url)
     if as_json:
         report = {
@@ -37,6 +42,7 @@ def status(app: App, as_json: bool) -> None:
             "assets": sum(t.assets for t in totals),
             "bytes": sum(t.bytes for t in totals),
             "states": {t.state.value: {"assets": t.assets, "bytes": t.bytes} for t in totals},
+            "stack_mismatches": [m.to_dict() for m in differing],
         }
         click.echo(json.dumps(report, sort_keys=True))
         return
@@ -51,3 +57,5 @@ def status(app: App, as_json: bool) -> None:
     console = Console()
     console.print(table)
     console.print(f"catalog: {catalog_url}", soft_wrap=True)
+    for m in differing:
+        console.print(m.message(), soft_wrap=True)
