@@ -2,8 +2,8 @@
 
 Owns the layout of the mount and nothing else. It reads the catalog (through
 `archiver.catalog.queries` only) and never renders, reads the vault or imports fusepy: the
-adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and fusefs/serve.py produces
-the bytes. Tested without mounting (tests/test_fusefs_tree.py).
+adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and the read policy
+(archiver/readpolicy.py) produces the bytes. Tested without mounting (tests/test_fusefs_tree.py).
 
 Layout. Only ARCHIVED assets with a record appear, as read-only files under their original keys.
 If the catalog holds assets of one source, its keys sit at the root. With several sources there
