@@ -8,7 +8,7 @@ catalog or storage.
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +22,7 @@ from archiver.gate.colour import colour_difference_lab, lab_lowpass
 from archiver.gate.perceptual import Backbone, load_lpips, lpips_map, psnr, worst_tile
 from archiver.gate.siblings import Sibling
 from archiver.settings import default_of
+from archiver.stack import running_stack
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,14 @@ FAILURES = {
 }
 
 
+@functools.cache
+def _stack() -> tuple[tuple[str, str], ...]:
+    return tuple(running_stack().items())
+
+
 def software_versions() -> dict[str, str]:
-    names = ("torch", "diffusers", "lpips", "pillow", "numpy", "scikit-image")
-    return {name: importlib.metadata.version(name) for name in names}
+    """The stack a report (and so a record) was made with: `archiver.stack` owns what it holds."""
+    return dict(_stack())
 
 
 def _finite(value: float | bool | None) -> float | bool | None:
