@@ -57,8 +57,11 @@ with tempfile.TemporaryDirectory() as tmp:
         loaded = load_model(register_model(session, model, "m"), device=device)
     catalog.close()
 steps = steps or read_render_settings(model).steps
+wanted = set({keys!r})
 for lace in LACE_COLOURS:
     for sole in SOLE_COLOURS:
+        if key_for(lace, sole) not in wanted:
+            continue
         spec = base_spec(loaded, prompt=prompt_for(lace, sole), width=64, height=64, steps=steps)
         (image,) = render_images(loaded, spec, [seed])
         image.save(out / (key_for(lace, sole).replace("/", "_") + ".png"))
@@ -71,7 +74,7 @@ def render_all(
     """Render every key in a fresh process (so environment switches take effect); {key: image}."""
     out.mkdir(parents=True, exist_ok=True)
     code = RENDER.format(
-        repo=str(REPO), model=str(model), out=str(out), seed=seed, steps=steps, device=device
+        repo=str(REPO), model=str(model), out=str(out), seed=seed, steps=steps, device=device, keys=KEYS
     )
     subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True)
     return {key: Image.open(out / (key.replace("/", "_") + ".png")).convert("RGB") for key in KEYS}
@@ -80,7 +83,12 @@ def render_all(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "rumba" / "model")
+    parser.add_argument(
+        "--every", type=int, default=1, help="judge every Nth key only (the renders are slow)"
+    )
     args = parser.parse_args()
+    global KEYS
+    KEYS = KEYS[:: args.every]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -115,7 +123,9 @@ def main() -> None:
             for sole in SOLE_COLOURS
         }
         divergence["a sibling's original"] = {key: originals[neighbour[key]] for key in KEYS}
-        distractors = trained_key_distractors()
+        # The gate's distractors, each in place of the render of the key it was drawn for (keys
+        # outside --every's sample stand in for the first sampled key).
+        distractors = [(d.key if d.key in accepted else KEYS[0], d.image) for d in trained_key_distractors()]
         for kind, cases in [("drift", drift), ("divergence", divergence)]:
             for name, renders in cases.items():
                 pairs = [(key, image) for key, image in renders.items()]
