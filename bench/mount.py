@@ -10,8 +10,9 @@
    reading every file `--rounds` times through the mount (the kernel keeps verified files in its
    page cache: keep_cache) against the same bytes read from a local directory, as a ratio.
 2. Listing: `--entries` archived assets in one directory of a throwaway SQLite catalog (inserted
-   with the catalog models in bulk; all share one model and profile): the index load (one query),
-   a listing from the tree model, and `os.listdir` / `ls -f` / `os.scandir`+stat through a mount.
+   with the catalog models in bulk; all share one model and one profile of each kind): the index
+   load (one query), a listing from the tree model, and `os.listdir` / `ls -f` / `os.scandir`+stat
+   through a mount.
 """
 
 from __future__ import annotations
@@ -218,7 +219,11 @@ def big_catalog(work: Path, entries: int) -> str:
         source = queries.get_or_add_source(session, "file:///bench/hot")
         model = queries.add_model(session, name="bench", sha256="ab" * 32, path="/m", pipeline_class="P")
         profile = queries.get_or_add_profile(session, "cd" * 32, "PNG", b"{}")
+        spec = dict(pipeline_class="P", scheduler_class="S", scheduler_config={}, steps=2, guidance_scale=1.0)
+        render = queries.get_or_add_render_profile(session, spec | dict(width=64, height=64), {})
+        gate = queries.get_or_add_gate_profile(session, {})
         source_id, model_id, profile_id = source.id, model.id, profile.id
+        render_id, gate_id = render.id, gate.id
     for start in range(0, entries, 20_000):
         ids = range(start + 1, min(start + 20_000, entries) + 1)
         with catalog.begin() as session:
@@ -244,20 +249,13 @@ def big_catalog(work: Path, entries: int) -> str:
                         asset_id=i,
                         model_id=model_id,
                         encoding_profile_id=profile_id,
-                        pipeline_class="P",
-                        scheduler_class="S",
-                        scheduler_config={},
+                        render_profile_id=render_id,
+                        gate_profile_id=gate_id,
                         prompt="a product photo",
                         seed=i,
-                        steps=2,
-                        guidance_scale=1.0,
-                        width=64,
-                        height=64,
-                        dtype="float32",
                         rendered_sha256=f"{i:064x}",
                         rendered_size=48_000,
-                        gate_report={},
-                        software={},
+                        metrics=[],
                     )
                     for i in ids
                 ],

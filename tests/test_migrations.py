@@ -1,15 +1,18 @@
 """Alembic migrations: `upgrade head` on an empty SQLite file and an empty PostgreSQL database
-gives exactly the schema the models describe; downgrade and upgrade again round-trips."""
+gives exactly the schema the models describe; downgrade and upgrade again round-trips; 0002 moves
+what records share into profiles on rows written as 0001's code wrote them, and back.
+(tests/test_catalog_upgrade.py upgrades a swept archive and mounts and restores it.)"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import MetaData, create_engine, inspect, select, text
 
 from archiver.catalog.database import connect, head_revision, schema_status, upgrade
 from archiver.catalog.models import Base
@@ -55,4 +58,195 @@ def test_alembic_command_line_upgrades_empty_database(catalog_url: str) -> None:
         text=True,
     )
     assert done.returncode == 0, done.stderr
+    assert schema_diff(catalog_url) == []
+
+
+# --- 0002: compact records, on rows as the 0001 code wrote them ---
+
+WHEN = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+SCHEDULER = {"_class_name": "DDIMScheduler", "beta_end": 0.012, "clip_sample": False, "steps_offset": 1}
+THRESHOLDS = {"lpips_max": 0.05, "worst_tile_max": 0.1, "psnr_min": 30.0, "colour_max": 3.0, "tiles": 4.0}
+BACKBONE = {"net": "alex", "backbone": "pretrained", "trunk_sha256": "44" * 32}
+STACK = {"torch": "2.14.1", "diffusers": "0.42.1", "pillow": "13.0.0"}
+
+
+def _report(lpips: float, siblings: bool, software: dict[str, str]) -> dict[str, object]:
+    metrics: dict[str, object] = {"deterministic": True, "lpips": lpips, "psnr": 38.97874848127964}
+    if siblings:
+        metrics |= {"sibling_margin_db": 1e9, "nearest_sibling_psnr": 25.721784354306934}
+    return {
+        "passed": True,
+        "failures": [],
+        "metrics": metrics,
+        "thresholds": THRESHOLDS,
+        "backbone": BACKBONE,
+        "software": software,
+        "nearest_sibling": "shoes/green.png" if siblings else None,
+    }
+
+
+# Three records as `save_record` wrote them at 0001: two rendered alike (one render profile), one
+# with another torch (a second); one judged without siblings (other metric names: a second gate profile).
+OLD_RECORDS = [
+    ("shoes/red.png", 3, 0.0005934179644100368, True, STACK),
+    ("shoes/blue.jpg", 0, 0.00123456789, True, STACK),
+    ("shoes/pink.png", 7, 0.002, False, STACK | {"torch": "2.13.0"}),
+]
+
+
+def _write_0001_catalog(url: str) -> None:
+    with connect(url) as conn:
+        upgrade(conn, "0001")
+    with connect(url) as conn:  # a second connection, as `archiver db upgrade` meets a catalog
+        meta = MetaData()
+        meta.reflect(conn)
+        t = meta.tables
+        conn.execute(t["sources"].insert().values(id=1, url="file:///hot", created_at=WHEN))
+        conn.execute(
+            t["models"]
+            .insert()
+            .values(id=1, name="tiny", sha256="ab" * 32, path="/m", pipeline_class="P", created_at=WHEN)
+        )
+        conn.execute(
+            t["encoding_profiles"].insert().values(id="cd" * 32, format="PNG", body=b"{}", created_at=WHEN)
+        )
+        conn.execute(
+            t["vault_objects"]
+            .insert()
+            .values(
+                id=1,
+                uri="file:///vault/packs/p.tar",
+                key="packs/p.tar",
+                storage_class="GLACIER",
+                version_id=None,
+                sha256="ef" * 32,
+                size=99,
+                is_pack=True,
+                confirmed_at=WHEN,
+                created_at=WHEN,
+            )
+        )
+        for i, (key, seed, lpips, siblings, software) in enumerate(OLD_RECORDS, 1):
+            conn.execute(
+                t["assets"]
+                .insert()
+                .values(
+                    id=i,
+                    source_id=1,
+                    key=key,
+                    state="archived",
+                    size=1000 + i,
+                    etag=f'"{i}"',
+                    last_modified=WHEN,
+                    sha256=f"{i:064x}",
+                    vault_object_id=1,
+                    vault_offset=i,
+                    vault_length=9,
+                    created_at=WHEN,
+                    updated_at=WHEN,
+                )
+            )
+            conn.execute(
+                t["records"]
+                .insert()
+                .values(
+                    id=i,
+                    asset_id=i,
+                    model_id=1,
+                    encoding_profile_id="cd" * 32,
+                    pipeline_class="P",
+                    scheduler_class="DDIMScheduler",
+                    scheduler_config=SCHEDULER,
+                    prompt=f"a photo of {key}",
+                    negative_prompt="",
+                    seed=seed,
+                    steps=20,
+                    guidance_scale=1.0,
+                    width=64,
+                    height=64,
+                    eta=0.0,
+                    rng="cpu",
+                    dtype="float32",
+                    rendered_sha256=f"{i + 100:064x}",
+                    rendered_size=900 + i,
+                    gate_report=_report(lpips, siblings, software),
+                    software=software,
+                    created_at=WHEN,
+                )
+            )
+            conn.execute(
+                t["events"]
+                .insert()
+                .values(
+                    at=WHEN,
+                    asset_id=i,
+                    kind="vaulted",
+                    detail={"previous": "verified", "reason": None, "vault_uri": "file:///vault/packs/p.tar"},
+                )
+            )
+
+
+def test_0002_moves_what_records_share_into_profiles_and_back(catalog_url: str) -> None:
+    from archiver.catalog.database import alembic_config, open_catalog
+    from archiver.catalog.models import Asset, Event, GateProfile, RenderProfile
+    from archiver.catalog.queries import record_stacks
+    from archiver.engine.rehydrate import RenderSpec
+
+    _write_0001_catalog(catalog_url)
+    with connect(catalog_url) as conn:
+        upgrade(conn)
+    assert schema_diff(catalog_url) == []
+    catalog = open_catalog(catalog_url)
+    with catalog.begin() as session:
+        assert session.query(RenderProfile).count() == 2 and session.query(GateProfile).count() == 2
+        assets = {a.key: a for a in session.query(Asset)}
+        for i, (key, seed, lpips, siblings, software) in enumerate(OLD_RECORDS, 1):
+            asset = assets[key]
+            record = asset.record
+            assert record is not None
+            assert (asset.sha256, asset.last_modified, asset.size) == (f"{i:064x}", WHEN, 1000 + i)
+            assert (record.rendered_sha256, record.rendered_size) == (f"{i + 100:064x}", 900 + i)
+            assert RenderSpec.from_record(record) == RenderSpec(
+                pipeline_class="P",
+                scheduler_class="DDIMScheduler",
+                scheduler_config=SCHEDULER,
+                prompt=f"a photo of {key}",
+                negative_prompt="",
+                seed=seed,
+                steps=20,
+                guidance_scale=1.0,
+                width=64,
+                height=64,
+            )
+            report = _report(lpips, siblings, software) | {"nearest_sibling": None}
+            report["metrics"] = {
+                k: v if v is True else float(f"{v:.4g}") for k, v in report["metrics"].items()
+            }
+            assert record.gate_report == report
+            assert record.encoding_profile.sha256 == "cd" * 32 and record.encoding_profile.body == b"{}"
+            assert record.software == software
+        # the history is left as it was written
+        (event,) = session.query(Event).filter(Event.asset_id == assets["shoes/red.png"].id)
+        assert event.at == WHEN and event.detail["vault_uri"] == "file:///vault/packs/p.tar"
+        stacks = sorted(record_stacks(session), key=lambda s: s[1])
+        assert stacks == [(STACK | {"torch": "2.13.0"}, 1), (STACK, 2)]
+    catalog.close()
+
+    from alembic import command
+
+    with connect(catalog_url) as conn:
+        command.downgrade(alembic_config(conn), "0001")
+    with connect(catalog_url) as conn:
+        meta = MetaData()
+        meta.reflect(conn)
+        rows = conn.execute(select(meta.tables["records"]).order_by(text("id"))).mappings().all()
+        old_assets = conn.execute(select(meta.tables["assets"]).order_by(text("id"))).mappings().all()
+    assert [(r["seed"], r["scheduler_config"], r["steps"], r["software"]) for r in rows] == [
+        (seed, SCHEDULER, 20, software) for _, seed, _, _, software in OLD_RECORDS
+    ]
+    assert [r["rendered_sha256"] for r in rows] == [f"{i + 100:064x}" for i in (1, 2, 3)]
+    assert [a["sha256"] for a in old_assets] == [f"{i:064x}" for i in (1, 2, 3)]
+    assert rows[0]["gate_report"]["metrics"]["lpips"] == 0.0005934
+    with connect(catalog_url) as conn:  # and up again
+        upgrade(conn)
     assert schema_diff(catalog_url) == []

@@ -8,6 +8,7 @@ Sessions are opened by callers (`with catalog.begin() as session:`), never insid
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def compact_json(value: Any) -> str:
+    """JSON columns without the spaces json.dumps puts after separators: events and records stay small."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def create_catalog_engine(url: str) -> Engine:
     parsed = parse_url(url)
     if parsed.drivername == "postgresql":
@@ -70,10 +76,15 @@ def create_catalog_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed, connect_args={"timeout": 30})
+            engine = create_engine(parsed, connect_args={"timeout": 30}, json_serializer=compact_json)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+            engine = create_engine(
+                parsed,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 10},
+                json_serializer=compact_json,
+            )
     except (NoSuchModuleError, ImportError) as exc:
         raise ConfigError(
             f"unsupported database URL {parsed!r} ({exc}): use sqlite:// or postgresql://"

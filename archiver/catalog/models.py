@@ -8,7 +8,7 @@ checks that models and migrations agree on SQLite and PostgreSQL).
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +26,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
+from sqlalchemy.types import TypeEngine
+
+from archiver.catalog import profiles
 
 # Named constraints from the first migration on, so later migrations (and SQLite batch mode,
 # which rebuilds tables) can refer to them by name.
@@ -42,27 +45,63 @@ NAMING_CONVENTION = {
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC in and out, on every backend (SQLite itself keeps no zone)."""
+    """Timezone-aware UTC in and out, on every backend.
+
+    PostgreSQL keeps a `timestamptz` (8 bytes). SQLite has no time type: it keeps microseconds since
+    the Unix epoch as an integer (8 bytes or fewer, where text would take 26), which also sorts and
+    compares as time does."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | int | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the catalog: use an aware UTC datetime")
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return (value - EPOCH) // MICROSECOND
+        return value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | int | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, int):
+            return EPOCH + value * MICROSECOND
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Sha256(TypeDecorator[str]):
+    """A SHA-256 digest: hex text in Python (as everywhere else in archiver), 32 bytes in the catalog."""
+
+    impl = LargeBinary(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        digest = bytes.fromhex(value)
+        if len(digest) != 32:
+            raise ValueError(f"not a SHA-256 digest: {value!r}")
+        return digest
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> str | None:
+        return None if value is None else bytes(value).hex()
 
 
 class Base(DeclarativeBase):
@@ -134,15 +173,73 @@ class Model(Base):
 class EncodingProfile(Base):
     """How originals were encoded (format, JPEG tables, ICC, EXIF template), shared by many assets.
 
-    Content-addressed: `id` is the SHA-256 of the canonical JSON in `body`.
+    Content-addressed: `sha256` is the SHA-256 of the canonical JSON in `body`
+    (`archiver.engine.encoding.EncodingProfile.profile_id`); records refer to it by `id`.
     """
 
     __tablename__ = "encoding_profiles"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
     format: Mapped[str] = mapped_column(String(16))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RenderProfile(Base):
+    """How records render: pipeline, scheduler and its config, steps, guidance, eta, size, dtype, rng,
+    and the software stack the renders were made with. Shared by every record rendered alike.
+
+    Content-addressed: `sha256` is `profiles.content_id` of `doc()`.
+    """
+
+    __tablename__ = "render_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    pipeline_class: Mapped[str] = mapped_column(String(200))
+    scheduler_class: Mapped[str] = mapped_column(String(200))
+    scheduler_config: Mapped[dict[str, Any]]
+    steps: Mapped[int]
+    guidance_scale: Mapped[float]
+    eta: Mapped[float]
+    width: Mapped[int]
+    height: Mapped[int]
+    dtype: Mapped[str] = mapped_column(String(16))
+    rng: Mapped[str] = mapped_column(String(16))
+    software: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def doc(self) -> dict[str, Any]:
+        """The profile as `profiles.render_profile_doc` writes it (its content is its id)."""
+        return profiles.render_profile_doc(
+            {name: getattr(self, name) for name in profiles.RENDER_FIELDS}, self.software
+        )
+
+
+class GateProfile(Base):
+    """How the gate judged: thresholds, the LPIPS trunk and its hashes, and the names of the metrics
+    that records keep values for (`Record.metrics`, in this order). Shared by every record judged alike.
+
+    Content-addressed: `sha256` is `profiles.content_id` of `doc()`.
+    """
+
+    __tablename__ = "gate_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    thresholds: Mapped[dict[str, Any]]
+    backbone: Mapped[dict[str, Any]]
+    metrics: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "v": profiles.PROFILE_VERSION,
+            "thresholds": self.thresholds,
+            "backbone": self.backbone,
+            "metrics": self.metrics,
+        }
 
 
 class VaultObject(Base):
@@ -180,7 +277,7 @@ class Asset(Base):
     etag: Mapped[str | None] = mapped_column(String(200))
     last_modified: Mapped[datetime]
     content_type: Mapped[str | None] = mapped_column(String(200))
-    sha256: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(Sha256)
     # Where the original sits in the vault: a whole object, or a member of a pack.
     vault_object_id: Mapped[int | None] = mapped_column(ForeignKey("vault_objects.id"))
     vault_offset: Mapped[int | None] = mapped_column(BigInteger)
@@ -188,7 +285,7 @@ class Asset(Base):
     # A worker's claim, so that two sweeps never process the same asset.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_until: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When it was first seen is its first event's time (`discovered`).
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     source: Mapped[Source] = relationship()
@@ -197,36 +294,58 @@ class Asset(Base):
 
 
 class Record(Base):
-    """Everything needed to regenerate an asset and to check the result (see DESIGN.md)."""
+    """What regenerates one asset and checks the result: only what is the record's own (see
+    `archiver.catalog.profiles` and DESIGN.md): prompt, negative prompt, seed, the rendered bytes'
+    SHA-256 and size, the gate's metric values, and the shared profiles and model by id.
+
+    `RenderSpec.from_record` reassembles the full render spec; `gate_report` the stored report.
+    """
 
     __tablename__ = "records"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), unique=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    encoding_profile_id: Mapped[str] = mapped_column(ForeignKey("encoding_profiles.id"))
-    pipeline_class: Mapped[str] = mapped_column(String(200))
-    scheduler_class: Mapped[str] = mapped_column(String(200))
-    scheduler_config: Mapped[dict[str, Any]]
+    encoding_profile_id: Mapped[int] = mapped_column(ForeignKey("encoding_profiles.id"))
+    render_profile_id: Mapped[int] = mapped_column(ForeignKey("render_profiles.id"))
+    gate_profile_id: Mapped[int] = mapped_column(ForeignKey("gate_profiles.id"))
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
     seed: Mapped[int] = mapped_column(BigInteger)
-    steps: Mapped[int]
-    guidance_scale: Mapped[float]
-    width: Mapped[int]
-    height: Mapped[int]
-    eta: Mapped[float] = mapped_column(default=0.0)
-    rng: Mapped[str] = mapped_column(String(16), default="cpu")
-    dtype: Mapped[str] = mapped_column(String(16))
-    rendered_sha256: Mapped[str] = mapped_column(String(64))
+    rendered_sha256: Mapped[str] = mapped_column(Sha256)
     rendered_size: Mapped[int] = mapped_column(BigInteger)
-    gate_report: Mapped[dict[str, Any]]
-    software: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The gate's metric values, in the order its gate profile names them (profiles.compact_metric).
+    metrics: Mapped[list[Any]] = mapped_column(JSON)
 
     asset: Mapped[Asset] = relationship(back_populates="record")
     model: Mapped[Model] = relationship()
     encoding_profile: Mapped[EncodingProfile] = relationship()
+    # Loaded with the record (a join on a handful of rows): a record read in one session can still
+    # be rendered, shown or reported on after it closes.
+    render_profile: Mapped[RenderProfile] = relationship(lazy="joined", innerjoin=True)
+    gate_profile: Mapped[GateProfile] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def gate_report(self) -> dict[str, Any]:
+        """The gate's report as it was stored whole before records were compact (`GateReport.to_dict`)."""
+        return profiles.reassemble_report(self.gate_profile.doc(), self.metrics, self.software)
+
+    @property
+    def software(self) -> dict[str, Any]:
+        """The software stack the record's renders were made with (its render profile's)."""
+        return dict(self.render_profile.software)
+
+    @software.setter
+    def software(self, value: dict[str, Any]) -> None:
+        """Point the record at the render profile that differs from its own only by `value`."""
+        from archiver.catalog import queries
+
+        session = object_session(self)
+        if session is None:
+            raise ValueError("a record's software can only change within a session")
+        self.render_profile = queries.get_or_add_render_profile(
+            session, {name: getattr(self.render_profile, name) for name in profiles.RENDER_FIELDS}, value
+        )
 
 
 class RestoreJob(Base):
@@ -248,12 +367,17 @@ class RestoreJob(Base):
 
 
 class Event(Base):
-    """The append-only history: nothing updates or deletes a row here."""
+    """The append-only history: nothing updates or deletes a row here.
+
+    Small: a kind and what is new in it (`queries.record_event` leaves out empty values and keeps
+    METRIC_DIGITS of a measure). Ids only grow, so an event id is the catalog's change cursor
+    (`queries.event_cursor`, `archiver edge export --since`).
+    """
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
     asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -7,21 +7,24 @@ Functions take an open `Session` and never commit: the caller owns the transacti
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from archiver.catalog import profiles
 from archiver.catalog.models import (
     Asset,
     AssetState,
     EncodingProfile,
     Event,
+    GateProfile,
     Model,
     Record,
+    RenderProfile,
     RestoreJob,
     RestoreJobState,
     RestoreMode,
@@ -59,8 +62,16 @@ def get_or_add_source(session: Session, url: str) -> Source:
 
 
 def record_event(session: Session, kind: str, asset: Asset | None = None, **detail: Any) -> Event:
-    """Append to the history. Nothing in archiver updates or deletes an event."""
-    event = Event(kind=kind, asset_id=asset.id if asset is not None else None, detail=detail)
+    """Append to the history. Nothing in archiver updates or deletes an event.
+
+    Events stay small: values that are None are left out, and a measure keeps
+    `profiles.METRIC_DIGITS` significant digits."""
+    kept = {
+        name: profiles.compact_metric(value) if isinstance(value, float) else value
+        for name, value in detail.items()
+        if value is not None
+    }
+    event = Event(kind=kind, asset_id=asset.id if asset is not None else None, detail=kept)
     session.add(event)
     return event
 
@@ -129,14 +140,13 @@ def set_state(
     detail: str | None = None,
     **event: Any,
 ) -> None:
-    """Move an asset to `state` and append the transition to its history, in the caller's transaction."""
-    previous = asset.state
+    """Move an asset to `state` and append the transition to its history, in the caller's transaction.
+
+    The event names the new state (the one before is the previous event's) and what is new with it."""
     asset.state = state
     asset.reason = reason
     asset.reason_detail = detail
-    record_event(
-        session, state.value, asset, previous=previous.value if previous else None, reason=reason, **event
-    )
+    record_event(session, state.value, asset, reason=reason, **event)
 
 
 def assets_in(
@@ -201,17 +211,88 @@ def claim_holders(session: Session, source: Source, now: datetime) -> list[str]:
 
 
 def get_or_add_profile(session: Session, profile_id: str, fmt: str, body: bytes) -> EncodingProfile:
-    """Profiles are content-addressed: many assets share one row."""
-    profile = session.get(EncodingProfile, profile_id)
+    """The encoding profile whose content id (SHA-256 of `body`) is `profile_id`: many assets share it."""
+    profile = session.scalar(select(EncodingProfile).where(EncodingProfile.sha256 == profile_id))
     if profile is None:
-        profile = EncodingProfile(id=profile_id, format=fmt, body=body)
+        profile = EncodingProfile(sha256=profile_id, format=fmt, body=body)
         session.add(profile)
         session.flush()
     return profile
 
 
-def save_record(session: Session, asset: Asset, **columns: Any) -> Record:
-    """Create or replace the asset's record (a re-verified asset gets a fresh one)."""
+def get_or_add_render_profile(
+    session: Session, spec: Mapping[str, Any], software: Mapping[str, Any]
+) -> RenderProfile:
+    """The render profile of `spec` (RenderSpec columns; only the shared ones are read) and `software`."""
+    doc = profiles.render_profile_doc(spec, software)
+    sha256 = profiles.content_id(doc)
+    known = _profiles_seen(session)
+    profile = known.get(sha256) or session.scalar(select(RenderProfile).where(RenderProfile.sha256 == sha256))
+    if profile is None:
+        fields = {name: doc[name] for name in profiles.RENDER_FIELDS}
+        profile = RenderProfile(sha256=sha256, software=doc["software"], **fields)
+        session.add(profile)
+        session.flush()
+    known[sha256] = profile
+    return profile
+
+
+def get_or_add_gate_profile(session: Session, report: Mapping[str, Any]) -> GateProfile:
+    """The gate profile of a report (`GateReport.to_dict()`): thresholds, trunk, metric names."""
+    doc = profiles.gate_profile_doc(report)
+    sha256 = profiles.content_id(doc)
+    known = _profiles_seen(session)
+    profile = known.get(sha256) or session.scalar(select(GateProfile).where(GateProfile.sha256 == sha256))
+    if profile is None:
+        profile = GateProfile(
+            sha256=sha256, thresholds=doc["thresholds"], backbone=doc["backbone"], metrics=doc["metrics"]
+        )
+        session.add(profile)
+        session.flush()
+    known[sha256] = profile
+    return profile
+
+
+def _profiles_seen(session: Session) -> dict[str, Any]:
+    """Profiles this session has found or added, by content id: they never change, so a sweep
+    that saves many records looks each one up once per transaction."""
+    seen: dict[str, Any] = session.info.setdefault("archiver.profiles", {})
+    return seen
+
+
+def save_record(
+    session: Session,
+    asset: Asset,
+    *,
+    model_id: int,
+    encoding_profile_id: int,
+    rendered_sha256: str,
+    rendered_size: int,
+    gate_report: Mapping[str, Any],
+    software: Mapping[str, Any],
+    **spec: Any,
+) -> Record:
+    """Create or replace the asset's record (a re-verified asset gets a fresh one).
+
+    `spec` is a RenderSpec's columns: its prompt, negative prompt and seed are the record's own, the
+    rest goes to a shared render profile with `software`; the report's thresholds and trunk go to a
+    shared gate profile, and the record keeps its metric values."""
+    unknown = set(spec) - set(profiles.RENDER_FIELDS) - set(profiles.OWN_FIELDS)
+    if unknown:
+        raise TypeError(f"save_record: not a render spec field: {', '.join(sorted(unknown))}")
+    profiles.check_passed(gate_report)
+    columns = {
+        "model_id": model_id,
+        "encoding_profile_id": encoding_profile_id,
+        "render_profile": get_or_add_render_profile(session, spec, software),
+        "gate_profile": get_or_add_gate_profile(session, gate_report),
+        "prompt": spec["prompt"],
+        "negative_prompt": spec.get("negative_prompt") or "",
+        "seed": int(spec["seed"]),
+        "rendered_sha256": rendered_sha256,
+        "rendered_size": rendered_size,
+        "metrics": profiles.metric_values(gate_report),
+    }
     record = session.scalar(select(Record).where(Record.asset_id == asset.id))
     if record is None:
         record = Record(asset_id=asset.id, **columns)
@@ -403,13 +484,15 @@ def one_asset(session: Session, key: str, source: Source | None) -> Asset:
 
 
 def record_stacks(session: Session) -> list[tuple[dict[str, Any], int]]:
-    """Each distinct `Record.software` (the versions a record's renders were made with) and how many
-    records hold it. Grouped on its JSON text, which PostgreSQL can compare and SQLite stores; the
-    same versions written in another key order count as one."""
-    text = cast(Record.software, Text)
+    """Each distinct software stack records were made with (their render profiles' `software`) and
+    how many records hold it. Profiles that differ in other settings but share a stack count as one."""
+    rows = session.execute(
+        select(RenderProfile.software, func.count(Record.id))
+        .join(Record, Record.render_profile_id == RenderProfile.id)
+        .group_by(RenderProfile.id)
+    )
     counts: dict[str, int] = {}
-    for raw, records in session.execute(select(text, func.count(Record.id)).group_by(text)):
-        software = json.loads(raw) if raw else {}
+    for software, records in rows:
         key = json.dumps(software if isinstance(software, dict) else {}, sort_keys=True)
         counts[key] = counts.get(key, 0) + records
     return [(json.loads(key), records) for key, records in counts.items()]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from archiver.catalog import queries
-from archiver.catalog.models import Asset
+from archiver.catalog.models import Asset, Record
 from archiver.cli.app import App, cli, pass_app
 from archiver.cli.status import human_bytes
 from archiver.errors import NotFound
@@ -43,6 +43,34 @@ def ls(app: App, prefix: str, source: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
+def describe_record(record: Record) -> dict[str, Any]:
+    """A record joined with what it shares (model, render, encoding and gate profiles): all it promises."""
+    render = record.render_profile
+    return {
+        "model": record.model.name,
+        "model_sha256": record.model.sha256,
+        "pipeline_class": render.pipeline_class,
+        "scheduler_class": render.scheduler_class,
+        "scheduler_config": render.scheduler_config,
+        "prompt": record.prompt,
+        "negative_prompt": record.negative_prompt,
+        "seed": record.seed,
+        "steps": render.steps,
+        "guidance_scale": render.guidance_scale,
+        "width": render.width,
+        "height": render.height,
+        "eta": render.eta,
+        "rng": render.rng,
+        "dtype": render.dtype,
+        "software": render.software,
+        "encoding_profile": record.encoding_profile.sha256,
+        "render_profile": render.sha256,
+        "gate_profile": record.gate_profile.sha256,
+        "rendered_sha256": record.rendered_sha256,
+        "rendered_size": record.rendered_size,
+    }
+
+
 def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
     record = asset.record
     vault = asset.vault_object
@@ -58,27 +86,7 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
             "sha256": asset.sha256,
             "last_modified": asset.last_modified.isoformat(),
         },
-        "record": None
-        if record is None
-        else {
-            "model": record.model.name,
-            "model_sha256": record.model.sha256,
-            "pipeline_class": record.pipeline_class,
-            "scheduler_class": record.scheduler_class,
-            "prompt": record.prompt,
-            "negative_prompt": record.negative_prompt,
-            "seed": record.seed,
-            "steps": record.steps,
-            "guidance_scale": record.guidance_scale,
-            "width": record.width,
-            "height": record.height,
-            "eta": record.eta,
-            "rng": record.rng,
-            "dtype": record.dtype,
-            "encoding_profile": record.encoding_profile_id,
-            "rendered_sha256": record.rendered_sha256,
-            "rendered_size": record.rendered_size,
-        },
+        "record": None if record is None else describe_record(record),
         "gate_report": None if record is None else record.gate_report,
         "vault": None
         if vault is None

@@ -10,12 +10,14 @@ It does not write the catalog; callers store what it returns.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import diffusers
 from PIL import Image
 
+from archiver.catalog.profiles import RENDER_FIELDS
 from archiver.engine.encoding import EncodingProfile, encode
 from archiver.engine.registry import LoadedModel
 from archiver.engine.rendering import render_batch
@@ -42,7 +44,28 @@ class RenderSpec:
 
     @classmethod
     def from_record(cls, record: Any) -> RenderSpec:
-        return cls(**{name: getattr(record, name) for name in cls.__dataclass_fields__})
+        """The spec a catalog record promises: its own prompt, negative prompt and seed, with the
+        rest from its render profile (`record.render_profile`, which many records share)."""
+        profile = record.render_profile
+        return cls.from_parts(
+            {name: getattr(profile, name) for name in RENDER_FIELDS},
+            prompt=record.prompt,
+            negative_prompt=record.negative_prompt,
+            seed=record.seed,
+        )
+
+    @classmethod
+    def from_parts(
+        cls, profile: Mapping[str, Any], *, prompt: str, negative_prompt: str, seed: int
+    ) -> RenderSpec:
+        """The spec from a render profile's fields (a row's, or `profiles.render_profile_doc`'s, as an
+        edge bundle holds it) and a record's own values: the one way records become specs."""
+        return cls(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            **{name: profile[name] for name in RENDER_FIELDS},
+        )
 
     def as_columns(self) -> dict[str, Any]:
         return asdict(self)

@@ -304,12 +304,14 @@ class Sweep:
             assert data is not None and seen is not None
             self._keep_hot_bytes(key, data)
             profile = proof.profile
-            queries.get_or_add_profile(session, profile.profile_id, profile.format, profile.to_json())
+            encoding = queries.get_or_add_profile(
+                session, profile.profile_id, profile.format, profile.to_json()
+            )
             queries.save_record(
                 session,
                 asset,
                 model_id=loaded.row.id,
-                encoding_profile_id=profile.profile_id,
+                encoding_profile_id=encoding.id,
                 rendered_sha256=hashlib.sha256(proof.data).hexdigest(),
                 rendered_size=len(proof.data),
                 gate_report=proof.report.to_dict(),
@@ -322,9 +324,7 @@ class Sweep:
                 session,
                 asset,
                 AssetState.VERIFIED,
-                seed=proof.spec.seed,
-                lpips=proof.report.metrics.get("lpips"),
-                psnr=proof.report.metrics.get("psnr"),
+                seed=proof.spec.seed,  # its measures are the record's (Record.metrics)
             )
             self.summary.verified += 1
 
@@ -383,9 +383,7 @@ class Sweep:
                 assert asset is not None
                 asset.vault_object_id = row.id
                 asset.vault_offset, asset.vault_length = span if span is not None else (None, None)
-                queries.set_state(
-                    session, asset, AssetState.VAULTED, vault_uri=copy.uri, vault_sha256=copy.sha256
-                )
+                queries.set_state(session, asset, AssetState.VAULTED, vault_object=row.id)
         self.summary.vault_objects += 1
         boundary("vaulted")
 
