@@ -16,6 +16,7 @@ import click
 
 from archiver.cli import (  # noqa: F401  (registers commands)
     db,
+    edge,
     example,
     gate,
     inspect,
