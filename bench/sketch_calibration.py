@@ -130,11 +130,7 @@ def main() -> None:
             for name, renders in cases.items():
                 pairs = [(key, image) for key, image in renders.items()]
                 rows.append(measure(kind, name, pairs, accepted, sketches))
-        rows.append(
-            measure(
-                "divergence", "gate distractors", [(d.key, d.image) for d in distractors], accepted, sketches
-            )
-        )
+        rows.append(measure("divergence", "gate distractors", distractors, accepted, sketches))
     print(
         f"{'class':<11} {'case':<29} {'n':>3} {'exact':>6} {'true PSNR dB':>17}"
         f" {'sketch PSNR dB':>17} {'pass':>5}"
