@@ -44,13 +44,14 @@ def test_the_estimate_follows_the_true_psnr(amplitude: int) -> None:
 
 def test_kernel_drift_passes_and_other_images_fail() -> None:
     accepted = shoe()
-    drift = noisy(accepted, 1, fraction=0.1)  # a level here and there: what other kernels do
+    drift = noisy(accepted, 1, fraction=0.02)  # a level here and there: what other kernels do (~67 dB)
     assert same_image(sketch(accepted), drift) == (
         True,
         pytest.approx(estimated_psnr(sketch(accepted), drift)),
     )
     assert same_image(sketch(accepted), accepted)[1] == float("inf")
-    for other in (shoe("orange"), shoe("red", "gum"), noisy(accepted, 6)):
+    # Another image, and the same image re-rendered with another seed (about 50 dB here).
+    for other in (shoe("orange"), shoe("red", "gum"), noisy(accepted, 6), noisy(accepted, 1, fraction=0.5)):
         passed, estimate = same_image(sketch(accepted), other)
         assert not passed and estimate < DEFAULT_MIN_PSNR
 

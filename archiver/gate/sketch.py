@@ -10,9 +10,9 @@ of `PROJECTIONS` buckets and a sign; each bucket sums its signed values, scaled 
 stored as float16 (125 bytes with its version byte). For two images x and y, the mean of the
 squared differences of their buckets is an unbiased estimate of the mean squared pixel difference
 of x and y, so the sketch estimates the PSNR between a new render and the accepted one
-(within about ±1 dB at 62 projections) without storing the render. Drift sits at 50 dB or more;
-another seed, another step count, another prompt or a sibling's render sits well below
-`DEFAULT_MIN_PSNR` (see docs/architecture.md for the calibration and bench/sketch_calibration.py).
+(within about ±1-2 dB at 62 projections) without storing the render. Drift measured here sits at
+66 dB or more; another seed, another step count, another prompt or a sibling's render sits below
+`DEFAULT_MIN_PSNR` (bench/sketch_calibration.py regenerates the calibration).
 
 Pure numpy; the patterns are derived from the image's shape with a fixed seed, so every machine
 draws the same ones. It decides only "same image or not" against a tolerance the caller passes.
@@ -29,7 +29,10 @@ from PIL import Image
 VERSION = 1
 PROJECTIONS = 62  # 1 version byte + 62 float16 = 125 bytes: under the 128 a record may spend
 SIZE = 1 + 2 * PROJECTIONS
-DEFAULT_MIN_PSNR = 45.0  # dB, estimated against the accepted render: the calibrated tolerance
+# dB, estimated against the accepted render. Calibrated on the example (bench/sketch_calibration.py):
+# other CPU code paths estimate >= 66.2 dB, while another seed or step count of this strongly
+# memorizing model already estimates 45.4-54.1 dB (and another prompt <= 15.7 dB).
+DEFAULT_MIN_PSNR = 60.0
 _PATTERN_SEED = 0x5EED_5CE7C4  # fixed forever for VERSION 1: changing it changes every sketch
 
 
