@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import sqlalchemy.exc
+
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import AssetState, Source
@@ -45,6 +47,7 @@ from archiver.sweep.filters import Filters
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 log = logging.getLogger(__name__)
 KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
+UPSERT_ATTEMPTS = 3  # discover's upserts, retried when a concurrent sweep inserted the same keys
 UNLISTED_NAMED = 1000  # entries that are not objects, named in the summary (all are counted)
 HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step, at most
 BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "hot-deleted", "archived")
@@ -214,9 +217,18 @@ class Sweep:
                 self.summary.skipped[reason] += 1
                 continue
             listed[obj.key] = obj
-        with self._session_for(source_id) as (session, source):
-            for obj in listed.values():
-                self._upsert(session, source, obj)
+        for attempt in range(UPSERT_ATTEMPTS):
+            try:
+                with self._session_for(source_id) as (session, source):
+                    for obj in listed.values():
+                        self._upsert(session, source, obj)
+                break
+            except sqlalchemy.exc.IntegrityError:
+                # Another sweep of this source inserted one of these keys between our look-up and
+                # our insert (its transaction committed first): run the upserts again, which now
+                # find its rows. Claims, not this step, keep the two sweeps' work apart.
+                if attempt + 1 == UPSERT_ATTEMPTS:
+                    raise
         self.summary.candidates = len(listed)
         return listed
 
