@@ -100,7 +100,7 @@ def export(catalog: Catalog, scope: Scope, since: int | None = None) -> Export:
             assert model is not None
             identity = {"name": model.name, "pipeline_class": model.pipeline_class, "sha256": model.sha256}
             entries[keys.profile_key(keys.MODEL, model.sha256)] = canonical_json(identity)
-        put: dict[str, tuple[str, bytes]] = {}  # record key -> (asset key, value)
+        put: dict[str, bytes] = {}  # record key -> canonical value
         for row in rows:
             record_key = keys.record_key(keys.request_path(prefix, row.key))
             if record_key in put:
@@ -125,16 +125,16 @@ def export(catalog: Catalog, scope: Scope, since: int | None = None) -> Export:
                 size=row.rendered_size,
                 last_modified=int(row.last_modified.timestamp()),
             ).encode()
-            put[record_key] = (row.key, value)
+            put[record_key] = value
         tombstones = sorted(
             {keys.record_key(keys.request_path(prefix, key)) for _, _, key, _ in scoped} - set(put)
             if since is not None
             else set()
         )
-    values = [value for _, value in put.values()]
+    values = list(put.values())
     dictionary, note = train(values)
     compressor = Compressor(dictionary)
-    for record_key, (_, value) in put.items():
+    for record_key, value in put.items():
         entries[record_key] = compressor.compress(value)
     if dictionary is not None:
         entries[keys.dictionary_key(dictionary.dict_id)] = dictionary.data
