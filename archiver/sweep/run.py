@@ -167,8 +167,14 @@ class Sweep:
     # --- the whole run ---
 
     def run(self) -> SweepSummary:
-        with self.catalog.begin() as session:
-            source_id = queries.get_or_add_source(session, self.store.url).id
+        for attempt in range(UPSERT_ATTEMPTS):
+            try:
+                with self.catalog.begin() as session:
+                    source_id = queries.get_or_add_source(session, self.store.url).id
+                break
+            except sqlalchemy.exc.IntegrityError:  # a concurrent first sweep of this source added it
+                if attempt + 1 == UPSERT_ATTEMPTS:
+                    raise
         with self._timed("discover"):
             listed = self.discover(source_id)
         with self._timed("claim"):
