@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy.exc
 
@@ -46,8 +46,9 @@ from archiver.sweep.filters import Filters
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
-UPSERT_ATTEMPTS = 3  # discover's upserts, retried when a concurrent sweep inserted the same keys
+UPSERT_ATTEMPTS = 3  # source and asset inserts, retried when a concurrent sweep inserted them first
 UNLISTED_NAMED = 1000  # entries that are not objects, named in the summary (all are counted)
 HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step, at most
 BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "hot-deleted", "archived")
@@ -162,19 +163,13 @@ class Sweep:
         # Verified originals kept for the vault step, up to HOT_BYTES_KEPT (beyond that it reads
         # them again): memory stays bounded however large the group.
         self._hot_bytes: dict[str, bytes] = {}
+        self._hot_bytes_total = 0  # kept beside the dict: summing it per image would grow with the group
         self._source_images: dict[str, ObjectInfo] = {}  # every image listed, filtered or not
 
     # --- the whole run ---
 
     def run(self) -> SweepSummary:
-        for attempt in range(UPSERT_ATTEMPTS):
-            try:
-                with self.catalog.begin() as session:
-                    source_id = queries.get_or_add_source(session, self.store.url).id
-                break
-            except sqlalchemy.exc.IntegrityError:  # a concurrent first sweep of this source added it
-                if attempt + 1 == UPSERT_ATTEMPTS:
-                    raise
+        source_id = self._insert_racing(self._add_source)
         with self._timed("discover"):
             listed = self.discover(source_id)
         with self._timed("claim"):
@@ -223,20 +218,31 @@ class Sweep:
                 self.summary.skipped[reason] += 1
                 continue
             listed[obj.key] = obj
-        for attempt in range(UPSERT_ATTEMPTS):
-            try:
-                with self._session_for(source_id) as (session, source):
-                    for obj in listed.values():
-                        self._upsert(session, source, obj)
-                break
-            except sqlalchemy.exc.IntegrityError:
-                # Another sweep of this source inserted one of these keys between our look-up and
-                # our insert (its transaction committed first): run the upserts again, which now
-                # find its rows. Claims, not this step, keep the two sweeps' work apart.
-                if attempt + 1 == UPSERT_ATTEMPTS:
-                    raise
+        self._insert_racing(lambda: self._upsert_all(source_id, listed))
         self.summary.candidates = len(listed)
         return listed
+
+    @staticmethod
+    def _insert_racing(transaction: Callable[[], T]) -> T:
+        """Run a look-up-then-insert transaction; when another sweep of the same source inserted the
+        same row between our look-up and our insert (its commit came first), run it again: the
+        look-up now finds that row. Claims, not these inserts, keep two sweeps' work apart."""
+        for attempt in range(UPSERT_ATTEMPTS):
+            try:
+                return transaction()
+            except sqlalchemy.exc.IntegrityError:
+                if attempt + 1 == UPSERT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _add_source(self) -> int:
+        with self.catalog.begin() as session:
+            return queries.get_or_add_source(session, self.store.url).id
+
+    def _upsert_all(self, source_id: int, listed: dict[str, ObjectInfo]) -> None:
+        with self._session_for(source_id) as (session, source):
+            for obj in listed.values():
+                self._upsert(session, source, obj)
 
     def _upsert(self, session: Any, source: Source, obj: ObjectInfo) -> None:
         asset = queries.find_asset(session, source, obj.key)
@@ -347,8 +353,9 @@ class Sweep:
             self.summary.verified += 1
 
     def _keep_hot_bytes(self, key: str, data: bytes) -> None:
-        if sum(map(len, self._hot_bytes.values())) + len(data) <= HOT_BYTES_KEPT:
+        if key not in self._hot_bytes and self._hot_bytes_total + len(data) <= HOT_BYTES_KEPT:
             self._hot_bytes[key] = data
+            self._hot_bytes_total += len(data)
 
     # --- 4. copy verified originals to the vault; confirm each by its checksum read back ---
 
