@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Double,
     Enum,
     ForeignKey,
     Integer,
@@ -316,6 +317,9 @@ class Record(Base):
     rendered_size: Mapped[int] = mapped_column(BigInteger)
     # The gate's metric values, in the order its gate profile names them (profiles.compact_metric).
     metrics: Mapped[list[Any]] = mapped_column(JSON)
+    # The accepted render's sketch (archiver/gate/sketch.py): how a render whose bytes differ is
+    # still known to be this image. None on records made before it existed, until backfilled.
+    render_sketch: Mapped[bytes | None] = mapped_column(LargeBinary(128))
 
     asset: Mapped[Asset] = relationship(back_populates="record")
     model: Mapped[Model] = relationship()
@@ -346,6 +350,27 @@ class Record(Base):
         self.render_profile = queries.get_or_add_render_profile(
             session, {name: getattr(self.render_profile, name) for name in profiles.RENDER_FIELDS}, value
         )
+
+
+class DeviceCheck(Base):
+    """What rendering a sample of a model's records gave on one device fingerprint (device, dtype,
+    library versions, CPU capability; `archiver.stack.device_fingerprint`): the last check wins."""
+
+    __tablename__ = "device_checks"
+    __table_args__ = (UniqueConstraint("model_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical `device` document
+    device: Mapped[dict[str, Any]] = mapped_column(JSON)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sampled: Mapped[int]
+    exact: Mapped[int]
+    within: Mapped[int]
+    refused: Mapped[int]
+    lowest_psnr: Mapped[float | None] = mapped_column(Double)  # estimated, of the renders that differed
+
+    model: Mapped[Model] = relationship()
 
 
 class RestoreJob(Base):
