@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         default=None, description="archive tier: a local path or s3://bucket/prefix (default: HOME/vault)"
     )
     vault_storage_class: VaultStorageClass = "GLACIER"
+    vault_journal_storage_class: Literal["STANDARD", "GLACIER_IR"] = Field(
+        default="STANDARD",
+        description="class of the vault's record journal, profiles and models: readable without a restore",
+    )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint (MinIO, Ceph, a test server); default: AWS_ENDPOINT_URL"
     )

@@ -68,8 +68,11 @@ class CountingVault:
     def storage_class(self) -> str:
         return self.vault.storage_class
 
-    def put(self, key: str, data: bytes) -> VaultCopy:
-        return self.vault.put(key, data)
+    def put(self, key: str, data: bytes, **options: Any) -> VaultCopy:
+        return self.vault.put(key, data, **options)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.vault.list(prefix)
 
     def head(self, key: str) -> ObjectInfo:
         return self.vault.head(key)

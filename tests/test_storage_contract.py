@@ -159,3 +159,23 @@ def test_vault_instant_retrieval_reads_without_restore(make_vault: Callable[[str
     assert vault.restore_state("k").status is RestoreStatus.NOT_ARCHIVED
     assert vault.request_restore("k", "Standard", 1).status is RestoreStatus.NOT_ARCHIVED
     assert vault.get("k") == b"ir"
+
+
+def test_vault_objects_name_what_they_hold_and_list(make_vault: Callable[[str], Vault]) -> None:
+    """Object metadata comes back from head; `storage_class` overrides the vault's own (the journal's
+    class reads without a restore); list gives every object under a prefix, in key order."""
+    from archiver.storage.vault_format import object_metadata, original_key, read_object_metadata
+
+    vault = make_vault("GLACIER")
+    digest = sha256_hex(b"red")
+    meta = object_metadata("s3://shop/cold", "shoes/rot über.png", digest)
+    assert all(value.isascii() for value in meta.values())
+    vault.put(original_key(digest), b"red", metadata=meta)
+    head = vault.head(original_key(digest))
+    assert head.storage_class == "GLACIER"
+    assert read_object_metadata(head.metadata) == ("s3://shop/cold", "shoes/rot über.png", digest)
+    copy = vault.put("journal/x.zst", b"journal", storage_class="STANDARD")
+    assert copy.storage_class == "STANDARD" and vault.get("journal/x.zst") == b"journal"
+    assert vault.head("journal/x.zst").metadata is None
+    assert [o.key for o in vault.list()] == ["journal/x.zst", original_key(digest)]
+    assert [(o.key, o.size) for o in vault.list("orig")] == [(original_key(digest), 3)]

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -48,6 +48,8 @@ class ObjectInfo:
     last_modified: datetime  # timezone-aware, UTC
     storage_class: str | None = None
     sha256: str | None = None
+    # What the object says it holds (S3 user metadata, the local vault's sidecar); vaults only.
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,22 @@ class Vault(Protocol):
     @property
     def storage_class(self) -> str: ...
 
-    def put(self, key: str, data: bytes) -> VaultCopy:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> VaultCopy:
         """Upload with a SHA-256, read the stored checksum back, raise ChecksumMismatch unless it is
-        the hash of `data`."""
+        the hash of `data`. `metadata` (ASCII names and values) is kept with the object and comes
+        back from `head`; `storage_class` overrides the vault's own (the journal's is readable
+        without a restore)."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order (no checksums, no metadata)."""
         ...
 
     def head(self, key: str) -> ObjectInfo: ...

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -292,6 +292,7 @@ class _Sidecar:
     size: int
     stored_at: datetime
     restore: dict[str, Any] | None = None  # tier, days, requested_at, ready_at, expiry (ISO 8601)
+    metadata: dict[str, str] | None = None  # what the object holds, as S3 user metadata says it
 
     def to_json(self) -> bytes:
         doc = {
@@ -301,6 +302,8 @@ class _Sidecar:
             "stored_at": self.stored_at.isoformat(),
             "restore": self.restore,
         }
+        if self.metadata:
+            doc["metadata"] = dict(self.metadata)
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -313,6 +316,7 @@ class _Sidecar:
                 size=int(doc["size"]),
                 stored_at=datetime.fromisoformat(doc["stored_at"]),
                 restore=doc.get("restore"),
+                metadata=doc.get("metadata"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageError(
@@ -371,11 +375,21 @@ class LocalVault:
             raw = _read_nofollow(self._meta_path(key))
         return _Sidecar.from_json(raw, where)
 
-    def put(self, key: str, data: bytes) -> VaultCopy:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> VaultCopy:
         path = self._tree.path(key)
         where = self._tree.where(key)
         digest = sha256_hex(data)
-        sidecar = _Sidecar(self._storage_class, digest, len(data), self._clock())
+        stored_class = storage_class or self._storage_class
+        if stored_class not in KNOWN_CLASSES:
+            raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {stored_class!r}")
+        sidecar = _Sidecar(stored_class, digest, len(data), self._clock(), None, dict(metadata or {}) or None)
         with _os_errors(where, writing=True):
             _atomic_write(path, data)
             _atomic_write(self._meta_path(key), sidecar.to_json())
@@ -384,7 +398,7 @@ class LocalVault:
         return VaultCopy(
             uri=path.as_uri(),
             key=key,
-            storage_class=self._storage_class,
+            storage_class=stored_class,
             version_id=None,
             sha256=digest,
             size=len(data),
@@ -401,7 +415,14 @@ class LocalVault:
             last_modified=_mtime(st),
             storage_class=sidecar.storage_class,
             sha256=sidecar.sha256,
+            metadata=sidecar.metadata,
         )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for key, entry in self._tree.walk(prefix):
+            with _os_errors(self._tree.where(key)):
+                st = entry.stat(follow_symlinks=False)
+            yield ObjectInfo(key=key, size=st.st_size, etag=_change_token(st), last_modified=_mtime(st))
 
     def _state(self, sidecar: _Sidecar) -> RestoreState:
         if sidecar.storage_class not in ARCHIVE_CLASSES:
@@ -442,7 +463,9 @@ class LocalVault:
                 "ready_at": ready_at.isoformat(),
                 "expiry": (ready_at + timedelta(days=days)).isoformat(),
             }
-        updated = _Sidecar(sidecar.storage_class, sidecar.sha256, sidecar.size, sidecar.stored_at, restore)
+        updated = _Sidecar(
+            sidecar.storage_class, sidecar.sha256, sidecar.size, sidecar.stored_at, restore, sidecar.metadata
+        )
         with _os_errors(self._tree.where(key)):
             _atomic_write(self._meta_path(key), updated.to_json())
         return self._state(updated)

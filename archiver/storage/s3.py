@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -283,9 +283,12 @@ class _S3Objects:
             last_modified=response["LastModified"].astimezone(UTC),
             storage_class=response.get("StorageClass", "STANDARD"),
             sha256=_full_sha256(response),
+            metadata=dict(response.get("Metadata") or {}) or None,
         )
 
-    def put_raw(self, key: str, data: bytes, storage_class: str) -> dict[str, Any]:
+    def put_raw(
+        self, key: str, data: bytes, storage_class: str, metadata: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         # ChecksumAlgorithm must accompany ChecksumSHA256: botocore then sends
         # x-amz-sdk-checksum-algorithm, without which some servers (moto) drop the checksum.
         with self.translating(key):
@@ -296,8 +299,25 @@ class _S3Objects:
                 StorageClass=storage_class,
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=hex_to_b64(sha256_hex(data)),
+                Metadata=dict(metadata or {}),
             )
             return response
+
+    def list(self, prefix: str, page_size: int) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix, PaginationConfig={"PageSize": page_size}
+        )
+        with self.translating():
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(
+                        key=item["Key"][len(self.prefix) :],
+                        size=int(item["Size"]),
+                        etag=item.get("ETag"),
+                        last_modified=item["LastModified"].astimezone(UTC),
+                        storage_class=item.get("StorageClass", "STANDARD"),
+                    )
 
     def get_raw(self, key: str) -> bytes:
         # With ChecksumMode, botocore verifies the body against the stored checksum itself.
@@ -322,30 +342,17 @@ class S3HotStore:
 
     def list(self, prefix: str = "", on_skip: OnSkip | None = None) -> Iterator[ObjectInfo]:
         s3 = self._s3
-        paginator = s3.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(
-            Bucket=s3.bucket, Prefix=s3.prefix + prefix, PaginationConfig={"PageSize": self.page_size}
-        )
-        with s3.translating():
-            for page in pages:
-                for item in page.get("Contents", ()):
-                    key = item["Key"][len(s3.prefix) :]
-                    if key.endswith("/") and item["Size"] == 0:
-                        continue  # a "folder" marker made by consoles, not an object
-                    try:
-                        safe_key(key)
-                    except UnsafeKey as exc:
-                        log.warning("skipping %s: %s", s3.where(key), exc)
-                        if on_skip is not None:
-                            on_skip(key, "unsafe-key")
-                        continue
-                    yield ObjectInfo(
-                        key=key,
-                        size=int(item["Size"]),
-                        etag=item.get("ETag"),
-                        last_modified=item["LastModified"].astimezone(UTC),
-                        storage_class=item.get("StorageClass", "STANDARD"),
-                    )
+        for info in s3.list(prefix, self.page_size):
+            if info.key.endswith("/") and info.size == 0:
+                continue  # a "folder" marker made by consoles, not an object
+            try:
+                safe_key(info.key)
+            except UnsafeKey as exc:
+                log.warning("skipping %s: %s", s3.where(info.key), exc)
+                if on_skip is not None:
+                    on_skip(info.key, "unsafe-key")
+                continue
+            yield info
 
     def head(self, key: str) -> ObjectInfo:
         return self._s3.info(key, self._s3.head_raw(key))
@@ -387,17 +394,27 @@ class S3Vault:
     def storage_class(self) -> str:
         return self._storage_class
 
-    def put(self, key: str, data: bytes) -> VaultCopy:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> VaultCopy:
         s3 = self._s3
         digest = sha256_hex(data)
-        version_id = s3.put_raw(key, data, self._storage_class).get("VersionId")
+        wanted = storage_class or self._storage_class
+        if wanted not in KNOWN_CLASSES:
+            raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {wanted!r}")
+        version_id = s3.put_raw(key, data, wanted, metadata).get("VersionId")
         # Read the checksum back from the store: the PUT's own response only echoes what we sent.
         stored = s3.head_raw(key, version_id)
         confirm_checksum(digest, _full_sha256(stored), uri=s3.where(key))
         stored_class = stored.get("StorageClass", "STANDARD")
-        if stored_class != self._storage_class:
+        if stored_class != wanted:
             raise StorageError(
-                f"{s3.where(key)} was stored as {stored_class}, not {self._storage_class}: "
+                f"{s3.where(key)} was stored as {stored_class}, not {wanted}: "
                 "the endpoint does not support that storage class; choose another vault"
             )
         return VaultCopy(
@@ -411,6 +428,9 @@ class S3Vault:
 
     def head(self, key: str) -> ObjectInfo:
         return self._s3.info(key, self._s3.head_raw(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self._s3.list(prefix, 1000)
 
     def restore_state(self, key: str) -> RestoreState:
         response = self._s3.head_raw(key)

@@ -1,16 +1,21 @@
 """How the vault lays out and names what it holds: object keys, and the pack format.
 
-The vault holds two kinds of object, each under a content-addressed key, so a re-upload after a
-crash lands on the same key:
+The vault holds these kinds of object, each under a content-addressed key, so a re-upload after a
+crash lands on the same key, and each names what it holds (invariant 5: the vault describes itself):
 
 * ``originals/<first 2 hex>/<sha256>``: one original, as it was hot (`original_key`, named by the
-  original's SHA-256);
+  original's SHA-256); its object metadata (`object_metadata`) names the source, the key and the
+  SHA-256;
 * ``packs/<sha256>.tar``: many small originals in one object (`pack_key`, named by the pack's
-  SHA-256), in the format below.
+  SHA-256), in the format below; its manifest names the source and each member's key and SHA-256;
+* ``journal/<sha256>.zst``: a segment of the record journal (`journal_key`; `archiver.journal`);
+* ``profiles/<kind>/<id>.json``: a render, gate or encoding profile's body, named by its content
+  id (`profile_key`);
+* ``models/<registry sha256>.tar``: a registered model's files (`model_key`, `model_tar`).
 
-This module owns those names and the pack format (writing, reading one member, reading the
-manifest, and the size estimate the dry-run cost uses); the record journal will join it. It does
-no I/O: keys are strings and packs are bytes in, bytes out. Uploading, reading and restoring are
+This module owns those names, the object metadata and the pack and model formats (writing, reading
+one member, reading the manifest, and the size estimate the dry-run cost uses). It does no I/O:
+keys are strings and packs are bytes in, bytes out. Uploading, reading and restoring are
 the backends' (`archiver.storage`); which originals are small enough to pack is the sweep's choice.
 
 Why packs: an archive object in GLACIER or DEEP_ARCHIVE costs 40 KB of metadata overhead and
@@ -56,6 +61,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 import zstandard
 
@@ -81,6 +87,11 @@ PACK_MEMBER_OVERHEAD = 1536
 PACK_OVERHEAD = 12800
 
 _SHA256_HEX = frozenset("0123456789abcdef")
+JOURNAL_PREFIX = "journal/"
+MODEL_PREFIX = "models/"
+DATA_PREFIXES = ("originals/", "packs/")  # where originals are: what fsck looks for orphans in
+PROFILE_KINDS = ("render", "gate", "encoding")
+_META_SAFE = "/:@+,;=-_.~"
 
 
 def original_key(sha256: str) -> str:
@@ -91,6 +102,72 @@ def original_key(sha256: str) -> str:
 def pack_key(sha256: str) -> str:
     """The vault key of a pack whose own bytes (the whole tar) hash to `sha256` (lowercase hex)."""
     return f"packs/{_checked_sha256(sha256, 'pack_key')}.tar"
+
+
+def journal_key(sha256: str) -> str:
+    """The vault key of a journal segment whose own bytes hash to `sha256`."""
+    return f"{JOURNAL_PREFIX}{_checked_sha256(sha256, 'journal_key')}.zst"
+
+
+def model_key(sha256: str) -> str:
+    """The vault key of a model's files, named by its registry hash (`engine.registry.model_sha256`)."""
+    return f"{MODEL_PREFIX}{_checked_sha256(sha256, 'model_key')}.tar"
+
+
+def profile_key(kind: str, profile_id: str) -> str:
+    """The vault key of a profile's body: `kind` is render, gate or encoding; `profile_id` its content id."""
+    if kind not in PROFILE_KINDS:
+        raise ValueError(f"profile_key: kind must be one of {', '.join(PROFILE_KINDS)}, not {kind!r}")
+    return f"profiles/{kind}/{_checked_sha256(profile_id, 'profile_key')}.json"
+
+
+def object_metadata(source: str, key: str, sha256: str) -> dict[str, str]:
+    """The object metadata of a single original: what it holds, in ASCII (S3 sends metadata as
+    HTTP headers), so the URL and the key are percent-encoded (`urllib.parse.unquote` reads them)."""
+    return {
+        "archiver-source": quote(source, safe=_META_SAFE),
+        "archiver-key": quote(key, safe=_META_SAFE),
+        "archiver-sha256": _checked_sha256(sha256, "object_metadata"),
+    }
+
+
+def read_object_metadata(metadata: dict[str, str] | None) -> tuple[str, str, str] | None:
+    """(source, key, sha256) from a single original's metadata, or None if it names none."""
+    if not metadata or "archiver-key" not in metadata:
+        return None
+    return (
+        unquote(metadata.get("archiver-source", "")),
+        unquote(metadata["archiver-key"]),
+        metadata.get("archiver-sha256", ""),
+    )
+
+
+def model_tar(files: Sequence[tuple[str, bytes]]) -> bytes:
+    """A model's files (relative POSIX path, bytes) as a deterministic tar, in the given order."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files:
+            tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def model_files_from_tar(data: bytes, *, where: str) -> list[tuple[str, bytes]]:
+    """The files of a model tar (`model_tar`), refusing any name that could leave its directory."""
+    try:
+        files = []
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar.getmembers():
+                parts = info.name.split("/")
+                if not info.isreg() or info.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                    raise IntegrityError(
+                        f"{where}: the model tar holds {info.name!r}, not a model file; nothing was written"
+                    )
+                extracted = tar.extractfile(info)
+                assert extracted is not None
+                files.append((info.name, extracted.read()))
+        return files
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise IntegrityError(f"{where}: the model tar is damaged ({err}); nothing was written") from None
 
 
 def _checked_sha256(sha256: str, caller: str) -> str:
@@ -117,8 +194,11 @@ def member_name(index: int) -> str:
     return f"members/{index}.zst"
 
 
-def build_pack(items: Sequence[tuple[str, bytes]]) -> tuple[bytes, list[PackMember]]:
-    """Pack `(key, original bytes)` pairs, in the given order, into the format above.
+def build_pack(
+    items: Sequence[tuple[str, bytes]], source: str | None = None
+) -> tuple[bytes, list[PackMember]]:
+    """Pack `(key, original bytes)` pairs, in the given order, into the format above; the manifest
+    names `source`, the hot source the keys belong to, when given.
 
     Returns the pack's bytes and its members (the same entries as its manifest). Deterministic:
     the same items give byte-identical packs.
@@ -149,7 +229,7 @@ def build_pack(items: Sequence[tuple[str, bytes]]) -> tuple[bytes, list[PackMemb
                     length=len(frame),
                 )
             )
-        manifest = _manifest_bytes(members)
+        manifest = _manifest_bytes(members, source)
         tar.addfile(_tar_info(MANIFEST_NAME, len(manifest)), io.BytesIO(manifest))
     return buffer.getvalue(), members
 
@@ -265,10 +345,11 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def _manifest_bytes(members: Sequence[PackMember]) -> bytes:
-    document = {
+def _manifest_bytes(members: Sequence[PackMember], source: str | None) -> bytes:
+    document: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
+        **({"source": source} if source is not None else {}),
         "members": [
             {
                 "index": index,

@@ -41,7 +41,7 @@ from archiver.gate import Gate
 from archiver.imagetypes import is_image_key
 from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
-from archiver.storage.vault_format import build_pack, original_key, pack_groups, pack_key
+from archiver.storage.vault_format import build_pack, object_metadata, original_key, pack_groups, pack_key
 from archiver.sweep.filters import Filters
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
@@ -379,11 +379,14 @@ class Sweep:
                 continue
             (singles if size >= self.config.pack_threshold else small).append((key, data))
         for key, data in singles:
-            copy = self.vault.put(original_key(hashlib.sha256(data).hexdigest()), data)
+            digest = hashlib.sha256(data).hexdigest()
+            copy = self.vault.put(
+                original_key(digest), data, metadata=object_metadata(self.store.url, key, digest)
+            )
             boundary("vault-uploaded")
             self._commit_vaulted(source_id, copy, {key: None})
         for group in pack_groups([len(data) for _, data in small], self.config.pack_target):
-            pack_bytes, members = build_pack([small[index] for index in group])
+            pack_bytes, members = build_pack([small[index] for index in group], source=self.store.url)
             copy = self.vault.put(pack_key(hashlib.sha256(pack_bytes).hexdigest()), pack_bytes)
             boundary("vault-uploaded")
             self._commit_vaulted(source_id, copy, {m.key: (m.offset, m.length) for m in members})
