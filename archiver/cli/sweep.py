@@ -114,6 +114,7 @@ def sweep(
             pack_threshold=settings.pack_threshold,
             pack_target=settings.pack_target,
             lease=timedelta(minutes=settings.claim_lease_minutes),
+            journal_storage_class=settings.vault_journal_storage_class,
         ),
         load_model=lambda: app.load_model(model_name),
         gate=lambda: app.gate,

@@ -4,13 +4,15 @@ Owns the order of the steps and nothing else (filters, costs and the vault forma
 modules):
 
     listed ─filters─► candidate ─gate─► verified ─vault put + checksum read back─► vaulted
-           ─delete if unchanged─► archived           (or rejected, with a reason; stays hot)
+           ─record journaled in the vault─► ─delete if unchanged─► archived
+                                                 (or rejected, with a reason; stays hot)
 
 Each arrow is committed on its own, and a step only starts from the state the previous one
 committed, so a sweep killed anywhere resumes where it stopped and re-running a finished sweep
 changes nothing. The hot copy is deleted only after (a) the record and gate report are committed,
-(b) the vault copy's SHA-256 was read back and matched, and (c) the hot object is unchanged since
-it was verified. Assets are claimed with a conditional UPDATE, so two sweeps never process the
+(b) the vault copy's SHA-256 was read back and matched, (c) the record is in the vault's journal
+(`archiver.journal`, its segment confirmed), and (d) the hot object is unchanged since it was
+verified. Assets are claimed with a conditional UPDATE, so two sweeps never process the
 same asset; claims of a worker that died on this host are taken over at once, others expire.
 """
 
@@ -39,6 +41,7 @@ from archiver.engine.registry import LoadedModel
 from archiver.errors import AuthorizationError, NoSuchObject, ObjectChanged, UnsafeKey
 from archiver.gate import Gate
 from archiver.imagetypes import is_image_key
+from archiver.journal import JournalWriter, put_entry, tombstone
 from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
 from archiver.storage.vault_format import build_pack, object_metadata, original_key, pack_groups, pack_key
@@ -51,7 +54,7 @@ KILL_AT_ENV = "ARCHIVER_TEST_KILL_AT"
 UPSERT_ATTEMPTS = 3  # source and asset inserts, retried when a concurrent sweep inserted them first
 UNLISTED_NAMED = 1000  # entries that are not objects, named in the summary (all are counted)
 HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step, at most
-BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "hot-deleted", "archived")
+BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "journaled", "hot-deleted", "archived")
 
 
 def boundary(name: str) -> None:
@@ -87,6 +90,7 @@ class SweepConfig:
     pack_threshold: int = 1 << 20  # originals smaller than this go into packs
     pack_target: int = 64 << 20  # a pack is cut once it would grow past this
     lease: timedelta = timedelta(minutes=30)
+    journal_storage_class: str = "STANDARD"  # the record journal's: readable without a restore
 
 
 @dataclass
@@ -165,6 +169,7 @@ class Sweep:
         self._hot_bytes: dict[str, bytes] = {}
         self._hot_bytes_total = 0  # kept beside the dict: summing it per image would grow with the group
         self._source_images: dict[str, ObjectInfo] = {}  # every image listed, filtered or not
+        self._journal = JournalWriter(vault, config.journal_storage_class, self.worker)
 
     # --- the whole run ---
 
@@ -416,6 +421,11 @@ class Sweep:
         boundary("vaulted")
 
     def _reject_changed(self, source_id: int, key: str) -> None:
+        # An earlier run may have journaled it as archived: the journal hears first that it is not.
+        why = "changed-after-verify"
+        self._journal.append(
+            [tombstone(self.store.url, key, "rejected", why, self.clock(), self.worker)], self.clock()
+        )
         with self._session_for(source_id) as (session, source):
             asset = queries.find_asset(session, source, key)
             assert asset is not None
@@ -439,13 +449,33 @@ class Sweep:
         log.warning("%s stays hot (vaulted; the next sweep tries again): %s", key, why)
         self.summary.not_deleted["hot-copy-undeletable"] += 1
 
+    def journal_vaulted(self, source_id: int) -> set[str]:
+        """Put the records of the vaulted assets this run holds in the vault's journal (and the
+        profiles and models they name), confirmed; the keys journaled."""
+        with self._session_for(source_id) as (session, source):
+            vaulted = queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
+            entries = [put_entry(asset, self.clock(), self.worker) for asset in vaulted]
+            records = {asset.record.id: asset.record for asset in vaulted if asset.record is not None}
+            for record in records.values():
+                _ = record.model, record.encoding_profile  # loaded now: used after the session
+        for record in records.values():
+            self._journal.ensure_shared(record)
+        self._journal.append(entries, self.clock())
+        if entries:
+            boundary("journaled")
+        return {entry["k"] for entry in entries}
+
     def delete_vaulted(self, source_id: int) -> None:
+        journaled = self.journal_vaulted(source_id)
         with self._session_for(source_id) as (session, source):
             assets = [
                 (a.key, a.size, a.etag, a.last_modified)
                 for a in queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
             ]
         for key, size, etag, last_modified in assets:
+            if key not in journaled:  # the release guard: no hot copy goes before its record is in the vault
+                self._keep_vaulted(source_id, key, "its record is not in the vault's journal yet")
+                continue
             try:
                 self.store.delete_if_unchanged(
                     key, ObjectInfo(key=key, size=size, etag=etag, last_modified=last_modified)
