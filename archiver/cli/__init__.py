@@ -25,6 +25,7 @@ from archiver.cli import (  # noqa: F401  (registers commands)
     restore,
     serve,
     status,
+    survey,
     sweep,
     train,
     verify,

@@ -1,0 +1,197 @@
+"""`archiver survey`: the hitlist of image groups worth rehydrating."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from archiver.cli.app import App, cli, pass_app
+from archiver.cli.status import human_bytes
+
+
+class RichSurveyProgress:
+    """Images described so far, the rate and the last key (the listing streams: no total is known)."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("surveying {task.completed} images {task.fields[rate]} {task.fields[key]}"),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._task = self._progress.add_task("survey", total=None, rate="", key="")
+        self._started = time.monotonic()
+        self._progress.start()
+
+    def advance(self, images: int, key: str) -> None:
+        done = self._progress.tasks[0].completed + images
+        rate = f"({done / max(time.monotonic() - self._started, 1e-9):.0f}/s)"
+        self._progress.update(self._task, advance=images, rate=rate, key=key)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+@cli.command()
+@click.argument("source")
+@click.option(
+    "--access-log",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Common/combined log format, or CSV key,requests,bytes per month: prices traffic savings.",
+)
+@click.option(
+    "--url-prefix", default="/", show_default=True, help="URL path the log's keys are served under."
+)
+@click.option("--top", type=click.IntRange(1), default=20, show_default=True, help="Groups to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option(
+    "--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False), help="Write the hitlist as CSV."
+)
+@click.option(
+    "--html",
+    "html_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write DIR/index.html: the hitlist and each group's contact sheet.",
+)
+@click.option(
+    "--write-group",
+    nargs=2,
+    metavar="ID FILE",
+    help="Write group ID's (or rank's) core keys and a caption template for `archiver train --keys FILE`.",
+)
+@click.option(
+    "--min-images", type=click.IntRange(2), default=4, show_default=True, help="Smallest group listed."
+)
+@click.option(
+    "--egress-price",
+    type=click.FloatRange(0),
+    default=0.09,
+    show_default=True,
+    help="USD per GB the origin sends (middle mile / egress).",
+)
+@click.option(
+    "--cdn-offload",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="Share of requests the CDN answers from its cache.",
+)
+@click.option(
+    "--no-dense",
+    is_flag=True,
+    help="Perceptual hash only: skip the LPIPS-trunk descriptor (faster; noise-like images may group).",
+)
+@pass_app
+def survey(
+    app: App,
+    source: str,
+    access_log: Path | None,
+    url_prefix: str,
+    top: int,
+    as_json: bool,
+    csv_file: Path | None,
+    html_dir: Path | None,
+    write_group: tuple[str, str] | None,
+    min_images: int,
+    egress_price: float,
+    cdn_offload: float,
+    no_dense: bool,
+) -> None:
+    """Rank the image groups in SOURCE (a directory or s3://bucket/prefix) by what rehydrating them saves.
+
+    Groups come from the key structure (e.g. shoes/rumba-{v1}-{v2}.{ext}), dimensions and mode;
+    inside each, a perceptual hash and the LPIPS trunk's features find the near-identical core and
+    name the outliers. Undecodable images and unsafe keys are counted, not fatal.
+    """
+    from archiver.cli.sweep import _prices
+    from archiver.survey.report import dumps, summary, write_csv, write_html
+    from archiver.survey.report import write_group as write_group_file
+    from archiver.survey.run import SurveyConfig, run_survey
+    from archiver.survey.savings import PriceTerms
+    from archiver.survey.traffic import load_traffic
+
+    s = app.settings
+    terms = PriceTerms(
+        prices=_prices(app),
+        vault_class=s.vault_storage_class,
+        pack_threshold=s.pack_threshold,
+        pack_target=s.pack_target,
+        egress_price=egress_price,
+        cdn_offload=cdn_offload,
+    )
+    traffic = load_traffic(access_log, url_prefix) if access_log else None
+    store = app.open_source(source)
+    config = SurveyConfig(
+        terms=terms,
+        dense=not no_dense,
+        min_images=min_images,
+        trunk_path=s.lpips_weights,
+        allowed_trunks=[sha for sha in s.lpips_allow_trunk.split(",") if sha],
+    )
+    progress = None if as_json else RichSurveyProgress(Console(stderr=True))
+    try:
+        result = run_survey(store, config, traffic=traffic, progress=progress)
+    finally:
+        if progress is not None:
+            progress.stop()
+    with result:
+        if csv_file is not None:
+            write_csv(result, top, csv_file)
+        if html_dir is not None:
+            index = write_html(result, top, html_dir, store.get)
+            if not as_json:
+                click.echo(f"report: {index}", err=True)
+        if write_group is not None:
+            ref, path = write_group
+            group, count = write_group_file(result, ref, Path(path))
+            if not as_json:
+                click.echo(f"wrote {count} keys of group {group.id} ({group.template}) to {path}", err=True)
+        if as_json:
+            click.echo(dumps(summary(result, top)))
+        else:
+            _table(result, top)
+
+
+def _table(result: Any, top: int) -> None:
+    console = Console()
+    if not console.is_terminal:  # piped: wide enough that templates and amounts stay on one line
+        console = Console(width=max(console.width, 132))
+    table = Table(title=f"survey of {result.source}: groups worth rehydrating")
+    table.add_column("#", justify="right")
+    table.add_column("id", no_wrap=True)
+    table.add_column("group template", overflow="fold", min_width=24)
+    for column in ("images", "bytes", "similar", "outliers", "recall", "USD/month"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for rank, g in enumerate(result.groups[:top], start=1):
+        table.add_row(
+            str(rank),
+            g.id,
+            g.template,
+            f"{g.core}/{g.images}",
+            human_bytes(g.bytes),
+            f"{g.similarity:.2f}",
+            str(g.outliers),
+            f"{g.recall.score:.2f}",
+            f"{g.saving.monthly:.3g}",
+        )
+    console.print(table)
+    for rank, g in enumerate(result.groups[:top], start=1):
+        if g.named_outliers:
+            names = ", ".join(o["key"] for o in g.named_outliers[:5])
+            more = f" and {g.outliers - 5} more" if g.outliers > 5 else ""
+            console.print(f"#{rank} {g.id} outliers: {names}{more}", highlight=False)
+    rate = f", {result.images / result.seconds:.0f} images/s" if result.seconds else ""
+    bad = ", ".join(f"{k} {v}" for k, v in sorted(result.bad.items())) or "none"
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())) or "none"
+    console.print(
+        f"{result.listed} listed, {result.images} images described{rate}; not images {result.not_images}; "
+        f"ungrouped {result.ungrouped}; bad: {bad}; skipped keys: {skipped}",
+        highlight=False,
+    )
