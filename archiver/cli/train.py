@@ -16,6 +16,13 @@ from archiver.errors import ConfigError
 @click.option("--captions", "captions_file", help="CSV (key,prompt) or JSONL ({key, prompt}) file.")
 @click.option("--caption-template", help="Prompt from the key, e.g. 'a product photo of {words}'.")
 @click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Train only on these keys: one per line after '#' header lines, as `archiver survey "
+    "--write-group` writes (its caption template applies unless --captions or --caption-template).",
+)
+@click.option(
     "--out",
     "out_dir",
     required=True,
@@ -40,6 +47,7 @@ def train(
     source: str,
     captions_file: str | None,
     caption_template: str | None,
+    keys_file: Path | None,
     out_dir: Path,
     base_dir: Path | None,
     steps: int,
@@ -56,12 +64,25 @@ def train(
     from archiver.engine.originals import decode_rgb
     from archiver.errors import UnsupportedImage
     from archiver.imagetypes import is_image_key
-    from archiver.training.captions import load_captions, template_captions
+    from archiver.training.captions import load_captions, load_key_list, template_captions
 
+    wanted = load_key_list(keys_file) if keys_file is not None else None
+    if captions_file is None and caption_template is None and wanted is not None:
+        caption_template = wanted.caption_template
     if (captions_file is None) == (caption_template is None):
         raise click.UsageError("give exactly one of --captions FILE or --caption-template TEMPLATE")
     store = app.open_source(source)
     keys = [o.key for o in store.list() if is_image_key(o.key)]
+    if wanted is not None:
+        listed = set(keys)
+        absent = [key for key in wanted.keys if key not in listed]
+        if absent:
+            click.echo(
+                f"archiver: {len(absent)} keys of {keys_file} are not in {source} (first: {absent[0]})",
+                err=True,
+            )
+        chosen = set(wanted.keys)
+        keys = [key for key in keys if key in chosen]
     captions = (
         load_captions(captions_file) if captions_file else template_captions(keys, caption_template or "")
     )

@@ -10,6 +10,7 @@ not grow with its size. It reads no storage and knows no groups.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,15 +88,22 @@ def phash(thumb: Image.Image) -> int:
     return int(str(imagehash.phash(thumb)), 16)
 
 
+@functools.cache
+def _lpips(trunk_path: Path | None, allowed_trunks: tuple[str, ...]) -> tuple[Any, dict[str, str]]:
+    """The LPIPS network, built once per process (about 3 s); only its first layers are used here,
+    read-only, so surveys in one process share it."""
+    from archiver.gate.perceptual import load_lpips
+
+    return load_lpips("pretrained", trunk_path=trunk_path, allowed_trunks=allowed_trunks)
+
+
 class DenseDescriptor:
     """Pooled features of the LPIPS trunk's first two layers (see the module docstring), in batches."""
 
     def __init__(self, trunk_path: Path | None = None, allowed_trunks: Sequence[str] = ()) -> None:
         import torch
 
-        from archiver.gate.perceptual import load_lpips
-
-        net, self.described = load_lpips("pretrained", trunk_path=trunk_path, allowed_trunks=allowed_trunks)
+        net, self.described = _lpips(trunk_path, tuple(allowed_trunks))
         self._scaling: Any = net.scaling_layer
         alexnet: Any = net.net
         self._slice1: Any = alexnet.slice1

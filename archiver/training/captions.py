@@ -1,7 +1,9 @@
 """Captions for training: which prompt each image key is trained (and later rendered) with.
 
 Owns reading them from a CSV file (`key,prompt` header), a JSONL file (`{"key": …, "prompt": …}`
-per line) or a template over the key (`"a photo of {words}"`). Errors name the file and line.
+per line) or a template over the key (`"a photo of {words}"`), and reading a key list (`archiver
+survey --write-group`'s file: `#` header lines, one of which may be `# caption-template: …`, then
+one key per line). Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import csv
 import json
 import string
 from collections.abc import Iterable
-from pathlib import PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from archiver.errors import ConfigError
 
@@ -97,3 +100,34 @@ def template_captions(keys: Iterable[str], template: str) -> dict[str, str]:
         }
         captions[key] = template.format(**fields)
     return captions
+
+
+@dataclass(frozen=True)
+class KeyList:
+    keys: list[str]
+    caption_template: str | None
+
+
+def load_key_list(path: Path) -> KeyList:
+    """The keys of a key list file and its caption template, if its header names one.
+
+    Lines starting with `#` before the first key are the header; after it every non-empty line is
+    a key (a key may itself start with `#` there).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read key list {path}: {exc}") from None
+    keys: list[str] = []
+    template = None
+    for line in text.splitlines():
+        if not keys and line.startswith("#"):
+            name, _, value = line[1:].strip().partition(":")
+            if name.strip() == "caption-template" and value.strip():
+                template = value.strip()
+            continue
+        if line.strip():
+            keys.append(line)
+    if not keys:
+        raise ConfigError(f"key list {path} holds no keys")
+    return KeyList(keys, template)
