@@ -16,7 +16,7 @@ and then one canonical JSON entry per line (`edge.records.canonical`: sorted key
     put  {"op": "put", "at": µs, "w": writer, "src": source URL, "k": key,
           "o": the original {"h": SHA-256, "z": size, "e": ETag, "t": last modified µs, "c": type},
           "v": its vault copy {"k": key, "h": SHA-256, "z": size, "c": storage class, "p": pack?,
-                               "i": version id, "off": offset, "len": length (pack members)},
+                               "ca": confirmed µs, "i": version id, "off", "len": a member's span},
           "r": the record, compact {"p", "n", "s", "r", "e", "g", "h", "z", "x", "sk"}:
                prompt, negative prompt, seed, render/encoding/gate profile ids, rendered SHA-256
                and size, gate metrics, render sketch (base64; only when the record has one),
@@ -36,6 +36,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import zstandard
@@ -43,11 +44,12 @@ import zstandard
 from archiver.catalog import profiles
 from archiver.catalog.models import EPOCH, MICROSECOND, Asset, Model, Record
 from archiver.edge.records import canonical
-from archiver.errors import IntegrityError, NoSuchObject
+from archiver.errors import ConfigError, IntegrityError, NoSuchObject
 from archiver.storage import Vault, VaultCopy
 from archiver.storage.vault_format import (
     JOURNAL_PREFIX,
     journal_key,
+    model_files_from_tar,
     model_key,
     model_tar,
     profile_key,
@@ -120,6 +122,7 @@ def put_entry(asset: Asset, at: datetime, writer: str) -> dict[str, Any]:
         "z": vault_object.size,
         "c": vault_object.storage_class,
         "p": vault_object.is_pack,
+        "ca": micros(vault_object.confirmed_at or at),
     }
     if vault_object.version_id:
         vault["i"] = vault_object.version_id
@@ -251,3 +254,32 @@ class JournalWriter:
 def profile_body_ok(profile_id: str, body: bytes) -> bool:
     """A profile's body is its content: every kind's id is the SHA-256 of the body as stored."""
     return hashlib.sha256(body).hexdigest() == profile_id
+
+
+def fetch_model(vault: Vault, sha256: str, directory: Path) -> dict[str, str]:
+    """Write the model stored under `sha256` into `directory` (new or empty), check that its files
+    hash to `sha256`, and return its object metadata (name, pipeline class, where known)."""
+    from archiver.engine.registry import model_sha256
+
+    key = model_key(sha256)
+    where = f"{vault.url}/{key}"
+    try:
+        metadata = vault.head(key).metadata or {}
+    except NoSuchObject:
+        raise NoSuchObject(
+            f"no model {sha256} in the vault ({where} does not exist): `archiver model list` on the "
+            "rebuilt catalog names the hashes records use"
+        ) from None
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(f"{directory} is not empty: name a new or empty directory for the model")
+    files = model_files_from_tar(vault.get(key), where=where)
+    for name, data in files:
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    actual = model_sha256(directory)
+    if actual != sha256:
+        raise IntegrityError(
+            f"{where} unpacked into {directory} hashes to {actual}, not {sha256}: the vault copy is damaged"
+        )
+    return metadata

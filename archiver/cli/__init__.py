@@ -22,6 +22,7 @@ from archiver.cli import (  # noqa: F401  (registers commands)
     inspect,
     model,
     mount,
+    recovery,
     restore,
     serve,
     status,

@@ -53,9 +53,11 @@ class App:
         """The archive tier from the settings (default: HOME/vault)."""
         if self.settings.vault is None:
             self.settings.ensure_home()
-        return open_vault(
-            self.settings.vault_url, self.settings.vault_storage_class, client_factory=self._s3_client
-        )
+        return self.open_vault(self.settings.vault_url)
+
+    def open_vault(self, url: str) -> Vault:
+        """A vault at `url` (a path or s3://bucket/prefix), S3 configured from the settings."""
+        return open_vault(url, self.settings.vault_storage_class, client_factory=self._s3_client)
 
     @cached_property
     def gate(self) -> Gate:

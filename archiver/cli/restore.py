@@ -147,7 +147,10 @@ def _run(
     from archiver.restore.run import RestoreRunner
 
     runner = RestoreRunner(
-        app.catalog, AssetReader(app.catalog, app.vault, app.settings.resolved_device()), app.open_source
+        app.catalog,
+        AssetReader(app.catalog, app.vault, app.settings.resolved_device()),
+        app.open_source,
+        journal_storage_class=app.settings.vault_journal_storage_class,
     )
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = poll

@@ -10,13 +10,17 @@ checksum on S3). An existing hot object that is not the one being restored is ne
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreJobState, RestoreMode
 from archiver.errors import IntegrityError, NoSuchObject, NotRestored
+from archiver.journal import JournalWriter, tombstone
 from archiver.reader import AssetReader, snapshot
 from archiver.storage import HotStore, RestoreStatus
 
@@ -48,9 +52,17 @@ def view(job: RestoreJob) -> JobView:
 class RestoreRunner:
     """Moves open jobs forward as far as they can go right now; never waits itself."""
 
-    def __init__(self, catalog: Catalog, reader: AssetReader, open_store: Callable[[str], HotStore]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        reader: AssetReader,
+        open_store: Callable[[str], HotStore],
+        journal_storage_class: str = "STANDARD",
+    ) -> None:
         self.catalog, self.reader, self._open_store = catalog, reader, open_store
         self._stores: dict[str, HotStore] = {}
+        writer = f"restore:{socket.gethostname()}:{os.getpid()}"
+        self._journal = JournalWriter(reader.vault, journal_storage_class, writer)
 
     def store(self, url: str) -> HotStore:
         if url not in self._stores:
@@ -159,5 +171,11 @@ class RestoreRunner:
         with self.catalog.begin() as session:
             job = session.get(RestoreJob, job_id)
             assert job is not None
+            # The vault's journal hears it first (a tombstone), so a rebuilt catalog knows it is hot.
+            now = datetime.now(UTC)
+            why = f"restore job {job.id} ({job.mode.value})"
+            asset = job.asset
+            writer = self._journal.writer
+            self._journal.append([tombstone(asset.source.url, asset.key, "restored", why, now, writer)], now)
             job.state = RestoreJobState.DONE
             queries.set_state(session, job.asset, AssetState.RESTORED, job=job.id, mode=job.mode.value)
