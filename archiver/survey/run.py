@@ -18,6 +18,7 @@ HTML report. The spool goes when the `Survey` is closed. What does grow: one sum
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import tempfile
@@ -231,6 +232,12 @@ class _Run:
         self.closed_ids: set[CandidateKey] = set()
 
     def run(self) -> None:
+        with contextlib.ExitStack() as stack:
+            if self.dense is not None:
+                stack.enter_context(self.dense.one_thread())
+            self._run()
+
+    def _run(self) -> None:
         with ThreadPoolExecutor(self.config.fetch_threads, thread_name_prefix="survey-get") as pool:
             for batch in _batches(self._image_keys(), self.config.batch):
                 fetched = list(pool.map(self._fetch, batch))
@@ -238,7 +245,9 @@ class _Run:
                 self._close_passed(batch[-1])
         for candidate_key in list(self.open):
             self._close(candidate_key)
-        self.survey.groups.sort(key=lambda g: (-g.score, -g.recall.score, g.template))
+        # Groups that save money first, by score; then the rest by recall (alike, but not worth
+        # archiving at these prices, before groups with no core at all).
+        self.survey.groups.sort(key=lambda g: (-max(g.score, 0.0), -g.recall.score, g.template))
 
     def _image_keys(self) -> Iterator[str]:
         def skipped(key: str, reason: str) -> None:
@@ -256,28 +265,30 @@ class _Run:
         if len(self.survey.bad_examples) < 20:
             self.survey.bad_examples.append((key, reason))
 
-    def _fetch(self, key: str) -> Decoded | tuple[str, str]:
+    def _fetch(self, key: str) -> tuple[Decoded, int] | tuple[str, str]:
+        """On a reading thread: the decoded image and its pHash, or (key, why not)."""
         try:
-            return decode(self.store.get(key), key)
+            decoded = decode(self.store.get(key), key)
+            return decoded, phash(decoded.thumb)
         except UnsupportedImage as bad:
             return key, bad.reason
         except ArchiverError as error:  # gone since listed, permission, ...: counted, not fatal
             return key, f"unreadable ({type(error).__name__})"
 
-    def _describe(self, fetched: list[Decoded | tuple[str, str]]) -> None:
-        good = [item for item in fetched if isinstance(item, Decoded)]
+    def _describe(self, fetched: list[tuple[Decoded, int] | tuple[str, str]]) -> None:
+        good: list[tuple[Decoded, int]] = []
         for item in fetched:
-            if not isinstance(item, Decoded):
+            if isinstance(item[0], Decoded):
+                good.append(item)
+            else:
                 key, reason = item
+                assert isinstance(key, str) and isinstance(reason, str)
                 self.survey.bad[reason] += 1
                 self._example(key, reason)
-        dense = self.dense([d.thumb for d in good]) if self.dense is not None and good else None
-        for index, decoded in enumerate(good):
+        dense = self.dense([d.thumb for d, _ in good]) if self.dense is not None and good else None
+        for index, (decoded, hashed) in enumerate(good):
             descriptor = Descriptor(
-                decoded.key,
-                decoded.size,
-                phash(decoded.thumb),
-                dense[index] if dense is not None else None,
+                decoded.key, decoded.size, hashed, dense[index] if dense is not None else None
             )
             shape, words = split_key(decoded.key)
             candidate_key = CandidateKey(shape, decoded.width, decoded.height, decoded.mode)
@@ -289,8 +300,8 @@ class _Run:
             candidate.add(descriptor, words, decoded.format, decoded.metadata)
             self.survey.images += 1
         if self.progress is not None and fetched:
-            last = fetched[-1]
-            self.progress.advance(len(fetched), last.key if isinstance(last, Decoded) else last[0])
+            last = fetched[-1][0]
+            self.progress.advance(len(fetched), last.key if isinstance(last, Decoded) else last)
 
     def _spooled(self, judged: Judged) -> None:
         requests, sent = self.traffic.of(judged.key) if self.traffic is not None else (0.0, 0.0)
