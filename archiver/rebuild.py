@@ -82,6 +82,7 @@ class Rebuilder:
         self.catalog, self.vault, self._open_store = catalog, vault, open_store
         self.report = RebuildReport(vault=vault.url)
         self._profiles: dict[tuple[str, str], Any] = {}  # (kind, id) -> the row, per session
+        self._vault_objects: dict[str, Any] = {}  # uri -> the row
 
     def run(self) -> RebuildReport:
         started = time.perf_counter()
@@ -95,6 +96,7 @@ class Rebuilder:
         with self.catalog.begin() as session:
             by_source: dict[str, tuple[Source, dict[str, Asset]]] = {}
             models: dict[str, Model] = {}
+            rebuilt: list[tuple[Asset, str]] = []
             for ident in sorted(newest):
                 source_url, key = ident
                 if source_url not in by_source:
@@ -116,8 +118,7 @@ class Rebuilder:
                     self._apply_tombstone(asset, last)
                     changed = True
                 if changed:
-                    session.flush()
-                    queries.record_event(session, "rebuilt", asset, segment=last.segment)
+                    rebuilt.append((asset, last.segment))
                     if created:
                         self.report.created += 1
                     else:
@@ -126,6 +127,9 @@ class Rebuilder:
                     self.report.unchanged += 1
                 state = asset.state.value
                 self.report.states[state] = self.report.states.get(state, 0) + 1
+            session.flush()  # once: no statement runs per asset until here
+            for asset, segment in rebuilt:
+                queries.record_event(session, "rebuilt", asset, segment=segment)
             self.report.models = sorted(models)
         self.report.seconds = time.perf_counter() - started
         return self.report
@@ -171,7 +175,6 @@ class Rebuilder:
         asset.reason = asset.reason_detail = None
         asset.claimed_by = asset.claimed_until = None
         asset.updated_at = at
-        session.flush()
         model = self._model(session, doc["m"], models)
         columns: dict[str, Any] = {
             "model_id": model.id,
@@ -201,20 +204,21 @@ class Rebuilder:
 
     def _vault_object(self, session: Session, where: dict[str, Any], at: Any) -> Any:
         uri = f"{self.vault.url}/{where['k']}"
-        row = queries.vault_object_by_uri(session, uri)
-        if row is not None:
-            return row
-        return queries.add_vault_object(
-            session,
-            uri=uri,
-            key=where["k"],
-            storage_class=where["c"],
-            version_id=where.get("i"),
-            sha256=where["h"],
-            size=where["z"],
-            is_pack=bool(where["p"]),
-            confirmed_at=from_micros(where["ca"]) if "ca" in where else at,
-        )
+        row = self._vault_objects.get(uri) or queries.vault_object_by_uri(session, uri)
+        if row is None:
+            row = queries.add_vault_object(
+                session,
+                uri=uri,
+                key=where["k"],
+                storage_class=where["c"],
+                version_id=where.get("i"),
+                sha256=where["h"],
+                size=where["z"],
+                is_pack=bool(where["p"]),
+                confirmed_at=from_micros(where["ca"]) if "ca" in where else at,
+            )
+        self._vault_objects[uri] = row
+        return row
 
     def _model(self, session: Session, doc: dict[str, Any], models: dict[str, Model]) -> Model:
         sha256 = doc["h"]

@@ -611,9 +611,8 @@ def put_record(session: Session, asset: Asset, columns: Mapping[str, Any]) -> Re
     """Create or replace the asset's record with these columns as they are (a rebuild's)."""
     record = asset.record
     if record is None:
-        record = Record(asset_id=asset.id, **columns)
+        record = Record(asset=asset, **columns)
         session.add(record)
-        asset.record = record
     else:
         for name, value in columns.items():
             setattr(record, name, value)
