@@ -23,6 +23,7 @@ from archiver.engine.registry import LoadedModel
 from archiver.engine.rehydrate import RenderSpec, base_spec, rehydrate, render_images
 from archiver.errors import AuthorizationError, NoSuchObject, UnsafeKey, UnsupportedImage
 from archiver.gate import Gate, GateReport
+from archiver.gate import sketch as render_sketch
 from archiver.gate.siblings import Sibling, SiblingIndex
 from archiver.settings import default_of
 
@@ -46,6 +47,7 @@ class Proof:
     profile: EncodingProfile | None = None
     report: GateReport | None = None
     data: bytes | None = None  # the rehydrated bytes the record promises
+    sketch: bytes | None = None  # their render sketch: how other hardware's renders are verified
     seeds_tried: int = 0
 
 
@@ -234,6 +236,16 @@ def prove_one(
     )
     reason = None if found.passed else found.report.failures[0]
     detail = None if found.passed else ", ".join(found.report.failures)
+    made = render_sketch.of_encoded(found.data) if found.passed and found.data is not None else None
     return Proof(
-        key, found.passed, reason, detail, found.spec, profile, found.report, found.data, found.seeds_tried
+        key,
+        found.passed,
+        reason,
+        detail,
+        found.spec,
+        profile,
+        found.report,
+        found.data,
+        made,
+        found.seeds_tried,
     )

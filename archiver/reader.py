@@ -1,9 +1,13 @@
 """Reading an archived asset back: the one door through which the mount and restores get bytes.
 
-Owns the rule that nothing unverified is served: a rehydrated render is returned only if its
-SHA-256 equals the record's `rendered_sha256`; a vault original only if it equals the asset's
-`sha256`. Anything else raises (IntegrityError, ModelError, NotRestored), and callers decide what
-to do: the mount falls back to the vault or fails the read, a restore job waits or fails.
+Owns the rule that nothing unverified is served. A rehydrated render is returned when its SHA-256
+equals the record's `rendered_sha256` ("exact"), or, when this machine's kernels changed a few
+pixel values (another CPU generation, a GPU, float16), when its pixels are within the calibrated
+tolerance of the record's render sketch (`archiver.gate.sketch`: "within-tolerance", with the
+estimated PSNR). A vault original is returned only if it equals the asset's `sha256`. Anything
+else raises (IntegrityError, ModelError, NotRestored), and callers decide what to do: the mount
+falls back to the vault or fails the read, a restore job waits or fails. A record without a sketch
+(made before sketches) gets one from its first exact render here.
 Models are verified and loaded once per reader, then shared; so are the last packs read (see
 `AssetReader._pack`), so reading every member of a pack downloads it once.
 """
@@ -11,21 +15,25 @@ Models are verified and loaded once per reader, then shared; so are the last pac
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset, Model, Record
 from archiver.errors import IntegrityError, NotFound, NotRestored
+from archiver.gate import sketch as render_sketch
 from archiver.storage import RestoreStatus, Vault
 from archiver.storage.vault_format import PackMember, read_member
 
 if TYPE_CHECKING:
     from archiver.engine.registry import LoadedModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,65 @@ class ArchivedAsset:
     record_id: int | None
     rendered_sha256: str | None
     rendered_size: int | None
+    render_sketch: bytes | None = None
+
+
+Mode = Literal["exact", "within-tolerance", "original"]
+
+
+@dataclass(frozen=True)
+class Verified:
+    """How served bytes were shown to be the asset: the record's exact render, a render within the
+    sketch's tolerance of it (`psnr`: estimated dB against the accepted render), or the original."""
+
+    mode: Mode
+    sha256: str  # of these bytes: what caches and ETags name them by
+    size: int
+    psnr: float | None = None
+
+    @property
+    def origin(self) -> Literal["rehydrated", "original"]:
+        return "original" if self.mode == "original" else "rehydrated"
+
+    def describe(self) -> str:
+        """One word or two, for xattrs, headers and logs: "exact", "within-tolerance 66.2 dB", "original"."""
+        return f"{self.mode} {self.psnr:.1f} dB" if self.psnr is not None else self.mode
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    verified: Verified
+
+
+def judge_render(data: bytes, rendered_sha256: str, stored_sketch: bytes | None, min_psnr: float) -> Verified:
+    """Whether `data` (a render in the record's encoding) is the record's image; IntegrityError if not.
+
+    Exact bytes are the record's render. Other bytes are decoded and their sketch compared with the
+    record's: within `min_psnr` they are the same image (this machine's kernels differ), else a
+    different one, which is never served."""
+    digest = sha256_hex(data)
+    if digest == rendered_sha256:
+        return Verified("exact", digest, len(data))
+    if stored_sketch is None:
+        raise IntegrityError(
+            f"the render's bytes differ from the record's (sha256 {digest[:12]}…, expected "
+            f"{rendered_sha256[:12]}…) and the record has no sketch to check the image against: "
+            "this machine renders differently (device, precision, library versions); run "
+            "`archiver model check NAME --backfill` where the records render exactly"
+        )
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        same, psnr = render_sketch.same_image(stored_sketch, image, min_psnr)
+    if not same:
+        raise IntegrityError(
+            f"the render is not the record's image: estimated {psnr:.1f} dB from the accepted "
+            f"render, under the {min_psnr:g} dB tolerance (sha256 {digest[:12]}…); it was not served"
+        )
+    return Verified("within-tolerance", digest, len(data), psnr)
 
 
 def snapshot(asset: Asset) -> ArchivedAsset:
@@ -59,6 +126,7 @@ def snapshot(asset: Asset) -> ArchivedAsset:
         record_id=record.id if record is not None else None,
         rendered_sha256=record.rendered_sha256 if record is not None else None,
         rendered_size=record.rendered_size if record is not None else None,
+        render_sketch=record.render_sketch if record is not None else None,
     )
 
 
@@ -85,8 +153,15 @@ class AssetReader:
         vault: Vault,
         device: str = "cpu",
         load: Callable[[Model, str], LoadedModel] | None = None,
+        min_psnr: float = render_sketch.DEFAULT_MIN_PSNR,
+        check_devices: bool = False,
     ) -> None:
         self.catalog, self.vault, self.device = catalog, vault, device
+        self.min_psnr = min_psnr
+        # The first time this device renders a model, check a few of its records in the background
+        # and record the device's fingerprint with the result (archiver/modelcheck.py).
+        self.check_devices = check_devices
+        self.device_checks: list[threading.Thread] = []
         self._load = load
         self._models: dict[int, LoadedModel] = {}
         # The last packs read, least recently used first: restoring several members of one pack
@@ -107,10 +182,29 @@ class AssetReader:
 
                 enable_determinism()
                 self._models[model.id] = load_model(model, device=self.device)
+            if self.check_devices:
+                # Its renders take the render lock in turn with reads: a read never waits for the
+                # whole check, only for the render in progress.
+                check = threading.Thread(
+                    target=self._first_use_check,
+                    args=(model,),
+                    name=f"device-check-{model.name}",
+                    daemon=True,
+                )
+                self.device_checks.append(check)
+                check.start()
         return self._models[model.id]
 
-    def rehydrate(self, asset: ArchivedAsset) -> bytes:
-        """Render the asset from its record; raise IntegrityError if the bytes are not the promised ones."""
+    def _first_use_check(self, model: Model) -> None:
+        from archiver.modelcheck import first_use_check
+
+        try:
+            first_use_check(self.catalog, self, model)
+        except Exception as exc:  # a check that cannot run changes nothing served
+            log.warning("the first-use check of model %s on this device failed: %s", model.name, exc)
+
+    def render(self, asset: ArchivedAsset) -> bytes:
+        """The asset's render on this machine, unverified: callers judge it (`rehydrate` does)."""
         from archiver.engine.encoding import EncodingProfile
         from archiver.engine.rehydrate import RenderSpec, rehydrate
 
@@ -123,14 +217,32 @@ class AssetReader:
             profile = EncodingProfile.from_json(record.encoding_profile.body)
             model = record.model
         with self._lock:
-            data = rehydrate(self._model(model), spec, profile)
-        if sha256_hex(data) != asset.rendered_sha256:
-            raise IntegrityError(
-                f"rehydrating {asset.key} gave bytes other than its record promises (sha256 "
-                f"{sha256_hex(data)[:12]}…, expected {(asset.rendered_sha256 or '')[:12]}…): this machine "
-                "renders differently (device, precision, library versions); the vault original is a fallback"
-            )
-        return data
+            return rehydrate(self._model(model), spec, profile)
+
+    def rehydrate(self, asset: ArchivedAsset) -> Rendered:
+        """Render the asset from its record and verify it (exact, or within the sketch's tolerance);
+        IntegrityError if it is another image, or differs and the record has no sketch."""
+        data = self.render(asset)
+        try:
+            verified = judge_render(data, asset.rendered_sha256 or "", asset.render_sketch, self.min_psnr)
+        except IntegrityError as exc:
+            raise IntegrityError(f"rehydrating {asset.key}: {exc}") from None
+        if verified.mode == "exact" and asset.render_sketch is None and asset.record_id is not None:
+            try:
+                self.backfill_sketch(asset.record_id, data)
+            except Exception as exc:  # the read is verified either way; the sketch can come later
+                log.warning("%s: could not store its render sketch: %s", asset.key, exc)
+        return Rendered(data, verified)
+
+    def backfill_sketch(self, record_id: int, exact_render: bytes) -> bytes:
+        """Store the sketch of a record's exact render, if the record has none yet (records made
+        before sketches): from now on other devices can verify their renders of it."""
+        from archiver.catalog import queries
+
+        made = render_sketch.of_encoded(exact_render)
+        with self.catalog.begin() as session:
+            queries.set_render_sketch(session, record_id, made)
+        return made
 
     def vault_readable(self, asset: ArchivedAsset) -> bool:
         if asset.vault_key is None:

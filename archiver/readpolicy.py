@@ -4,12 +4,14 @@ Owns the read policy that the mount (fusefs/adapter.py) and the HTTP origin (arc
 both call. It knows nothing of FUSE, paths or HTTP. For an asset, the verified bytes come from
   1. memory: an LRU of `memory_bytes` of verified bytes, keyed by the record's rendered_sha256,
      so a warm read costs no catalog query, disk read or re-hash;
-  2. the on-disk cache (archiver/cache.py: content-addressed, re-hashed against the record when
-     loaded);
-  3. a render through `AssetReader.rehydrate` (which raises unless the bytes hash to the record's
-     rendered_sha256), run once however many readers ask at once, on `workers` threads
-     (`SingleFlight`; with `max_waiting`, a new render beyond the queue is refused at once);
-  4. on any render failure (ModelError: a model missing or changed; IntegrityError: hash drift;
+  2. the on-disk cache (archiver/cache.py: content-addressed, re-hashed when loaded). A render
+     that was verified within the sketch's tolerance (this machine's kernels differ from the
+     sweep's) is stored under its own bytes' hash, linked from the record's, and its sketch is
+     checked again when loaded: bytes are never cached or served under another render's hash;
+  3. a render through `AssetReader.rehydrate` (which raises unless the bytes are the record's, or
+     within its sketch's tolerance), run once however many readers ask at once, on `workers`
+     threads (`SingleFlight`; with `max_waiting`, a new render beyond the queue is refused at once);
+  4. on any render failure (ModelError: a model missing or changed; IntegrityError: another image;
      any engine error), the vault original, if the vault can read it now (`AssetReader.original`
      verifies it against the original's SHA-256);
   5. otherwise nothing: `Remote`, after filing an ORIGINAL/Standard restore job (idempotently,
@@ -46,8 +48,8 @@ from archiver.cache import DiskCache, QueueFull, SingleFlight
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import RestoreMode
-from archiver.errors import ArchiverError, NotFound
-from archiver.reader import ArchivedAsset, AssetReader, snapshot
+from archiver.errors import ArchiverError, IntegrityError, NotFound
+from archiver.reader import ArchivedAsset, AssetReader, Verified, judge_render, snapshot
 from archiver.restore.jobs import request_restore
 
 log = logging.getLogger(__name__)
@@ -82,13 +84,19 @@ class ReadObserver(Protocol):
 
     def rendered(self, seconds: float, ok: bool) -> None: ...
 
+    def verified_as(self, how: Verified) -> None: ...
+
 
 @dataclass(frozen=True)
 class Served:
-    """Verified bytes for one read, and which of the asset's two verified forms they are."""
+    """Verified bytes for one read, and how they were verified (which of the asset's forms they are)."""
 
     data: bytes
-    origin: Origin
+    verified: Verified
+
+    @property
+    def origin(self) -> Origin:
+        return self.verified.origin
 
 
 class Unavailable(Exception):
@@ -145,22 +153,19 @@ class ReadPolicy:
         self._lock = threading.Lock()
         self._failed: dict[int, tuple[float, str]] = {}  # asset id -> (when, why its render failed)
         self.renders: Counter[int] = Counter()  # renders per asset by this process: proof of single-flight
-        self.served: dict[int, Origin] = {}  # what the last read of each asset returned
+        self.served: dict[int, Verified] = {}  # how the last read of each asset was verified
 
     def served_size(self, ref: AssetRef) -> int:
-        """The size reads return: the record's rendered_size, or the original's once it is served."""
-        if self.served.get(ref.asset_id) == "original":
-            with self.catalog.begin() as session:
-                asset = queries.mount_asset(session, ref.asset_id)
-                if asset is not None:
-                    return asset.size
-        return ref.size
+        """The size reads return: the record's rendered_size until a read returned other bytes (the
+        original, or this machine's render within tolerance), then theirs."""
+        last = self.served.get(ref.asset_id)
+        return ref.size if last is None else last.size
 
     def recall(self, ref: AssetRef) -> Served | None:
         """The verified bytes if memory holds them; never blocks on I/O (an event loop may call it)."""
         served = self._recall(ref.rendered_sha256)
         if served is not None:
-            self.served[ref.asset_id] = served.origin
+            self.served[ref.asset_id] = served.verified
             if self.observer is not None:
                 self.observer.hit("memory")
         return served
@@ -180,7 +185,9 @@ class ReadPolicy:
         else:
             served = self._wait(ref, asset)
         self._remember(ref.rendered_sha256, served)
-        self.served[ref.asset_id] = served.origin
+        self.served[ref.asset_id] = served.verified
+        if self.observer is not None:
+            self.observer.verified_as(served.verified)
         return served
 
     def queue_depth(self) -> int:
@@ -221,10 +228,21 @@ class ReadPolicy:
                 self._memory_total -= len(dropped.data)
 
     def _cached(self, asset: ArchivedAsset) -> Served | None:
-        if asset.rendered_sha256 and (data := self.cache.get(asset.rendered_sha256)) is not None:
-            return Served(data, "rehydrated")
+        if asset.rendered_sha256:
+            if (data := self.cache.get(asset.rendered_sha256)) is not None:
+                return Served(data, Verified("exact", asset.rendered_sha256, len(data)))
+            if (linked := self.cache.get_linked(asset.rendered_sha256)) is not None:
+                try:  # this machine's render of the record: still the record's image?
+                    how = judge_render(
+                        linked, asset.rendered_sha256, asset.render_sketch, self.reader.min_psnr
+                    )
+                    return Served(linked, how)
+                except IntegrityError as exc:  # a record re-verified since, or a tighter tolerance
+                    log.warning("%s: the cached render is dropped: %s", asset.key, exc)
+                    self.cache.unlink(asset.rendered_sha256)
         if asset.sha256 and (data := self.cache.get(asset.sha256)) is not None:
-            return Served(data, "original")  # a fallback served before: the byte-exact original
+            # A fallback served before: the byte-exact original.
+            return Served(data, Verified("original", asset.sha256, len(data)))
         return None
 
     def _produce(self, asset: ArchivedAsset) -> Served:
@@ -262,7 +280,7 @@ class ReadPolicy:
             self.renders[asset.asset_id] += 1  # attempts, failed ones included
         started = time.perf_counter()
         try:
-            data = self.reader.rehydrate(asset)  # raises unless sha256(data) == rendered_sha256
+            rendered = self.reader.rehydrate(asset)  # raises unless it is the record's image
         except Exception:
             if self.observer is not None:
                 self.observer.rendered(time.perf_counter() - started, False)
@@ -270,10 +288,13 @@ class ReadPolicy:
         seconds = time.perf_counter() - started
         if self.observer is not None:
             self.observer.rendered(seconds, True)
-        log.info("rendered %s in %.2f s (asset %d)", asset.key, seconds, asset.asset_id)
+        how = rendered.verified
+        log.info("rendered %s in %.2f s (asset %d): %s", asset.key, seconds, asset.asset_id, how.describe())
         assert asset.rendered_sha256 is not None
-        self.cache.put(asset.rendered_sha256, data)
-        return Served(data, "rehydrated")
+        self.cache.put(how.sha256, rendered.data)
+        if how.mode != "exact":  # under its own hash, found through the record's
+            self.cache.link(asset.rendered_sha256, how.sha256)
+        return Served(rendered.data, how)
 
     def _fallback(self, asset: ArchivedAsset, reason: str) -> Served:
         try:
@@ -282,7 +303,7 @@ class ReadPolicy:
                 data = self.reader.original(asset)  # raises unless it hashes to the original's SHA-256
                 self.cache.put(asset.sha256, data)
                 log.warning("%s: served the vault original: the render failed (%s)", asset.key, reason)
-                return Served(data, "original")
+                return Served(data, Verified("original", asset.sha256, len(data)))
         except ArchiverError as exc:  # a damaged or unreachable vault copy: a real failure, not "remote"
             raise VaultFailed(
                 f"{asset.key}: cannot be served: the render failed ({reason}) and the vault failed: {exc}"

@@ -97,3 +97,44 @@ def mismatches(stacks: Iterable[tuple[Mapping[str, Any], int]], running: Mapping
             counts[differences] = counts.get(differences, 0) + records
     found = [Mismatch(records, differences) for differences, records in counts.items()]
     return sorted(found, key=lambda m: -m.records)
+
+
+# Environment variables that steer torch's CPU kernels: another CPU generation takes other paths
+# by itself; these make one machine take them on purpose (and are part of what a device is).
+KERNEL_OVERRIDES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS")
+
+
+def device_fingerprint(device: str, dtype: str) -> dict[str, str]:
+    """What makes this machine's renders what they are: the stack, the device's name, the dtype,
+    torch's CPU capability and any kernel overrides. `fingerprint_id` names it in the catalog."""
+    import os
+
+    import torch
+
+    doc = running_stack(device) | {"dtype": dtype, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        doc["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    else:
+        doc["device_name"] = _cpu_name()
+    for name in KERNEL_OVERRIDES:
+        if os.environ.get(name):
+            doc[name] = os.environ[name]
+    return doc
+
+
+def fingerprint_id(doc: Mapping[str, str]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(dict(doc), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -41,6 +41,9 @@ ERRNOS: dict[type[Unavailable], int] = {
 
 RENDERS_XATTR = XATTR_PREFIX + "renders"  # render attempts for this file by this mount process
 SERVED_XATTR = XATTR_PREFIX + "served"  # "rehydrated" or "original": what the last open returned
+# How the last open's bytes were verified: "exact", "within-tolerance 66.2 dB" (this machine's
+# render, its sketch that many dB from the accepted render's) or "original".
+VERIFIED_XATTR = XATTR_PREFIX + "verified"
 
 
 class ArchiveOperations(Operations):
@@ -128,17 +131,20 @@ class ArchiveOperations(Operations):
 
     def listxattr(self, path: str) -> list[str]:
         names = self.tree.xattr_names(path)
-        return [*names, RENDERS_XATTR, SERVED_XATTR] if names else names
+        return [*names, RENDERS_XATTR, SERVED_XATTR, VERIFIED_XATTR] if names else names
 
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
         # Tools ask every file for security.* and system.posix_acl_*: answer without a lookup.
         if not name.startswith(XATTR_PREFIX):
             raise FuseOSError(errno.ENODATA)
-        if name in (RENDERS_XATTR, SERVED_XATTR):
+        if name in (RENDERS_XATTR, SERVED_XATTR, VERIFIED_XATTR):
             entry = self.tree.file(path)
             if name == RENDERS_XATTR:
                 return str(self.policy.renders[entry.asset_id]).encode()
-            return self.policy.served.get(entry.asset_id, "").encode()
+            last = self.policy.served.get(entry.asset_id)
+            if last is None:
+                return b""
+            return (last.origin if name == SERVED_XATTR else last.describe()).encode()
         value = self.tree.xattrs(path).get(name)
         if value is None:
             raise FuseOSError(errno.ENODATA)

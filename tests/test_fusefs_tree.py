@@ -22,7 +22,7 @@ from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import AssetState, RestoreMode, Source
 from archiver.errors import IntegrityError, ModelError
 from archiver.reader import ArchivedAsset, AssetReader
-from archiver.readpolicy import ReadPolicy, Remote, Served, StillRendering, VaultFailed
+from archiver.readpolicy import ReadPolicy, Remote, StillRendering, VaultFailed
 from archiver.storage import Vault, open_vault
 from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index, source_dir_names
 
@@ -246,14 +246,14 @@ def test_single_flight_runs_the_work_once_for_many_callers() -> None:
 
 
 class ScriptedReader(AssetReader):
-    """A real AssetReader (vault reads, verification) whose render step is scripted by the test."""
+    """A real AssetReader (vault reads, verification of renders) whose render step is scripted."""
 
     def __init__(self, catalog: Catalog, vault: Vault, render: Callable[[ArchivedAsset], bytes]) -> None:
         super().__init__(catalog, vault)
-        self.render = render
+        self.scripted = render
 
-    def rehydrate(self, asset: ArchivedAsset) -> bytes:
-        return self.render(asset)
+    def render(self, asset: ArchivedAsset) -> bytes:
+        return self.scripted(asset)
 
 
 def archived_with_vault_copy(catalog: Catalog, vault: Vault, original: bytes) -> FileEntry:
@@ -345,5 +345,7 @@ def test_a_slow_render_answers_etimedout_and_the_next_open_gets_its_bytes(
     deadline = time.monotonic() + 10
     while cache.size_of(entry.rendered_sha256) is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.read(entry) == Served(b"rendered", "rehydrated") and server.renders[entry.asset_id] == 1
+    served = server.read(entry)
+    assert (served.data, served.origin, served.verified.mode) == (b"rendered", "rehydrated", "exact")
+    assert server.renders[entry.asset_id] == 1
     server.shutdown()

@@ -42,7 +42,7 @@ from archiver.errors import NotFound
 from archiver.origin.assets import AmbiguousKey, CatalogAssets
 from archiver.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
 from archiver.origin.server import Origin, bind, build, config, url_of
-from archiver.reader import ArchivedAsset, AssetReader
+from archiver.reader import ArchivedAsset, AssetReader, Rendered
 from archiver.readpolicy import ReadPolicy
 from archiver.settings import Settings, load_settings
 from archiver.storage import open_vault
@@ -316,7 +316,7 @@ class HeldReader(AssetReader):
     held_key = "shoes/tiny-red.png"
     release = threading.Event()
 
-    def rehydrate(self, asset: ArchivedAsset) -> bytes:
+    def rehydrate(self, asset: ArchivedAsset) -> Rendered:
         if asset.key == self.held_key:
             self.release.wait(60)
         return super().rehydrate(asset)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
@@ -19,6 +19,7 @@ from archiver.catalog import profiles
 from archiver.catalog.models import (
     Asset,
     AssetState,
+    DeviceCheck,
     EncodingProfile,
     Event,
     GateProfile,
@@ -270,6 +271,7 @@ def save_record(
     rendered_size: int,
     gate_report: Mapping[str, Any],
     software: Mapping[str, Any],
+    render_sketch: bytes | None = None,
     **spec: Any,
 ) -> Record:
     """Create or replace the asset's record (a re-verified asset gets a fresh one).
@@ -292,6 +294,7 @@ def save_record(
         "rendered_sha256": rendered_sha256,
         "rendered_size": rendered_size,
         "metrics": profiles.metric_values(gate_report),
+        "render_sketch": render_sketch,
     }
     record = session.scalar(select(Record).where(Record.asset_id == asset.id))
     if record is None:
@@ -302,6 +305,76 @@ def save_record(
             setattr(record, name, value)
     session.flush()
     return record
+
+
+def set_render_sketch(session: Session, record_id: int, render_sketch: bytes) -> bool:
+    """Give a record made before sketches its sketch; False if it has one (it is never replaced:
+    the sweep's sketch is of the accepted render itself)."""
+    done = session.execute(
+        update(Record)
+        .where(Record.id == record_id, Record.render_sketch.is_(None))
+        .values(render_sketch=render_sketch)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def records_to_check(session: Session, model: Model, *, sample: int | None, unsketched: bool) -> list[Asset]:
+    """Archived assets whose records use `model`: `sample` of them spread evenly over the ids (all
+    when None), or, with `unsketched`, every one whose record has no sketch yet."""
+    query = (
+        select(Asset)
+        .join(Record, Record.asset_id == Asset.id)
+        .where(Record.model_id == model.id, Asset.state.in_((AssetState.ARCHIVED, AssetState.RESTORED)))
+        .order_by(Asset.id)
+    )
+    if unsketched:
+        query = query.where(Record.render_sketch.is_(None))
+    assets = list(session.scalars(query))
+    if sample is None or sample >= len(assets):
+        return assets
+    step = len(assets) / sample
+    return [assets[int(i * step)] for i in range(sample)]
+
+
+def save_device_check(
+    session: Session,
+    model: Model,
+    fingerprint: str,
+    device: Mapping[str, str],
+    *,
+    sampled: int,
+    exact: int,
+    within: int,
+    refused: int,
+    lowest_psnr: float | None,
+) -> DeviceCheck:
+    """Record what rendering `sampled` records of `model` on this device gave; the last check wins."""
+    row = session.scalar(
+        select(DeviceCheck).where(DeviceCheck.model_id == model.id, DeviceCheck.fingerprint == fingerprint)
+    )
+    if row is None:
+        row = DeviceCheck(model_id=model.id, fingerprint=fingerprint, device=dict(device))
+        session.add(row)
+    row.checked_at = datetime.now(UTC)
+    row.sampled, row.exact, row.within, row.refused, row.lowest_psnr = (
+        sampled,
+        exact,
+        within,
+        refused,
+        lowest_psnr,
+    )
+    session.flush()
+    return row
+
+
+def device_check(session: Session, model_id: int, fingerprint: str) -> DeviceCheck | None:
+    return session.scalar(
+        select(DeviceCheck).where(DeviceCheck.model_id == model_id, DeviceCheck.fingerprint == fingerprint)
+    )
+
+
+def device_checks(session: Session) -> list[DeviceCheck]:
+    return list(session.scalars(select(DeviceCheck).order_by(DeviceCheck.model_id, DeviceCheck.checked_at)))
 
 
 def add_vault_object(

@@ -68,7 +68,30 @@ def describe_record(record: Record) -> dict[str, Any]:
         "gate_profile": record.gate_profile.sha256,
         "rendered_sha256": record.rendered_sha256,
         "rendered_size": record.rendered_size,
+        # How renders with other bytes are verified: the accepted render's sketch (gate/sketch.py).
+        "render_sketch": None if record.render_sketch is None else record.render_sketch.hex(),
     }
+
+
+def describe_devices(session: Any, model_id: int) -> list[dict[str, Any]]:
+    """What each device that checked the model found (`archiver model check`, first reads)."""
+    return [
+        {
+            "fingerprint": c.fingerprint,
+            "device": c.device.get("device_name"),
+            "kind": c.device.get("device"),
+            "dtype": c.device.get("dtype"),
+            "cpu_capability": c.device.get("cpu_capability"),
+            "checked_at": c.checked_at.isoformat(),
+            "sampled": c.sampled,
+            "exact": c.exact,
+            "within_tolerance": c.within,
+            "refused": c.refused,
+            "lowest_psnr": c.lowest_psnr,
+        }
+        for c in queries.device_checks(session)
+        if c.model_id == model_id
+    ]
 
 
 def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
@@ -88,6 +111,7 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
         },
         "record": None if record is None else describe_record(record),
         "gate_report": None if record is None else record.gate_report,
+        "devices": [] if record is None else describe_devices(session, record.model_id),
         "vault": None
         if vault is None
         else {
@@ -147,6 +171,19 @@ def show(app: App, key: str, source: str | None, as_json: bool, a1111: bool) -> 
             "gate: "
             + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
         )
+        sketch = r["render_sketch"]
+        console.print(
+            f"verified on read: exact bytes, or the same image by its {len(sketch) // 2}-byte sketch"
+            if sketch
+            else "verified on read: exact bytes only (no sketch yet: its first exact render makes one)"
+        )
+        for d in info["devices"]:
+            lowest = f", lowest {d['lowest_psnr']:.1f} dB" if d["lowest_psnr"] is not None else ""
+            console.print(
+                f"  on {d['device']} ({d['kind']}, {d['dtype']}, {d['cpu_capability']}): {d['exact']} exact, "
+                f"{d['within_tolerance']} within tolerance, {d['refused']} refused of {d['sampled']}{lowest}",
+                highlight=False,
+            )
     if info["vault"]:
         v = info["vault"]
         where = f" bytes {v['offset']}+{v['length']} of pack" if v["pack"] else ""

@@ -121,7 +121,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     tree.index()  # load the index now: a bad catalog fails before anything is mounted
     # resolved_device imports torch (seconds); an explicit cpu leaves that to the first render
     device = "cpu" if settings.device == "cpu" else settings.resolved_device()
-    reader = AssetReader(catalog, app.vault, device=device)
+    reader = AssetReader(catalog, app.vault, device=device, check_devices=True)
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
     policy = ReadPolicy(
         catalog,

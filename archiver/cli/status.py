@@ -1,15 +1,17 @@
-"""`archiver status`: assets and bytes by state, and the records made with another software stack."""
+"""`archiver status`: assets and bytes by state, the records made with another software stack, and
+the devices that have checked their renders of a model."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from archiver.catalog.database import describe
-from archiver.catalog.queries import record_stacks, state_totals
+from archiver.catalog.queries import device_checks, record_stacks, state_totals
 from archiver.cli.app import App, cli, pass_app
 from archiver.stack import mismatches, running_stack
 
@@ -32,6 +34,20 @@ def status(app: App, as_json: bool) -> None:
     with app.catalog.begin() as session:
         totals = state_totals(session)
         stacks = record_stacks(session)
+        devices: list[dict[str, Any]] = [
+            {
+                "model": c.model.name,
+                "fingerprint": c.fingerprint,
+                "device": c.device,
+                "checked_at": c.checked_at.isoformat(),
+                "sampled": c.sampled,
+                "exact": c.exact,
+                "within_tolerance": c.within,
+                "refused": c.refused,
+                "lowest_psnr": c.lowest_psnr,
+            }
+            for c in device_checks(session)
+        ]
     # running_stack imports torch (seconds): only when there are records to compare it with
     differing = mismatches(stacks, running_stack()) if stacks else []
     catalog_url = describe(app.settings.catalog_url)
@@ -43,6 +59,7 @@ def status(app: App, as_json: bool) -> None:
             "bytes": sum(t.bytes for t in totals),
             "states": {t.state.value: {"assets": t.assets, "bytes": t.bytes} for t in totals},
             "stack_mismatches": [m.to_dict() for m in differing],
+            "devices": devices,
         }
         click.echo(json.dumps(report, sort_keys=True))
         return
@@ -59,3 +76,20 @@ def status(app: App, as_json: bool) -> None:
     console.print(f"catalog: {catalog_url}", soft_wrap=True)
     for m in differing:
         console.print(m.message(), soft_wrap=True)
+    if devices:
+        checks = Table(title="devices that rendered records (`archiver model check`, first reads)")
+        for column in ("model", "device", "checked", "exact", "within tolerance", "refused", "lowest PSNR"):
+            checks.add_column(column)
+        for d in devices:
+            doc = d["device"]
+            checks.add_row(
+                d["model"],
+                f"{doc.get('device_name')} ({doc.get('device')}, {doc.get('dtype')}, "
+                f"{doc.get('cpu_capability')}) {d['fingerprint'][:12]}",
+                d["checked_at"][:19],
+                f"{d['exact']}/{d['sampled']}",
+                str(d["within_tolerance"]),
+                str(d["refused"]),
+                "-" if d["lowest_psnr"] is None else f"{d['lowest_psnr']:.1f} dB",
+            )
+        console.print(checks)

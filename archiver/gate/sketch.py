@@ -61,6 +61,15 @@ def sketch(image: Image.Image) -> bytes:
     return bytes([VERSION]) + _project(image).astype("<f2").tobytes()
 
 
+def of_encoded(data: bytes) -> bytes:
+    """The sketch of an encoded render (PNG, JPEG, WebP bytes as a record promises them), decoded
+    as a reader decodes it."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as image:
+        return sketch(image)
+
+
 def estimated_psnr(stored: bytes, image: Image.Image) -> float:
     """The PSNR (dB, 8-bit) between `image` and the image `stored` was made from, estimated."""
     if len(stored) != SIZE or stored[0] != VERSION:

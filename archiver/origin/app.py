@@ -130,10 +130,14 @@ def create_app(assets: Assets, metrics: Metrics, *, refresh_seconds: float = 30.
             return _failure(status, str(exc), retry)
         except NotFound as exc:
             return _failure(404, str(exc))
-        if served.origin != rep.origin:  # the vault original, where the record's render was expected
+        if served.verified.sha256 != rep.sha256:
+            # Other bytes than the record's render: the vault original, or this machine's render
+            # within tolerance. They go under their own ETag; a range asked of other bytes gets
+            # them whole.
             rep = await run_in_threadpool(assets.describe, entry)
-            headers, wanted = _validators(rep), None  # a range asked of other bytes: send them whole
+            headers, wanted = _validators(rep), None
         headers["x-archiver-served"] = served.origin
+        headers["x-archiver-verified"] = served.verified.describe()
         if isinstance(wanted, ByteRange):
             headers["content-range"] = wanted.content_range
             body = served.data[wanted.first : wanted.last + 1]

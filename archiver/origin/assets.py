@@ -162,9 +162,12 @@ class CatalogAssets:
         details = self._details.get(entry.asset_id)
         if details is None or details.rendered_sha256 != entry.rendered_sha256:
             return None
-        if self.policy.served.get(entry.asset_id) == "original":
+        last = self.policy.served.get(entry.asset_id)
+        if last is not None and last.mode != "exact":
+            # What this origin serves for the asset: the original, or its own render within
+            # tolerance; either way under the ETag of those bytes, never the record's.
             return Representation(
-                details.sha256, details.size, details.content_type, entry.last_modified, "original"
+                last.sha256, last.size, details.content_type, entry.last_modified, last.origin
             )
         return Representation(
             entry.rendered_sha256, entry.size, details.content_type, entry.last_modified, "rehydrated"

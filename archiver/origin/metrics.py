@@ -16,16 +16,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from archiver.reader import Verified
 from archiver.readpolicy import Layer
 
 access_log = logging.getLogger("archiver.origin.access")
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+PSNR_BUCKETS = (60, 62, 64, 66, 68, 70, 75, 80, 90)  # from the default tolerance (gate/sketch.py) up
 
 
 class Metrics:
-    """The origin's counters. `hit` and `rendered` are called by the read policy."""
+    """The origin's counters. `hit`, `rendered` and `verified_as` are called by the read policy."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -53,6 +55,20 @@ class Metrics:
             ["layer"],
             registry=self.registry,
         )
+        self.verified = Counter(
+            "archiver_origin_reads_verified",
+            "reads answered from disk or a render, by how their bytes were verified (exact: the "
+            "record's bytes; within-tolerance: this machine's render, its sketch within the tolerance; "
+            "original: the vault original)",
+            ["mode"],
+            registry=self.registry,
+        )
+        self.sketch_psnr = Histogram(
+            "archiver_origin_within_tolerance_psnr_db",
+            "estimated PSNR (dB) of renders served within tolerance, against the accepted render",
+            buckets=PSNR_BUCKETS,
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "archiver_origin_render_queue_depth",
             "renders running or waiting for a worker",
@@ -62,6 +78,8 @@ class Metrics:
             self.renders.labels(result)
         for layer in ("memory", "disk"):
             self.cache_hits.labels(layer)
+        for mode in ("exact", "within-tolerance", "original"):
+            self.verified.labels(mode)
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)
@@ -72,6 +90,11 @@ class Metrics:
     def rendered(self, seconds: float, ok: bool) -> None:
         self.renders.labels("ok" if ok else "failed").inc()
         self.render_seconds.observe(seconds)
+
+    def verified_as(self, how: Verified) -> None:
+        self.verified.labels(how.mode).inc()
+        if how.psnr is not None:
+            self.sketch_psnr.observe(how.psnr)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -54,7 +54,9 @@ def build(
     here. Without `reader`, every registered model is loaded first (seconds: torch's import)."""
     if reader is None:
         device = settings.resolved_device()
-        reader = AssetReader(catalog, vault, device=device, load=preloading_loader(catalog, device))
+        reader = AssetReader(
+            catalog, vault, device=device, load=preloading_loader(catalog, device), check_devices=True
+        )
     metrics = Metrics()
     policy = ReadPolicy(
         catalog,

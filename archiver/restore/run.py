@@ -21,7 +21,7 @@ from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreJobState, RestoreMode
 from archiver.errors import IntegrityError, NoSuchObject, NotRestored
 from archiver.journal import JournalWriter, tombstone
-from archiver.reader import AssetReader, snapshot
+from archiver.reader import ArchivedAsset, AssetReader, sha256_hex, snapshot
 from archiver.storage import HotStore, RestoreStatus
 
 
@@ -113,8 +113,9 @@ class RestoreRunner:
             )
             return False
         if mode == RestoreMode.REHYDRATE:
-            data = self.reader.rehydrate(asset)  # verified against the record, or IntegrityError
-            self._copy(job_id, source_url, asset.key, data)
+            # The record's image (its exact bytes, or within the sketch's tolerance), or IntegrityError.
+            rendered = self.reader.rehydrate(asset)
+            self._copy(job_id, source_url, asset, rendered.data, rendered.verified.describe())
             return True
         # ORIGINAL: ask the vault, wait for it, then copy.
         assert asset.vault_key is not None
@@ -134,38 +135,48 @@ class RestoreRunner:
             except NotRestored:  # the restored copy expired before we copied it: ask again
                 self._set(job_id, RestoreJobState.REQUESTED, reason="restored copy expired before the copy")
                 return True
-            self._copy(job_id, source_url, asset.key, data)
+            self._copy(job_id, source_url, asset, data, "original")
             return True
         raise AssertionError(f"unhandled restore state {state}")
 
-    def _copy(self, job_id: int, source_url: str, key: str, data: bytes) -> None:
-        store = self.store(source_url)
+    def _copy(self, job_id: int, source_url: str, asset: ArchivedAsset, data: bytes, verified: str) -> None:
+        key, store = asset.key, self.store(source_url)
         try:
             present = store.get(key)
         except NoSuchObject:
             present = None
-        if present is not None and present != data:
+        # Already there, from an interrupted run of this job: these bytes, or the record's exact
+        # render or the original (another machine's run); anything else is not ours to replace.
+        if (
+            present is not None
+            and present != data
+            and sha256_hex(present) not in (asset.rendered_sha256, asset.sha256)
+        ):
             raise IntegrityError(
                 f"{key} exists hot and is not the asset being restored: it was left as it is; "
                 "move it away and restore again"
             )
-        info = store.put(key, data) if present is None else store.head(key)
+        if present is None:
+            info = store.put(key, data)
+        else:
+            info, data = store.head(key), present
         with self.catalog.begin() as session:
             job = session.get(RestoreJob, job_id)
             assert job is not None
             job.state = RestoreJobState.COPIED
-            asset: Asset = job.asset
+            row: Asset = job.asset
             queries.record_event(
                 session,
                 "restore-copied",
-                asset,
+                row,
                 job=job.id,
                 size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
                 etag=info.etag,
+                verified=verified,
             )
             # The hot object now is the restored one: a later sweep sees it as unchanged.
-            asset.size, asset.etag, asset.last_modified = info.size, info.etag, info.last_modified
+            row.size, row.etag, row.last_modified = info.size, info.etag, info.last_modified
 
     def _finish(self, job_id: int) -> None:
         with self.catalog.begin() as session:

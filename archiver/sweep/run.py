@@ -345,6 +345,7 @@ class Sweep:
                 rendered_size=len(proof.data),
                 gate_report=proof.report.to_dict(),
                 software=proof.report.software,
+                render_sketch=proof.sketch,
                 **proof.spec.as_columns(),
             )
             asset.sha256 = hashlib.sha256(data).hexdigest()

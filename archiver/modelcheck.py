@@ -1,0 +1,180 @@
+"""Does this machine render a model's records as the records promise? A sample, rendered and judged.
+
+Owns `check_model`: render a sample of a model's archived records here (through the reader, which
+knows how to render and judge one), classify each as exact, within the sketch's tolerance, or
+refused (another image, or other bytes and no sketch to tell), with the estimated PSNR, and record
+the result against this device's fingerprint (`archiver.stack.device_fingerprint`) in the catalog,
+where `archiver status` lists it. Records without a sketch get one from an exact render here (the
+backfill). `archiver model check` runs it before a mount or an origin moves to new hardware; the
+reader runs it on a few records the first time a device renders a model (`first_use_check`).
+
+It serves nothing and changes no asset's state: a refused render is reported, never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from archiver.catalog import queries
+from archiver.catalog.database import Catalog
+from archiver.catalog.models import Model
+from archiver.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from archiver.reader import AssetReader
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["exact", "within-tolerance", "refused"]
+FIRST_USE_SAMPLE = 3  # records a device renders, the first time it renders a model, to fingerprint itself
+
+
+@dataclass(frozen=True)
+class CheckedRecord:
+    key: str
+    outcome: Outcome
+    psnr: float | None  # estimated, against the accepted render; None when the bytes were exact
+    detail: str = ""  # why it was refused
+    backfilled: bool = False  # its sketch was made here, from this exact render
+
+
+@dataclass
+class CheckResult:
+    model: str
+    fingerprint: str
+    device: dict[str, str]
+    records: list[CheckedRecord] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.records if r.outcome == outcome)
+
+    @property
+    def lowest_psnr(self) -> float | None:
+        values = [r.psnr for r in self.records if r.psnr is not None]
+        return min(values) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "fingerprint": self.fingerprint,
+            "device": self.device,
+            "sampled": len(self.records),
+            "exact": self.count("exact"),
+            "within_tolerance": self.count("within-tolerance"),
+            "refused": self.count("refused"),
+            "backfilled": sum(r.backfilled for r in self.records),
+            "lowest_psnr": self.lowest_psnr,
+            "records": [
+                {
+                    "key": r.key,
+                    "outcome": r.outcome,
+                    "psnr": r.psnr,
+                    "detail": r.detail,
+                    "backfilled": r.backfilled,
+                }
+                for r in self.records
+            ],
+        }
+
+
+def this_device(reader: AssetReader) -> tuple[str, dict[str, str]]:
+    """(fingerprint id, document) of the device the reader renders on, with the dtype it loads."""
+    from archiver.stack import device_fingerprint, fingerprint_id
+
+    # registry.load_model: float16 on CUDA, float32 on the CPU.
+    doc = device_fingerprint(reader.device, "float16" if reader.device.startswith("cuda") else "float32")
+    return fingerprint_id(doc), doc
+
+
+def check_model(
+    catalog: Catalog,
+    reader: AssetReader,
+    model_name: str,
+    *,
+    sample: int | None,
+    backfill: bool = False,
+    progress: Callable[[CheckedRecord], None] | None = None,
+) -> CheckResult:
+    """Render `sample` records of the model (all with None; with `backfill`, every record that has
+    no sketch yet) here, judge each, store the result for this device, and return it."""
+    from archiver.gate import sketch as render_sketch
+    from archiver.reader import judge_render, snapshot
+
+    with catalog.begin() as session:
+        model: Model = queries.get_model(session, model_name)
+        model_id = model.id
+        assets = [
+            snapshot(a) for a in queries.records_to_check(session, model, sample=sample, unsketched=backfill)
+        ]
+    fingerprint, device = this_device(reader)
+    result = CheckResult(model_name, fingerprint, device)
+    for asset in assets:
+        data = reader.render(asset)
+        try:
+            how = judge_render(data, asset.rendered_sha256 or "", asset.render_sketch, reader.min_psnr)
+            checked = CheckedRecord(asset.key, how.mode, how.psnr)  # type: ignore[arg-type]
+            if how.mode == "exact" and asset.render_sketch is None and asset.record_id is not None:
+                reader.backfill_sketch(asset.record_id, data)
+                checked = CheckedRecord(asset.key, "exact", None, backfilled=True)
+        except IntegrityError as refused:
+            psnr = None
+            if asset.render_sketch is not None:
+                try:
+                    psnr = render_sketch.estimated_psnr(asset.render_sketch, _decoded(data))
+                except Exception:  # not even an image: refused, with no distance to give
+                    psnr = None
+            checked = CheckedRecord(asset.key, "refused", psnr, str(refused))
+        result.records.append(checked)
+        if progress is not None:
+            progress(checked)
+    if result.records:
+        with catalog.begin() as session:
+            row = session.get(Model, model_id)
+            assert row is not None
+            queries.save_device_check(
+                session,
+                row,
+                fingerprint,
+                device,
+                sampled=len(result.records),
+                exact=result.count("exact"),
+                within=result.count("within-tolerance"),
+                refused=result.count("refused"),
+                lowest_psnr=result.lowest_psnr,
+            )
+    return result
+
+
+def first_use_check(catalog: Catalog, reader: AssetReader, model: Model) -> CheckResult | None:
+    """The check on FIRST_USE_SAMPLE records, if this device has never been checked with `model`."""
+    fingerprint, _ = this_device(reader)
+    with catalog.begin() as session:
+        if queries.device_check(session, model.id, fingerprint) is not None:
+            return None
+    result = check_model(catalog, reader, model.name, sample=FIRST_USE_SAMPLE)
+    level = logging.WARNING if result.count("refused") else logging.INFO
+    log.log(
+        level,
+        "model %s on this device (%s…): %d exact, %d within tolerance, %d refused of %d sampled%s",
+        model.name,
+        fingerprint[:12],
+        result.count("exact"),
+        result.count("within-tolerance"),
+        result.count("refused"),
+        len(result.records),
+        f", lowest {result.lowest_psnr:.1f} dB" if result.lowest_psnr is not None else "",
+    )
+    return result
+
+
+def _decoded(data: bytes) -> Any:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.copy()
