@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from archiver.captionkeys import SAME_KEYS, CaptionKeys
 from archiver.engine.encoding import EncodingProfile, capture_profile, encode
 from archiver.engine.manifests import read_captions, read_render_settings
 from archiver.engine.originals import decode_rgb
@@ -82,7 +83,8 @@ class GroupProver:
     every image of the source the model has a caption for (coldness filters do not change them)."""
 
     read: Callable[[str], bytes]
-    prompts: Mapping[str, str]
+    prompts: Mapping[str, str]  # by the source's keys (`caption_keys` applied)
+    captions: Mapping[str, str]  # the model's captions.json, by its own keys
     loaded: LoadedModel
     gate: Gate
     limits: SearchLimits
@@ -97,12 +99,16 @@ class GroupProver:
         loaded: LoadedModel,
         gate: Gate,
         limits: SearchLimits,
+        caption_keys: CaptionKeys = SAME_KEYS,
     ) -> GroupProver:
-        prompts = read_captions(Path(loaded.row.path))
-        index, undecodable = index_group(
-            [key for key in image_keys if key in prompts], read, k=limits.siblings
-        )
-        return cls(read, prompts, loaded, gate, limits, index, undecodable)
+        captions = read_captions(Path(loaded.row.path))
+        prompts = {
+            key: captions[caption_key]
+            for key in image_keys
+            if (caption_key := caption_keys.lookup(key)) is not None and caption_key in captions
+        }
+        index, undecodable = index_group(list(prompts), read, k=limits.siblings)
+        return cls(read, prompts, captions, loaded, gate, limits, index, undecodable)
 
     def prove(self, key: str) -> tuple[Proof, bytes | None]:
         """The Proof for one key, and the original bytes it judged (None when it could not read them).

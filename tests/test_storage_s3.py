@@ -42,6 +42,7 @@ from archiver.storage import (
     make_s3_client,
     open_hot_store,
     open_vault,
+    source_url,
 )
 from archiver.storage.base import sha256_hex
 from archiver.storage.s3 import parse_restore_header, translate_error
@@ -177,11 +178,25 @@ def test_open_local_stores(tmp_path: Path) -> None:
 def test_open_s3_stores_honours_aws_endpoint_url(bucket: str) -> None:
     # No client_factory: make_s3_client() finds moto through AWS_ENDPOINT_URL (set by moto_server).
     store = open_hot_store(f"s3://{bucket}/pre/fix/")
-    assert isinstance(store, S3HotStore) and store.url == f"s3://{bucket}/pre/fix"
-    store.put("a.jpg", b"a")
-    assert [o.key for o in store.list()] == ["a.jpg"]
+    assert isinstance(store, S3HotStore) and store.url == f"s3://{bucket}"
+    store.put("pre/fix/a.jpg", b"a")
+    assert [o.key for o in store.list()] == ["pre/fix/a.jpg"]
     vault = open_vault(f"s3://{bucket}", "GLACIER_IR")
     assert isinstance(vault, S3Vault) and vault.url == f"s3://{bucket}"
+
+
+@pytest.mark.s3
+def test_a_prefix_selects_and_does_not_reroot(bucket: str, s3_client: Any) -> None:
+    """Invariant 6: keys are full object keys; the URL's prefix only selects (as aws s3 ls does)."""
+    for key in ("shoes/a.png", "shoes/deep/b.png", "shoesx/c.png", "top.png"):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    store = open_hot_store(f"s3://{bucket}/shoes")
+    assert (store.url, store.selection) == (f"s3://{bucket}", "shoes/")
+    assert [o.key for o in store.list()] == ["shoes/a.png", "shoes/deep/b.png"]
+    assert [o.key for o in store.list("shoes/deep/")] == ["shoes/deep/b.png"]
+    assert [o.key for o in store.list("top")] == []  # outside the selection
+    assert store.get("shoes/a.png") == b"shoes/a.png" and store.get("top.png") == b"top.png"
+    assert source_url(f"s3://{bucket}/shoes/") == source_url(f"s3://{bucket}") == f"s3://{bucket}"
 
 
 # --- against moto's server ---

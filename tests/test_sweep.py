@@ -410,8 +410,18 @@ def test_sweep_an_s3_bucket_into_s3_glacier(
         client.put_object(Bucket=hot, Key=f"catalogue/{key}", Body=data)
     client.put_object(Bucket=hot, Key="elsewhere/shoes/tiny-red.png", Body=files["shoes/tiny-red.png"])
     register(capsys, memorized)
+    # The model was trained where these keys had no `catalogue/` (keys are full object keys).
     code, out, err = cli(
-        capsys, "--vault", f"s3://{cold}/vault", "sweep", f"s3://{hot}/catalogue", "--model", "tiny", "--json"
+        capsys,
+        "--vault",
+        f"s3://{cold}/vault",
+        "sweep",
+        f"s3://{hot}/catalogue",
+        "--model",
+        "tiny",
+        "--caption-strip-prefix",
+        "catalogue",
+        "--json",
     )
     assert code == 0, err
     assert json.loads(out)["archived"] == 4
@@ -421,9 +431,12 @@ def test_sweep_an_s3_bucket_into_s3_glacier(
         "catalogue/shoes/uncaptioned.jpg",
         "elsewhere/shoes/tiny-red.png",
     ]  # outside the prefix: untouched
-    (stored,) = client.list_objects_v2(Bucket=cold)["Contents"]
+    vaulted = client.list_objects_v2(Bucket=cold)["Contents"]  # the pack, and the journal beside it
+    (stored,) = [o for o in vaulted if o["Key"].startswith("vault/packs/")]
     assert stored["Key"].startswith("vault/packs/") and stored["StorageClass"] == "GLACIER"
-    code, out, _ = cli(capsys, "--vault", f"s3://{cold}/vault", "show", "shoes/tiny-blue.jpg", "--json")
+    code, out, _ = cli(
+        capsys, "--vault", f"s3://{cold}/vault", "show", "catalogue/shoes/tiny-blue.jpg", "--json"
+    )
     shown = json.loads(out)
     assert (
         shown["vault"]["uri"] == f"s3://{cold}/{stored['Key']}"

@@ -151,9 +151,15 @@ def set_state(
 
 
 def assets_in(
-    session: Session, source: Source, states: Sequence[AssetState], claimed_by: str | None = None
+    session: Session,
+    source: Source,
+    states: Sequence[AssetState],
+    claimed_by: str | None = None,
+    prefix: str = "",
 ) -> list[Asset]:
     query = select(Asset).where(Asset.source_id == source.id, Asset.state.in_(states))
+    if prefix:
+        query = query.where(Asset.key.startswith(prefix, autoescape=True))
     if claimed_by is not None:
         query = query.where(Asset.claimed_by == claimed_by)
     return list(session.scalars(query.order_by(Asset.key)))

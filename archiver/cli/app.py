@@ -6,6 +6,7 @@ context closes it when the command ends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -102,6 +103,35 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """A caption key prefix: a folder, so it ends with '/' (added when left out)."""
+    value = (value or "").strip("/")
+    return value + "/" if value else ""
+
+
+def caption_options(command: F) -> F:
+    """`--caption-strip-prefix` / `--caption-add-prefix`, handed to the command as `caption_keys`."""
+    from archiver.captionkeys import CaptionKeys
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, caption_strip_prefix: str, caption_add_prefix: str, **kwargs: Any) -> Any:
+        return command(*args, caption_keys=CaptionKeys(caption_strip_prefix, caption_add_prefix), **kwargs)
+
+    wrapper = click.option(
+        "--caption-add-prefix",
+        callback=_prefix,
+        metavar="PREFIX",
+        help="The model was trained one root up: its caption for key K is PREFIX/K.",
+    )(wrapper)
+    wrapper = click.option(
+        "--caption-strip-prefix",
+        callback=_prefix,
+        metavar="PREFIX",
+        help="The model was trained at PREFIX: key PREFIX/K takes its caption for K.",
+    )(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

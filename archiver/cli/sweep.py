@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from archiver.cli.app import App, cli, pass_app
+from archiver.captionkeys import CaptionKeys
+from archiver.cli.app import App, caption_options, cli, pass_app
 from archiver.cli.status import human_bytes
 
 
@@ -61,6 +62,7 @@ class RichSweepProgress:
     type=click.Path(path_type=Path, dir_okay=False),
     help="CSV with key,last_access: an object read recently is not cold.",
 )
+@caption_options
 @click.option("--dry-run", is_flag=True, help="List what would be archived and the saving; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @pass_app
@@ -74,14 +76,16 @@ def sweep(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     access_log: Path | None,
+    caption_keys: CaptionKeys,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Archive the images in SOURCE (a directory or s3://bucket/prefix) that MODEL regenerates.
 
-    Each image that passes the gate is copied to the vault (checksum read back), its record is
-    committed, and only then is the hot copy deleted, if it is unchanged. Safe to interrupt and
-    re-run: it resumes where it stopped.
+    Keys are the objects' own names: an S3 prefix selects objects, it does not re-root them
+    (s3://bucket/shoes holds shoes/red.png). Each image that passes the gate is copied to the
+    vault (checksum read back), its record is committed, and only then is the hot copy deleted,
+    if it is unchanged. Safe to interrupt and re-run: it resumes where it stopped.
     """
     from archiver.sweep.filters import Filters, load_access_log
     from archiver.units import parse_age, parse_size
@@ -115,6 +119,7 @@ def sweep(
             pack_target=settings.pack_target,
             lease=timedelta(minutes=settings.claim_lease_minutes),
             journal_storage_class=settings.vault_journal_storage_class,
+            caption_keys=caption_keys,
         ),
         load_model=lambda: app.load_model(model_name),
         gate=lambda: app.gate,
@@ -128,6 +133,8 @@ def sweep(
             progress.stop()
     report = summary.to_dict()
     report["estimate"] = _saving(app, summary.archived_sizes)
+    if summary.hint:
+        click.echo(f"archiver: hint: {summary.hint}", err=True)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
         return

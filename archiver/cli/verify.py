@@ -9,7 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from archiver.cli.app import App, cli, pass_app
+from archiver.captionkeys import CaptionKeys, caption_hint
+from archiver.cli.app import App, caption_options, cli, pass_app
 
 if TYPE_CHECKING:
     from archiver.prove import Proof
@@ -39,9 +40,10 @@ def _fmt(value: Any, digits: int) -> str:
 @cli.command()
 @click.argument("source")
 @click.option("--model", "model_name", required=True, help="Registered model name (`archiver model list`).")
+@caption_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @pass_app
-def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
+def verify(app: App, source: str, model_name: str, caption_keys: CaptionKeys, as_json: bool) -> None:
     """Run the gate on every image in SOURCE (a directory or s3://bucket/prefix); change nothing.
 
     Prints, per image, the verdict (every check that refused it) and LPIPS, worst tile, PSNR,
@@ -53,13 +55,25 @@ def verify(app: App, source: str, model_name: str, as_json: bool) -> None:
 
     store = app.open_source(source)  # cheap checks (URL, bucket, credentials) before loading a model
     keys = sorted(o.key for o in store.list() if is_image_key(o.key))
-    prover = GroupProver.for_source(keys, store.get, app.load_model(model_name), app.gate, app.search_limits)
+    prover = GroupProver.for_source(
+        keys, store.get, app.load_model(model_name), app.gate, app.search_limits, caption_keys
+    )
     rows = [proof_row(prover.prove(key)[0]) for key in keys]
     passed = sum(r["passed"] for r in rows)
+    uncaptioned = [r["key"] for r in rows if r["failures"] == ["no-caption"]]
+    hint = caption_hint(uncaptioned, prover.captions, caption_keys, model_name) if uncaptioned else None
+    if hint:
+        click.echo(f"archiver: hint: {hint}", err=True)
     if as_json:
         click.echo(
             json.dumps(
-                {"model": model_name, "images": rows, "passed": passed, "rejected": len(rows) - passed},
+                {
+                    "model": model_name,
+                    "images": rows,
+                    "passed": passed,
+                    "rejected": len(rows) - passed,
+                    "hint": hint,
+                },
                 sort_keys=True,
             )
         )

@@ -6,6 +6,10 @@ into a backend; nothing else in the project needs to know which backend it holds
 
     s3://bucket/prefix      S3 (AWS, or any S3 API named by AWS_ENDPOINT_URL)
     file:///abs/path, path  a local directory
+
+A hot source's keys are the objects' own names (invariant 6): an S3 source is its bucket, and a
+URL's prefix only selects objects (`HotStore.selection`); a directory source's keys are paths
+relative to the directory given. `source_url` says which source a URL names.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
     "open_vault",
     "parse_store_url",
     "safe_key",
+    "source_url",
     "translate_error",
 ]
 
@@ -116,11 +121,22 @@ def parse_store_url(url: str) -> tuple[str, str, str]:
     )
 
 
+def source_url(url: str) -> str:
+    """The source a hot store URL names, as the catalog keeps it: `s3://bucket` for any
+    `s3://bucket/prefix`, `file:///abs/dir` for a directory (which need not exist)."""
+    kind, where, _ = parse_store_url(url)
+    if kind == "s3":
+        return f"s3://{where}"
+    return Path(where).expanduser().absolute().as_uri()
+
+
 def open_hot_store(url: str, *, client_factory: ClientFactory = make_s3_client) -> HotStore:
-    """The hot store at `url` (see the module docstring); ConfigError for a malformed URL."""
+    """The hot store at `url` (see the module docstring); ConfigError for a malformed URL.
+
+    An S3 URL's prefix selects what `list` lists; the store's keys are full object keys."""
     kind, where, prefix = parse_store_url(url)
     if kind == "s3":
-        return S3HotStore(where, prefix, client_factory())
+        return S3HotStore(where, "", client_factory(), select=prefix)
     return LocalHotStore(Path(where).expanduser())
 
 

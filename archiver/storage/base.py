@@ -86,13 +86,24 @@ OnSkip = Callable[[str, str], None]
 
 
 class HotStore(Protocol):
-    """Where live images sit: a directory or an S3 prefix. Keys are relative, '/'-separated."""
+    """Where live images sit: a directory or an S3 bucket. Keys are the objects' own names,
+    '/'-separated: an S3 object's full key, a file's path relative to the directory given. A source
+    URL's S3 prefix selects objects (`selection`), it does not re-root them (invariant 6)."""
 
     @property
-    def url(self) -> str: ...
+    def url(self) -> str:
+        """The source: what its keys are names in (`s3://bucket`, `file:///dir`). The catalog's
+        source row, the journal and the vault's object metadata all name it so."""
+        ...
+
+    @property
+    def selection(self) -> str:
+        """The key prefix the URL selected (`shoes/` for `s3://bucket/shoes`; "" for a directory):
+        `list` lists only keys under it; every other call takes any key of the source."""
+        ...
 
     def list(self, prefix: str = "", on_skip: OnSkip | None = None) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with `prefix`, in key order; pages through the store
+        """Every object of the selection whose key starts with `prefix`, in key order; pages through the store
         without a request per object. Entries under `prefix` that are not addressable objects (a
         symlink, a socket, a key that is not NFC or holds a control character) are not listed:
         `on_skip(key, reason)` hears of each, so nothing is left out in silence."""

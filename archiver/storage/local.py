@@ -221,6 +221,10 @@ class LocalHotStore:
         return self._tree.url
 
     @property
+    def selection(self) -> str:
+        return ""  # a directory source is the directory given: its keys are relative to it
+
+    @property
     def root(self) -> Path:
         return self._tree.root
 

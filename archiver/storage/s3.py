@@ -330,18 +330,35 @@ class _S3Objects:
 
 
 class S3HotStore:
-    """A hot store over `s3://bucket/prefix`; keys are relative to the prefix."""
+    """A hot store over an S3 bucket; keys are the objects' full keys.
 
-    def __init__(self, bucket: str, prefix: str, client: S3Client, *, page_size: int = 1000) -> None:
+    `select` is the prefix a source URL named (`s3://bucket/shoes` selects `shoes/`): `list` lists
+    only under it, and keys stay full (`shoes/red.png`), as the aws CLI, rclone and s3fs name them.
+    `prefix` roots the store's keys under a prefix instead; sources opened from a URL never do that
+    (`open_hot_store`), tests use it to share one bucket.
+    """
+
+    def __init__(
+        self, bucket: str, prefix: str, client: S3Client, *, select: str = "", page_size: int = 1000
+    ) -> None:
         self._s3 = _S3Objects(bucket, prefix, client)
+        self._select = _normalise_prefix(select)
         self.page_size = page_size
 
     @property
     def url(self) -> str:
         return self._s3.url
 
+    @property
+    def selection(self) -> str:
+        return self._select
+
     def list(self, prefix: str = "", on_skip: OnSkip | None = None) -> Iterator[ObjectInfo]:
-        s3 = self._s3
+        s3, select = self._s3, self._select
+        if not prefix.startswith(select):
+            if not select.startswith(prefix):
+                return  # `prefix` lies outside the selection
+            prefix = select
         for info in s3.list(prefix, self.page_size):
             if info.key.endswith("/") and info.size == 0:
                 continue  # a "folder" marker made by consoles, not an object

@@ -30,13 +30,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy.exc
 
+from archiver.captionkeys import SAME_KEYS, CaptionKeys, caption_hint
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import AssetState, Source
+from archiver.engine.manifests import read_captions
 from archiver.engine.registry import LoadedModel
 from archiver.errors import AuthorizationError, NoSuchObject, ObjectChanged, UnsafeKey
 from archiver.gate import Gate
@@ -91,6 +94,7 @@ class SweepConfig:
     pack_target: int = 64 << 20  # a pack is cut once it would grow past this
     lease: timedelta = timedelta(minutes=30)
     journal_storage_class: str = "STANDARD"  # the record journal's: readable without a restore
+    caption_keys: CaptionKeys = SAME_KEYS  # where the model was trained at another root
 
 
 @dataclass
@@ -111,6 +115,8 @@ class SweepSummary:
     # Entries of the source that are not addressable objects (symlink, not-a-file, unsafe-key): counted
     # in `skipped` like the filters' reasons, and named here (the first UNLISTED_NAMED of them).
     unlisted: list[tuple[str, str]] = field(default_factory=list)
+    # One line when keys got no caption but would with another caption prefix (`captionkeys`).
+    hint: str | None = None
 
     def not_an_object(self, key: str, reason: str) -> None:
         """The listing's `on_skip`: an entry the scan saw but cannot take."""
@@ -134,6 +140,7 @@ class SweepSummary:
             "not_deleted": dict(sorted(self.not_deleted.items())),
             "bytes_freed": self.bytes_freed,
             "seconds": {step: round(t, 3) for step, t in self.seconds.items()},
+            "hint": self.hint,
         }
 
 
@@ -163,12 +170,15 @@ class Sweep:
         self._progress = progress
         self.clock = clock
         self.worker = new_worker_id()
-        self.summary = SweepSummary(source=store.url)
+        # The source is the bucket or directory (store.url); an S3 prefix only selects its keys.
+        self.summary = SweepSummary(source=f"{store.url}/{store.selection}".rstrip("/"))
         # Verified originals kept for the vault step, up to HOT_BYTES_KEPT (beyond that it reads
         # them again): memory stays bounded however large the group.
         self._hot_bytes: dict[str, bytes] = {}
         self._hot_bytes_total = 0  # kept beside the dict: summing it per image would grow with the group
         self._source_images: dict[str, ObjectInfo] = {}  # every image listed, filtered or not
+        self._captions: dict[str, str] | None = None  # the model's, read when first needed
+        self._no_caption: list[str] = []  # keys this run rejected for want of a caption
         self._journal = JournalWriter(vault, config.journal_storage_class, self.worker)
 
     # --- the whole run ---
@@ -187,6 +197,7 @@ class Sweep:
                 self.vault_verified(source_id)
             with self._timed("delete"):
                 self.delete_vaulted(source_id)
+            self.summary.hint = self.caption_hint()
         finally:
             # Normally every claim was released step by step; after an error, hand the rest back
             # so the next run resumes at once. (A killed sweep cannot: its claims are taken over.)
@@ -249,6 +260,24 @@ class Sweep:
             for obj in listed.values():
                 self._upsert(session, source, obj)
 
+    def _model_captions(self, session: Any) -> dict[str, str]:
+        if self._captions is None:
+            self._captions = read_captions(Path(queries.get_model(session, self.config.model).path))
+        return self._captions
+
+    def _has_caption(self, session: Any, key: str) -> bool:
+        caption_key = self.config.caption_keys.lookup(key)
+        return caption_key is not None and caption_key in self._model_captions(session)
+
+    def caption_hint(self) -> str | None:
+        """The one-line hint for the keys left without a caption (judged now, or earlier and
+        still without one), when another caption prefix would give them one."""
+        if not self._no_caption:
+            return None
+        with self.catalog.begin() as session:
+            captions = self._model_captions(session)
+        return caption_hint(self._no_caption, captions, self.config.caption_keys, self.config.model)
+
     def _upsert(self, session: Any, source: Source, obj: ObjectInfo) -> None:
         asset = queries.find_asset(session, source, obj.key)
         if asset is None:
@@ -257,6 +286,13 @@ class Sweep:
             )
             return
         changed = (asset.etag, asset.size) != (obj.etag, obj.size)
+        # "no-caption" is the model's verdict, not the bytes': judged again once this run's model
+        # (or caption prefix) has a caption for the key.
+        if asset.state == AssetState.REJECTED and asset.reason == "no-caption":
+            if self._has_caption(session, obj.key):
+                changed = True
+            else:
+                self._no_caption.append(obj.key)
         if asset.state in (AssetState.CANDIDATE, AssetState.REJECTED, AssetState.RESTORED) and changed:
             asset.size, asset.etag, asset.last_modified = obj.size, obj.etag, obj.last_modified
             queries.set_state(session, asset, AssetState.CANDIDATE, etag=obj.etag, size=obj.size)
@@ -270,7 +306,7 @@ class Sweep:
         with self._session_for(source_id) as (session, source):
             dead = {w for w in queries.claim_holders(session, source, now) if is_dead_local_worker(w)}
             states = (AssetState.CANDIDATE, AssetState.VERIFIED, AssetState.VAULTED)
-            for asset in queries.assets_in(session, source, states):
+            for asset in queries.assets_in(session, source, states, prefix=self.store.selection):
                 holder = asset.claimed_by if asset.claimed_by in dead else None
                 if not queries.claim(session, asset.id, self.worker, now=now, until=until, steal_from=holder):
                     self.summary.busy += 1
@@ -283,7 +319,12 @@ class Sweep:
         if not todo:
             return
         prover = GroupProver.for_source(
-            self._source_images, self.store.get, self._load_model(), self._gate(), self.limits
+            self._source_images,
+            self.store.get,
+            self._load_model(),
+            self._gate(),
+            self.limits,
+            self.config.caption_keys,
         )
         if self._progress:
             self._progress.start(len(todo))
@@ -328,6 +369,8 @@ class Sweep:
                 )
                 queries.release(session, asset)
                 self.summary.rejected[proof.reason or "unknown"] += 1
+                if proof.reason == "no-caption":
+                    self._no_caption.append(key)
                 return
             assert proof.spec and proof.profile and proof.report and proof.data is not None
             assert data is not None and seen is not None
