@@ -71,6 +71,14 @@ class MountError(ArchiverError):
     exit_code = ExitCode.USAGE
 
 
+class ReviewError(ArchiverError):
+    """A review decision that cannot be taken (the asset was already released, the gate left no
+    record to approve, a sweep is releasing it right now) or a malformed decisions CSV. Nothing
+    was changed. Exit code USAGE: the command named an input it cannot process."""
+
+    exit_code = ExitCode.USAGE
+
+
 # --- storage: backend-neutral errors; only archiver.storage maps provider errors onto these ---
 
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     pack_threshold: int = Field(default=1 << 20, ge=0, description="originals under this size are packed")
     pack_target: int = Field(default=64 << 20, ge=1, description="bytes at which a pack is cut")
     claim_lease_minutes: float = Field(default=30, gt=0, description="how long a sweep's claim lasts")
+    review_required: bool = Field(
+        default=False,
+        description="a person approves each image before its hot copy goes (`sweep --require-review`, "
+        "`archiver review`, `archiver release`); edge exports then carry approved records only",
+    )
     # USD per GB-month (AWS us-east-1 list prices); STANDARD is the hot tier originals leave.
     price_standard: float = Field(default=0.023, ge=0)
     price_glacier_ir: float = Field(default=0.004, ge=0)

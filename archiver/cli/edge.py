@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from archiver.cli.app import App, cli, pass_app
+from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.edge.bundle import apply_delta
 from archiver.edge.export import FORMATS, Scope, export, write
 
@@ -28,7 +28,7 @@ def edge() -> None:
 @click.option(
     "--since", type=click.IntRange(min=0), help="Only what changed after this cursor (an event id)."
 )
-@click.option("--source", help="Only assets of this source URL.")
+@click.option("--source", callback=canonical_source, help="Only assets of this source URL.")
 @click.option(
     "--url-prefix",
     default="/",
@@ -49,7 +49,8 @@ def export_command(
 ) -> None:
     """Export the archived assets whose key starts with PREFIX: a compact record per asset under the
     hash of its request path, the profiles and models they name, the zstd dictionary (never a model)."""
-    result = export(app.catalog, Scope(url_prefix=url_prefix, key_prefix=prefix, source=source), since)
+    scope = Scope(url_prefix=url_prefix, key_prefix=prefix, source=source)
+    result = export(app.catalog, scope, since, approved_only=app.settings.review_required)
     files = write(result, out, fmt)
     summary = {
         "format": fmt,

@@ -11,24 +11,30 @@ from rich.table import Table
 
 from archiver.catalog import queries
 from archiver.catalog.models import Asset, Record
-from archiver.cli.app import App, cli, pass_app
+from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.cli.status import human_bytes
 from archiver.errors import NotFound
 
 
 @cli.command("ls")
 @click.argument("prefix", default="")
-@click.option("--source", help="Only assets of this source URL.")
+@click.option("--source", callback=canonical_source, help="Only assets of this source URL.")
+@click.option(
+    "--review",
+    type=click.Choice(["pending", "approved", "rejected"]),
+    help="Only assets held for review (pending) or decided so by a person (`archiver review`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @pass_app
-def ls(app: App, prefix: str, source: str | None, as_json: bool) -> None:
+def ls(app: App, prefix: str, source: str | None, review: str | None, as_json: bool) -> None:
     """List assets whose key starts with PREFIX: state, size, reason."""
     with app.catalog.begin() as session:
         scope = queries.scoped_source(session, source)
-        rows = [
-            (a.key, a.state.value, a.size, a.reason, a.source.url)
-            for a in queries.list_assets(session, prefix, scope)
-        ]
+        assets = queries.list_assets(session, prefix, scope)
+        if review is not None:
+            decided = queries.reviews(session, [a.id for a in assets])
+            assets = [a for a in assets if a.id in decided and decided[a.id].status == review]
+        rows = [(a.key, a.state.value, a.size, a.reason, a.source.url) for a in assets]
     if as_json:
         for key, state, size, reason, url in rows:
             click.echo(
@@ -132,7 +138,7 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("key")
-@click.option("--source", help="The source URL, when the key exists in several.")
+@click.option("--source", callback=canonical_source, help="The source URL, when the key exists in several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--a1111", is_flag=True, help="Print the record as AUTOMATIC1111 infotext (its 'parameters' text)."

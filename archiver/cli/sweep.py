@@ -64,6 +64,12 @@ class RichSweepProgress:
 )
 @caption_options
 @click.option("--dry-run", is_flag=True, help="List what would be archived and the saving; change nothing.")
+@click.option(
+    "--require-review/--no-require-review",
+    default=None,
+    help="Verify and vault, but keep each hot copy until a person approves it (`archiver review`, "
+    "then `archiver release`) [ARCHIVER_REVIEW_REQUIRED].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @pass_app
 def sweep(
@@ -78,6 +84,7 @@ def sweep(
     access_log: Path | None,
     caption_keys: CaptionKeys,
     dry_run: bool,
+    require_review: bool | None,
     as_json: bool,
 ) -> None:
     """Archive the images in SOURCE (a directory or s3://bucket/prefix) that MODEL regenerates.
@@ -120,6 +127,7 @@ def sweep(
             lease=timedelta(minutes=settings.claim_lease_minutes),
             journal_storage_class=settings.vault_journal_storage_class,
             caption_keys=caption_keys,
+            require_review=settings.review_required if require_review is None else require_review,
         ),
         load_model=lambda: app.load_model(model_name),
         gate=lambda: app.gate,
@@ -148,6 +156,7 @@ def sweep(
         ("archived", summary.archived),
         *((f"rejected: {k}", v) for k, v in report["rejected"].items()),
         *((f"vaulted, hot copy kept: {k}", v) for k, v in report["not_deleted"].items()),
+        *([("held for review (hot copy kept)", summary.held)] if summary.held else []),
         ("vault objects written", summary.vault_objects),
         ("bytes freed", human_bytes(summary.bytes_freed)),
         (

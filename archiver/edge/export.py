@@ -74,8 +74,12 @@ class Export:
         yield keys.META, canonical_json(self.meta)
 
 
-def export(catalog: Catalog, scope: Scope, since: int | None = None) -> Export:
-    """The entries for `scope`: every archived record, or (with `since`, an event id) what changed."""
+def export(
+    catalog: Catalog, scope: Scope, since: int | None = None, *, approved_only: bool = False
+) -> Export:
+    """The entries for `scope`: every archived record, or (with `since`, an event id) what changed.
+    With `approved_only` (review is required), only records a person approved (archiver/review/);
+    in a delta, the others become tombstones."""
     prefix = keys.url_prefix(scope.url_prefix)
     with catalog.begin() as session:
         cursor = queries.event_cursor(session)
@@ -86,6 +90,11 @@ def export(catalog: Catalog, scope: Scope, since: int | None = None) -> Export:
         changed = None if since is None else queries.changed_since(session, since)
         scoped = queries.scoped_assets(session, scope.key_prefix, source, changed)
         rows = queries.edge_rows(session, [asset_id for asset_id, *_ in scoped])
+        if approved_only:
+            decided = queries.reviews(session, [row.asset_id for row in rows])
+            rows = [
+                row for row in rows if row.asset_id in decided and decided[row.asset_id].status == "approved"
+            ]
         renders = {i: session.get(RenderProfile, i) for i in {row.render_profile_id for row in rows}}
         encodings = {i: session.get(EncodingProfile, i) for i in {row.encoding_profile_id for row in rows}}
         models = {i: session.get(Model, i) for i in {row.model_id for row in rows}}

@@ -46,11 +46,22 @@ def lab_lowpass(image: Image.Image) -> np.ndarray:
     return np.stack([ndimage.gaussian_filter(lab[..., c], sigma, mode="nearest") for c in range(3)], axis=-1)
 
 
-def colour_difference_lab(a: np.ndarray, b: np.ndarray) -> ColourDifference:
-    """The measure on two `lab_lowpass` arrays of one size (lets callers reuse a converted original)."""
+def difference_map_lab(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ΔE00 per pixel between two `lab_lowpass` arrays of one size: (H, W), what the measure summarises."""
     if a.shape != b.shape:
         raise ValueError(f"colour difference needs images of one size, got {a.shape} and {b.shape}")
-    delta = deltaE_ciede2000(a, b)
+    return np.asarray(deltaE_ciede2000(a, b), dtype=np.float64)
+
+
+def difference_map(a: Image.Image, b: Image.Image) -> np.ndarray:
+    """Where a person would see a colour difference: the low-passed ΔE00 per pixel (the review page
+    shows it; the gate keeps only its mean and 99th percentile)."""
+    return difference_map_lab(lab_lowpass(a), lab_lowpass(b))
+
+
+def colour_difference_lab(a: np.ndarray, b: np.ndarray) -> ColourDifference:
+    """The measure on two `lab_lowpass` arrays of one size (lets callers reuse a converted original)."""
+    delta = difference_map_lab(a, b)
     return ColourDifference(float(delta.mean()), float(np.percentile(delta, WORST_AREA_PERCENTILE)))
 
 

@@ -121,11 +121,16 @@ def run(origin: Origin, sock: socket.socket) -> None:
     """Serve on `sock` until SIGTERM or SIGINT, then stop cleanly: uvicorn stops accepting,
     finishes the requests in flight (for GRACEFUL_SECONDS at most) and runs the app's shutdown;
     this returns normally."""
+    serve_app(origin.app, sock)
+
+
+def serve_app(app: ASGIApp, sock: socket.socket) -> None:
+    """`run` for any of archiver's ASGI apps (the origin, the review page)."""
     # uvicorn raises the signal that stopped it again, for the handler it found, once it has shut
     # down; with these handlers that ends nothing and `archiver serve` exits 0.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config(origin.app)).run(sockets=[sock])
+        uvicorn.Server(config(app)).run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

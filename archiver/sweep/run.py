@@ -95,6 +95,8 @@ class SweepConfig:
     lease: timedelta = timedelta(minutes=30)
     journal_storage_class: str = "STANDARD"  # the record journal's: readable without a restore
     caption_keys: CaptionKeys = SAME_KEYS  # where the model was trained at another root
+    # Keep vaulted assets' hot copies until a person approves them (archiver/review/, `release`).
+    require_review: bool = False
 
 
 @dataclass
@@ -109,6 +111,7 @@ class SweepSummary:
     archived: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # by gate/input reason
     not_deleted: Counter[str] = field(default_factory=Counter)  # vaulted, hot copy kept, by reason
+    held: int = 0  # vaulted, hot copy kept until a person approves (`--require-review`)
     bytes_freed: int = 0
     archived_sizes: list[int] = field(default_factory=list)  # for the saving estimate
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
@@ -138,6 +141,7 @@ class SweepSummary:
             "archived": self.archived,
             "rejected": dict(sorted(self.rejected.items())),
             "not_deleted": dict(sorted(self.not_deleted.items())),
+            "held": self.held,
             "bytes_freed": self.bytes_freed,
             "seconds": {step: round(t, 3) for step, t in self.seconds.items()},
             "hint": self.hint,
@@ -191,6 +195,7 @@ class Sweep:
             self.claim_work(source_id)
         boundary("claimed")
         try:
+            self.hold_for_review(source_id)  # a reviewer is not kept waiting for this run's gate
             with self._timed("verify"):
                 self.verify(source_id, listed)
             with self._timed("vault"):
@@ -509,7 +514,76 @@ class Sweep:
             boundary("journaled")
         return {entry["k"] for entry in entries}
 
+    def hold_for_review(self, source_id: int) -> None:
+        """Hand back the vaulted assets a person has not approved yet: those held for review, and,
+        when this run requires review, every vaulted one not approved (held from now on). They are
+        neither journaled nor deleted; `release` (or any later sweep) finishes them once approved,
+        and a rejection leaves them hot."""
+        with self._session_for(source_id) as (session, source):
+            vaulted = queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
+            decided = queries.reviews(session, [asset.id for asset in vaulted])
+            for asset in vaulted:
+                review = decided.get(asset.id)
+                if review is not None and review.status == "approved":
+                    continue
+                if review is None and not self.config.require_review:
+                    continue  # never held: this sweep releases it as it always did
+                if review is None:
+                    queries.record_event(session, queries.HELD, asset)
+                queries.release(session, asset)
+                self.summary.held += 1
+
+    def release(self, prefix: str = "") -> SweepSummary:
+        """Finish the swap for the approved held assets under `prefix`: the delete stage alone, with
+        every guard of a sweep (the vault copy's checksum, asked of the vault again; the record
+        committed and journaled; the hot object unchanged since it was verified)."""
+        source_id = self._insert_racing(self._add_source)
+        now = self.clock()
+        with self._session_for(source_id) as (session, source):
+            vaulted = queries.assets_in(session, source, [AssetState.VAULTED])
+            vaulted = [asset for asset in vaulted if asset.key.startswith(prefix)]
+            decided = queries.reviews(session, [asset.id for asset in vaulted])
+            for asset in vaulted:
+                review = decided.get(asset.id)
+                if review is None or review.status != "approved":
+                    continue
+                if not queries.claim(session, asset.id, self.worker, now=now, until=now + self.config.lease):
+                    self.summary.busy += 1
+        try:
+            with self._timed("delete"):
+                self._check_vault_copies(source_id)
+                self.delete_vaulted(source_id)
+        finally:
+            with self.catalog.begin() as session:
+                queries.release_all(session, self.worker)
+        return self.summary
+
+    def _check_vault_copies(self, source_id: int) -> None:
+        """Ask the vault again for each claimed asset's copy (days may have passed since it was
+        confirmed): one unconfirmed, missing or holding another checksum keeps its hot copy."""
+        with self._session_for(source_id) as (session, source):
+            claimed = [
+                (a.key, a.vault_object.key, a.vault_object.sha256 if a.vault_object.confirmed_at else None)
+                if a.vault_object is not None
+                else (a.key, None, None)
+                for a in queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
+            ]
+        heads: dict[str, str | None] = {}
+        for key, vault_key, sha256 in claimed:
+            if vault_key is None or sha256 is None:
+                self._keep_vaulted(source_id, key, "its vault copy is not confirmed")
+                continue
+            if vault_key not in heads:
+                try:
+                    heads[vault_key] = self.vault.head(vault_key).sha256 or sha256
+                except NoSuchObject:
+                    heads[vault_key] = None
+            if heads[vault_key] != sha256:
+                found = "is missing" if heads[vault_key] is None else f"holds sha256 {heads[vault_key]}"
+                self._keep_vaulted(source_id, key, f"its vault copy {vault_key} {found}")
+
     def delete_vaulted(self, source_id: int) -> None:
+        self.hold_for_review(source_id)
         journaled = self.journal_vaulted(source_id)
         with self._session_for(source_id) as (session, source):
             assets = [

@@ -1,0 +1,66 @@
+"""Putting a review together from the settings, and serving it: the read path (`AssetReader`,
+the disk cache shared with the mount and the origin, `RenderOnly`), the journal writer for
+rejections, the service, and uvicorn through the origin's helpers (`bind`, `serve_app`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from archiver.cache import DiskCache
+from archiver.catalog.database import Catalog
+from archiver.journal import JournalWriter
+from archiver.reader import AssetReader
+from archiver.review.service import RenderOnly, ReviewService
+from archiver.settings import Settings
+from archiver.storage import HotStore, Vault
+from archiver.sweep.run import new_worker_id
+
+
+def thresholds(settings: Settings) -> dict[str, float]:
+    """The gate's thresholds in force (a gate rejection's measures are shown against them)."""
+    return {
+        "lpips_max": settings.gate_lpips_max,
+        "worst_tile_max": settings.gate_worst_tile_max,
+        "psnr_min": settings.gate_psnr_min,
+        "colour_max": settings.gate_colour_max,
+        "sibling_margin_db": settings.gate_sibling_margin_db,
+    }
+
+
+def build(
+    settings: Settings,
+    catalog: Catalog,
+    vault: Vault,
+    open_source: Callable[[str], HotStore],
+    *,
+    reviewer: str,
+    prefix: str = "",
+    source: str | None = None,
+    reader: AssetReader | None = None,
+) -> ReviewService:
+    """A review of the assets under `prefix`; models load on the first render."""
+    reader = reader or AssetReader(catalog, vault, device=settings.resolved_device())
+    policy = RenderOnly(
+        catalog,
+        reader,
+        DiskCache(settings.cache_dir, settings.cache_size, settings.cache_min_free),
+        workers=settings.render_workers,
+        max_waiting=settings.serve_render_queue,
+        read_timeout=settings.serve_render_timeout,
+        retry_render_after=settings.mount_render_retry_seconds,
+        memory_bytes=settings.memory_cache_size,
+        requested_by="review",
+    )
+    journal = JournalWriter(vault, settings.vault_journal_storage_class, f"review:{new_worker_id()}")
+    return ReviewService(
+        catalog,
+        vault,
+        reader,
+        policy,
+        open_source,
+        journal,
+        thresholds=thresholds(settings),
+        reviewer=reviewer,
+        prefix=prefix,
+        source=source,
+    )
