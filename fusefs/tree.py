@@ -5,14 +5,12 @@ Owns the layout of the mount and nothing else. It reads the catalog (through
 adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and the read policy
 (archiver/readpolicy.py) produces the bytes. Tested without mounting (tests/test_fusefs_tree.py).
 
-Layout. Only ARCHIVED assets with a record appear, as read-only files under their original keys.
-If the catalog holds assets of one source, its keys sit at the root. With several sources there
-is one top-level directory per source, named by `source_dir_names`: the URL without its scheme
-separator, every run of characters other than letters, digits, `.`, `_` and `-` turned into `-`
-(`file:///srv/images/hot` → `srv-images-hot`, `s3://shop/cold/2019` → `s3-shop-cold-2019`). When
-two URLs give the same name, the older source (lower id) keeps it and the others get `~ID`
-appended, so names stay stable as sources are added. The layout switches from "keys at the root"
-to "one directory per source" when a second source is swept.
+Layout. Only ARCHIVED assets with a record appear, as read-only files whose path is their key
+(invariant 6: the name `ls`, `show`, `restore`, `serve` and the xattrs use), whatever the number
+of sources: a path never moves because another source was swept. A key held by several sources
+shows the oldest source's asset (lowest id, so sweeping a newer source never changes what a path
+reads) and the others are counted in `shadowed`; `Tree(source_id=...)` (`archiver mount --source
+URL`) shows one source alone.
 
 Index. The whole path index is loaded with one query when first needed, and re-checked at most
 every `refresh_seconds` with a cheap fingerprint query (count and newest update of the assets):
@@ -24,9 +22,8 @@ order wins) are left out and counted in `skipped`.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
-import re
 import stat
 import threading
 import time
@@ -41,7 +38,7 @@ from archiver.errors import NotFound
 
 NAME_MAX = 255  # bytes per path component on Linux
 XATTR_PREFIX = "user.archiver."
-_SLUG_JUNK = re.compile(r"[^A-Za-z0-9._-]+")
+log = logging.getLogger(__name__)
 
 
 class NoSuchPath(NotFound):
@@ -73,26 +70,8 @@ class Index:
     dirs: dict[str, DirEntry]
     fingerprint: tuple[Any, ...]
     skipped: int = 0
+    shadowed: int = 0  # keys an older source holds too: the older one's asset is shown
     loaded_at: float = 0.0
-
-
-def source_dir_names(sources: dict[int, str]) -> dict[int, str]:
-    """A readable, collision-free directory name for each source (see the module docstring)."""
-    slugs: dict[int, str] = {}
-    for source_id, url in sources.items():
-        bare = url.split("://", 1)[1] if "://" in url else url
-        scheme = url.split("://", 1)[0] if "://" in url and not url.startswith("file://") else ""
-        slug = _SLUG_JUNK.sub("-", f"{scheme}/{bare}" if scheme else bare).strip("-.") or "source"
-        if len(slug.encode()) > 200:  # leave room for a ~ID suffix under NAME_MAX
-            slug = slug[:180] + "-" + hashlib.sha256(url.encode()).hexdigest()[:12]
-        slugs[source_id] = slug
-    names: dict[int, str] = {}
-    taken: set[str] = set()
-    for source_id in sorted(slugs):  # oldest first: it keeps the plain name
-        name = slugs[source_id]
-        names[source_id] = name if name not in taken else f"{name}~{source_id}"
-        taken.add(names[source_id])
-    return names
 
 
 def _valid_parts(key: str) -> list[str] | None:
@@ -102,29 +81,23 @@ def _valid_parts(key: str) -> list[str] | None:
     return parts
 
 
-def build_index(
-    entries: list[queries.MountEntry], sources: dict[int, str], fingerprint: tuple[Any, ...]
-) -> Index:
-    """The path index for these catalog rows: each file once, each directory's names sorted once."""
-    prefix = {sid: "" for sid in sources}
-    if len(sources) > 1:
-        prefix = {sid: "/" + name for sid, name in source_dir_names(sources).items()}
+def build_index(entries: list[queries.MountEntry], fingerprint: tuple[Any, ...]) -> Index:
+    """The path index for these catalog rows, in (source, key) order: each file once, at its key (the
+    first source's wins), each directory's names sorted once."""
     files: dict[str, FileEntry] = {}
     dirs: dict[str, DirEntry] = {"/": DirEntry()}
     children: dict[str, set[str]] = {"/": set()}
-    skipped = 0
+    skipped = shadowed = 0
     for row in entries:
         parts = _valid_parts(row.key)
-        if parts is None or row.source_id not in prefix:
+        if parts is None:
             skipped += 1
             continue
-        top = prefix[row.source_id]
-        if top and top not in children:
-            children["/"].add(top[1:])
-            children[top] = set()
-            dirs[top] = DirEntry()
-        parent = top or "/"
-        path = top
+        if "/" + row.key in files:  # keys are unique per source: an older source holds this one
+            shadowed += 1
+            continue
+        parent = "/"
+        path = ""
         clash = False
         for part in parts[:-1]:
             path = f"{path}/{part}"
@@ -151,7 +124,7 @@ def build_index(
             ancestor = ancestor.rsplit("/", 1)[0] or "/"
     for path, names in children.items():
         dirs[path].names = sorted(names)
-    return Index(files, dirs, fingerprint, skipped)
+    return Index(files, dirs, fingerprint, skipped, shadowed)
 
 
 class Tree:
@@ -161,10 +134,12 @@ class Tree:
         self,
         catalog: Catalog,
         *,
+        source_id: int | None = None,
         refresh_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
+        self.source_id = source_id  # one source alone (`mount --source`), else all of them
         self.refresh_seconds = refresh_seconds
         self._clock = clock
         self._index: Index | None = None
@@ -200,7 +175,13 @@ class Tree:
             if current is not None and not force and current.fingerprint == fingerprint:
                 self._checked_at = self._clock()
                 return False
-            index = build_index(queries.mount_entries(session), queries.mount_sources(session), fingerprint)
+            index = build_index(queries.mount_entries(session, self.source_id), fingerprint)
+        if index.shadowed:
+            log.warning(
+                "%d keys are held by several sources: the mount shows the oldest source's; "
+                "`archiver mount --source URL` shows one source alone",
+                index.shadowed,
+            )
         index.loaded_at = self._clock()
         self._index, self._checked_at = index, index.loaded_at
         return True
@@ -270,7 +251,7 @@ class Tree:
 
     # --- extended attributes: where a file comes from ---
 
-    XATTRS = ("state", "prompt", "seed", "model", "lpips", "sha256")
+    XATTRS = ("key", "source", "state", "prompt", "seed", "model", "lpips", "sha256")
 
     def xattr_names(self, path: str) -> list[str]:
         if self.normalize(path) in self.index().dirs:
@@ -290,9 +271,15 @@ class Tree:
 
 
 def describe(asset: Asset) -> dict[str, str]:
-    """The provenance a user sees with `getfattr -d`: state, prompt, seed, model, LPIPS, SHA-256."""
+    """The provenance a user sees with `getfattr -d`: the key (the name `show` and `restore` take, and
+    the file's path), its source, state, prompt, seed, model, LPIPS, SHA-256."""
     record = asset.record
-    values = {"state": asset.state.value, "sha256": asset.sha256 or ""}
+    values = {
+        "key": asset.key,
+        "source": asset.source.url,
+        "state": asset.state.value,
+        "sha256": asset.sha256 or "",
+    }
     if record is not None:
         lpips = (record.gate_report or {}).get("metrics", {}).get("lpips")
         values |= {

@@ -24,7 +24,7 @@ from archiver.errors import IntegrityError, ModelError
 from archiver.reader import ArchivedAsset, AssetReader
 from archiver.readpolicy import ReadPolicy, Remote, StillRendering, VaultFailed
 from archiver.storage import Vault, open_vault
-from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index, source_dir_names
+from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index
 
 WHEN = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -100,26 +100,25 @@ def test_one_source_puts_its_keys_at_the_root_and_shows_only_archived_assets(cat
         tree.readdir("/top.png")
 
 
-def test_several_sources_get_one_readable_collision_free_directory_each(catalog: Catalog) -> None:
-    add(catalog, "file:///srv/images/hot", "a.png")
-    add(catalog, "s3://shop/cold/2019", "a.png")
-    add(catalog, "s3://shop-cold/2019", "b.png")  # same slug as s3://shop/cold/2019: the newer gets ~ID
-    with catalog.begin() as session:
-        ids = {s.url: s.id for s in session.query(Source)}
+def test_paths_are_keys_and_do_not_move_when_another_source_is_swept(catalog: Catalog) -> None:
+    """Invariant 6: a file's path is its key, before and after a second source appears, and a
+    source whose every image was rejected changes nothing."""
+    first = add(catalog, "s3://shop", "shoes/red.png")
     tree = Tree(catalog)
-    later = f"s3-shop-cold-2019~{ids['s3://shop-cold/2019']}"
-    assert tree.readdir("/") == sorted(["srv-images-hot", "s3-shop-cold-2019", later])
-    assert tree.readdir("/s3-shop-cold-2019") == ["a.png"] and tree.readdir(f"/{later}") == ["b.png"]
-    assert tree.file("/srv-images-hot/a.png").asset_id != tree.file("/s3-shop-cold-2019/a.png").asset_id
-
-
-def test_source_dir_names_are_stable_and_never_special() -> None:
-    names = source_dir_names({1: "file:///", 2: "s3://b/..", 3: "file:///a b/ü", 4: "s3://" + "x" * 400})
-    assert names[1] == "source" and names[2] == "s3-b"
-    assert names[3] == "a-b" and len(names[4].encode()) <= 255
-    assert all(n not in (".", "..", "") and "/" not in n for n in names.values())
-    # adding a colliding source later never renames the older one
-    assert source_dir_names({1: "s3://a/b", 5: "s3://a-b"}) == {1: "s3-a-b", 5: "s3-a-b~5"}
+    before = (tree.file("/shoes/red.png").asset_id, tree.readdir("/"), tree.readdir("/shoes"))
+    add(catalog, "file:///srv/rejected", "shoes/blue.png", state=AssetState.REJECTED)
+    add(catalog, "file:///srv/other", "shoes/red.png")  # the same key in a newer source
+    add(catalog, "file:///srv/other", "shoes/green.png")
+    tree.refresh()
+    assert tree.file("/shoes/red.png").asset_id == first == before[0]  # the oldest source's
+    assert tree.readdir("/") == before[1] == ["shoes"]
+    assert tree.readdir("/shoes") == ["green.png", "red.png"] and tree.index().shadowed == 1
+    with catalog.begin() as session:
+        other = next(s.id for s in session.query(Source) if s.url == "file:///srv/other")
+    alone = Tree(catalog, source_id=other)  # `archiver mount --source file:///srv/other`
+    assert alone.file("/shoes/red.png").asset_id != first
+    assert alone.readdir("/shoes") == ["green.png", "red.png"]
+    assert alone.xattrs("/shoes/red.png")["user.archiver.source"] == b"file:///srv/other"
 
 
 def test_keys_that_cannot_be_paths_are_skipped_and_counted(catalog: Catalog) -> None:
@@ -136,7 +135,7 @@ def test_keys_that_cannot_be_paths_are_skipped_and_counted(catalog: Catalog) -> 
 def test_paging_and_a_hundred_thousand_entries_without_per_entry_work() -> None:
     rows = [queries.MountEntry(i, 1, f"big/{i:06d}.png", 10, WHEN, "ef" * 32) for i in range(100_000)]
     started = time.perf_counter()
-    index = build_index(rows, {1: "file:///hot"}, ())
+    index = build_index(rows, ())
     built = time.perf_counter() - started
     assert len(index.dirs["/big"].names) == 100_000 and built < 30  # generous: a shared 2-core box
     names = index.dirs["/big"].names
@@ -171,6 +170,8 @@ def test_xattrs_say_where_a_file_comes_from(catalog: Catalog) -> None:
     tree = Tree(catalog)
     values = tree.xattrs("/shoes/red.png")
     assert values["user.archiver.state"] == b"archived"
+    assert values["user.archiver.key"] == b"shoes/red.png"  # the file's path, and what `show` takes
+    assert values["user.archiver.source"] == b"file:///hot"
     assert values["user.archiver.prompt"] == b"a photo of shoes/red.png"
     assert values["user.archiver.seed"] == b"7" and values["user.archiver.lpips"] == b"0.0125"
     assert values["user.archiver.model"] == b"tiny sha256:" + b"ab" * 32

@@ -495,9 +495,10 @@ class MountEntry:
     rendered_sha256: str
 
 
-def mount_entries(session: Session) -> list[MountEntry]:
-    """Every archived asset that has a record, in (source, key) order: one query for the whole index."""
-    rows = session.execute(
+def mount_entries(session: Session, source_id: int | None = None) -> list[MountEntry]:
+    """Every archived asset that has a record (of one source, if given), in (source, key) order: one
+    query for the whole index."""
+    query = (
         select(
             Asset.id,
             Asset.source_id,
@@ -510,11 +511,13 @@ def mount_entries(session: Session) -> list[MountEntry]:
         .where(Asset.state == AssetState.ARCHIVED)
         .order_by(Asset.source_id, Asset.key)
     )
-    return [MountEntry(*row) for row in rows]
+    if source_id is not None:
+        query = query.where(Asset.source_id == source_id)
+    return [MountEntry(*row) for row in session.execute(query)]
 
 
 def mount_sources(session: Session) -> dict[int, str]:
-    """Sources that hold any asset, by id (they decide the mount's top-level layout)."""
+    """Sources that hold any asset, by id (the origin names them when a key is ambiguous)."""
     rows = session.execute(
         select(Source.id, Source.url).where(select(Asset.id).where(Asset.source_id == Source.id).exists())
     )

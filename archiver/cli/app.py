@@ -18,7 +18,7 @@ from archiver import __version__
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.queries import get_model
 from archiver.settings import Settings, load_settings
-from archiver.storage import HotStore, Vault, make_s3_client, open_hot_store, open_vault
+from archiver.storage import HotStore, Vault, make_s3_client, open_hot_store, open_vault, source_url
 from archiver.storage.s3 import S3Client
 
 if TYPE_CHECKING:  # torch and diffusers take seconds to import: only commands that render pay for it
@@ -103,6 +103,11 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def canonical_source(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A `--source URL` as the catalog names sources: `s3://bucket/shoes` is the bucket's source."""
+    return None if value is None else source_url(value)
 
 
 def _prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str:

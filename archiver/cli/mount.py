@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from archiver.cli.app import App, cli, pass_app
+from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.errors import MountError
 
 MOUNT_WAIT_SECONDS = 120  # a background mount loads the catalog index before it mounts
@@ -79,9 +79,22 @@ def _fusermount() -> str:
     "--cache-size", help="Size limit of the on-disk cache: 500MiB, 20GB [ARCHIVER_CACHE_SIZE, bytes; 10 GiB]."
 )
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount (needs user_allow_other).")
+@click.option(
+    "--source",
+    callback=canonical_source,
+    help="Show only this source (when several hold the same key; the oldest one's is shown otherwise).",
+)
 @pass_app
-def mount(app: App, mountpoint: Path, foreground: bool, cache_size: str | None, allow_other: bool) -> None:
-    """Show the archived images under their original paths at MOUNTPOINT (read-only).
+def mount(
+    app: App,
+    mountpoint: Path,
+    foreground: bool,
+    cache_size: str | None,
+    allow_other: bool,
+    source: str | None,
+) -> None:
+    """Show the archived images at MOUNTPOINT (read-only), each at its key: the path `ls`, `show`,
+    `restore` and `serve` use, which never moves because another source was swept.
 
     Opening a file regenerates it and checks it against its record; verified bytes are cached.
     When a render fails, the vault original is served if it is readable; otherwise the open fails
@@ -92,18 +105,18 @@ def mount(app: App, mountpoint: Path, foreground: bool, cache_size: str | None, 
     point = check_mount_point(mountpoint)
     size = parse_size(cache_size) if cache_size else app.settings.cache_size
     if not foreground:
-        _mount_in_background(app, point, cache_size, allow_other)
+        _mount_in_background(app, point, cache_size, allow_other, source)
         return
-    _serve(app, point, size, allow_other)
+    _serve(app, point, size, allow_other, source)
 
 
-def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
+def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: str | None) -> None:
     try:
         from fuse import FUSE
     except (OSError, ImportError) as exc:  # fusepy raises EnvironmentError without libfuse2
         raise MountError(f"cannot load libfuse ({exc}): apt-get install libfuse2 fuse3") from None
     from archiver.cache import DiskCache
-    from archiver.catalog.queries import record_stacks
+    from archiver.catalog.queries import record_stacks, scoped_source
     from archiver.reader import AssetReader
     from archiver.readpolicy import ReadPolicy
     from archiver.stack import mismatches, running_stack
@@ -117,7 +130,10 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     logging.getLogger("archiver.readpolicy").setLevel(logging.INFO)  # one line per render and fallback
     settings = app.settings
     catalog = app.catalog
-    tree = Tree(catalog, refresh_seconds=settings.mount_refresh_seconds)
+    with catalog.begin() as session:
+        scope = scoped_source(session, source)
+        source_id = None if scope is None else scope.id
+    tree = Tree(catalog, source_id=source_id, refresh_seconds=settings.mount_refresh_seconds)
     tree.index()  # load the index now: a bad catalog fails before anything is mounted
     # resolved_device imports torch (seconds); an explicit cpu leaves that to the first render
     device = "cpu" if settings.device == "cpu" else settings.resolved_device()
@@ -139,7 +155,8 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
         point,
         settings.cache_dir,
         cache_size,
-        f"; {index.skipped} keys skipped (not valid paths)" if index.skipped else "",
+        (f"; {index.skipped} keys skipped (not valid paths)" if index.skipped else "")
+        + (f"; {index.shadowed} keys shown from an older source" if index.shadowed else ""),
     )
     with catalog.begin() as session:
         stacks = record_stacks(session)
@@ -165,7 +182,9 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool) -> None:
     logging.getLogger("fusefs").info("unmounted %s", point)
 
 
-def _mount_in_background(app: App, point: Path, cache_size: str | None, allow_other: bool) -> None:
+def _mount_in_background(
+    app: App, point: Path, cache_size: str | None, allow_other: bool, source: str | None
+) -> None:
     """Run `mount --foreground` as a detached child and return once the mount is up (or say why not)."""
     settings = app.settings
     settings.ensure_home()
@@ -182,6 +201,7 @@ def _mount_in_background(app: App, point: Path, cache_size: str | None, allow_ot
     argv = [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"]
     argv += ["--cache-size", cache_size] if cache_size else []
     argv += ["--allow-other"] if allow_other else []
+    argv += ["--source", source] if source else []
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True

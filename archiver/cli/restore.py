@@ -12,7 +12,7 @@ from rich.table import Table
 
 from archiver.catalog import queries
 from archiver.catalog.models import AssetState, RestoreMode
-from archiver.cli.app import App, cli, pass_app
+from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.errors import ExitCode, NotFound
 
 
@@ -70,7 +70,11 @@ def _print(jobs: list[Any], as_json: bool) -> None:
 @restore.command("request", hidden=True)
 @click.argument("key", required=False)
 @click.option("--prefix", help="Restore every archived asset whose key starts with this.")
-@click.option("--source", help="Only assets of this source URL (when a key exists in several).")
+@click.option(
+    "--source",
+    callback=canonical_source,
+    help="Only assets of this source URL (when a key exists in several).",
+)
 @click.option("--original", is_flag=True, help="The byte-exact original from the vault (else: rehydrate).")
 @click.option(
     "--tier",

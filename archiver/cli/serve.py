@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from archiver.cli.app import App, cli, pass_app
+from archiver.cli.app import App, canonical_source, cli, pass_app
 
 log = logging.getLogger("archiver.origin")
 
@@ -22,7 +22,11 @@ log = logging.getLogger("archiver.origin")
 @cli.command()
 @click.option("--host", help="Address to listen on [ARCHIVER_SERVE_HOST; 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on; 0 picks a free one [ARCHIVER_SERVE_PORT; 8080].")
-@click.option("--source", help="Serve only this source's keys (when several sources hold the same key).")
+@click.option(
+    "--source",
+    callback=canonical_source,
+    help="Serve only this source's keys (when several sources hold the same key).",
+)
 @pass_app
 def serve(app: App, host: str | None, port: int | None, source: str | None) -> None:
     """Serve archived images over HTTP at /KEY, regenerated and verified (an origin for a CDN).
