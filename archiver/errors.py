@@ -79,6 +79,13 @@ class ReviewError(ArchiverError):
     exit_code = ExitCode.USAGE
 
 
+class SourceInUse(ArchiverError):
+    """A source that cannot be forgotten: some of its assets have a record or a vault copy (archived,
+    restored, or on their way), or a sweep holds claims on it. Nothing was changed. Exit code USAGE."""
+
+    exit_code = ExitCode.USAGE
+
+
 # --- storage: backend-neutral errors; only archiver.storage maps provider errors onto these ---
 
 

@@ -79,3 +79,20 @@ def test_a_model_trained_at_another_root_gets_a_hint_then_a_prefix(
     assert {k for k, a in catalog_assets(env).items() if a.state.value == "archived"} == {
         key.removeprefix("shoes/") for key in MEMORIZED
     }
+    # Sources: listed with their counts; one with archived assets is never forgotten.
+    other = source / "other"
+    other.mkdir()
+    (other / "uncaptioned.jpg").write_bytes((shoes / "uncaptioned.jpg").read_bytes())
+    assert cli(capsys, "sweep", str(other), "--model", "tiny")[0] == 0  # all rejected
+    code, out, _ = cli(capsys, "sources", "--json")
+    listed = {line["url"]: line for line in map(json.loads, out.splitlines())}
+    assert listed[shoes.as_uri()]["states"]["archived"] == 4 and listed[shoes.as_uri()]["kept"] == 4
+    assert listed[other.as_uri()]["states"]["rejected"] == 1 and listed[other.as_uri()]["kept"] == 0
+    code, _, err = cli(capsys, "sources", "forget", str(shoes))
+    assert code == 2 and "cannot be forgotten" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = cli(capsys, "sources", "forget", str(other))
+    assert code == 0 and "1 assets" in out
+    code, out, _ = cli(capsys, "sources", "--json")
+    assert [json.loads(line)["url"] for line in out.splitlines()] == [shoes.as_uri()]
+    code, _, err = cli(capsys, "sources", "forget", str(other))
+    assert code == 6, err  # no such source any more

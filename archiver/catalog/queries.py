@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from archiver.catalog import profiles
@@ -429,6 +429,60 @@ def assets_with_key(session: Session, key: str) -> list[Asset]:
 
 def find_source(session: Session, url: str) -> Source | None:
     return session.scalar(select(Source).where(Source.url == url))
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """One source's assets: how many in each state and their original bytes; `kept`: how many have
+    a record or a vault copy (such a source cannot be forgotten); `claimed`: held by a running sweep."""
+
+    id: int
+    url: str
+    states: dict[AssetState, int]
+    bytes: int
+    kept: int
+    claimed: int
+
+
+def source_summaries(session: Session, now: datetime) -> list[SourceSummary]:
+    """Every source, oldest first, with its counts (sources with no asset left included)."""
+    kept = (Asset.vault_object_id.is_not(None)) | Asset.record.has()
+    claimed = Asset.claimed_by.is_not(None) & (Asset.claimed_until > now)
+    rows = session.execute(
+        select(
+            Asset.source_id,
+            Asset.state,
+            func.count(Asset.id),
+            func.coalesce(func.sum(Asset.size), 0),
+            func.count(Asset.id).filter(kept),
+            func.count(Asset.id).filter(claimed),
+        ).group_by(Asset.source_id, Asset.state)
+    ).all()
+    found: dict[int, list[Any]] = {}
+    for source_id, state, count, size, with_copy, held in rows:
+        totals = found.setdefault(source_id, [{}, 0, 0, 0])
+        totals[0][state] = count
+        totals[1] += int(size)
+        totals[2] += with_copy
+        totals[3] += held
+    return [
+        SourceSummary(source.id, source.url, *found.get(source.id, [{}, 0, 0, 0]))
+        for source in session.scalars(select(Source).order_by(Source.id))
+    ]
+
+
+def forget_source(session: Session, source: Source) -> int:
+    """Delete a source, its assets and their events; how many assets went. The caller has checked
+    that none has a record or a vault copy (`SourceSummary.kept`): those are never forgotten."""
+    ids = select(Asset.id).where(Asset.source_id == source.id)
+    session.execute(delete(Event).where(Event.asset_id.in_(ids)).execution_options(synchronize_session=False))
+    result = session.execute(
+        delete(Asset).where(Asset.source_id == source.id).execution_options(synchronize_session=False)
+    )
+    gone = result.rowcount  # type: ignore[attr-defined]
+    session.delete(source)
+    session.flush()
+    return int(gone)
 
 
 # --- restore jobs ---

@@ -27,6 +27,7 @@ from archiver.cli import (  # noqa: F401  (registers commands)
     restore,
     review,
     serve,
+    sources,
     status,
     survey,
     sweep,
