@@ -120,36 +120,39 @@ class DiskCache:
             self.total += len(data)
             return True
 
-    # Links: an entry found by another name. The read path names a render by the SHA-256 its record
-    # promises; a render verified within tolerance has other bytes, so it is stored under its own
-    # hash and linked from the promised one. A link is 64 bytes under DIR/links and holds no bytes
-    # of its own: a link whose entry was evicted is dropped when next followed.
+    # Links: an entry found by another name, with a note. The read path names a render by the
+    # SHA-256 its record promises; a render verified within tolerance has other bytes, so it is
+    # stored under its own hash and linked from the promised one, the note saying how it was
+    # verified. A link is a line under DIR/links and holds no bytes of its own: a link whose entry
+    # was evicted is dropped when next followed.
 
-    def link(self, name: str, target: str) -> None:
-        """Make `get_linked(name)` return the entry `target` (stored with `put`)."""
-        if not (_SHA256.fullmatch(name) and _SHA256.fullmatch(target)):
-            raise ValueError("cache links are named by SHA-256 hex digests")
+    def link(self, name: str, target: str, note: str = "") -> None:
+        """Make `get_linked(name)` return the entry `target` (stored with `put`) and `note`."""
+        if not (_SHA256.fullmatch(name) and _SHA256.fullmatch(target)) or "\n" in note:
+            raise ValueError("cache links are named by SHA-256 hex digests, with a one-line note")
         links = self.directory / "links"
         links.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="link")
         try:
             with os.fdopen(fd, "w") as out:
-                out.write(target)
+                out.write(f"{target} {note}".rstrip())
             os.replace(tmp, links / name)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             log.warning("cache at %s: cannot write a link (%s)", links, exc)
 
-    def get_linked(self, name: str) -> bytes | None:
-        """The bytes of the entry `name` links to (checked against that entry's own hash), or None."""
+    def get_linked(self, name: str) -> tuple[bytes, str] | None:
+        """The bytes of the entry `name` links to (checked against that entry's own hash) and the
+        link's note, or None."""
         try:
-            target = (self.directory / "links" / name).read_text().strip()
+            target, _, note = (self.directory / "links" / name).read_text().strip().partition(" ")
         except (FileNotFoundError, NotADirectoryError):
             return None
         data = self.get(target) if _SHA256.fullmatch(target) else None
         if data is None:
             self.unlink(name)
-        return data
+            return None
+        return data, note
 
     def unlink(self, name: str) -> None:
         (self.directory / "links" / name).unlink(missing_ok=True)

@@ -112,20 +112,19 @@ def check_model(
     fingerprint, device = this_device(reader)
     result = CheckResult(model_name, fingerprint, device)
     for asset in assets:
-        data = reader.render(asset)
+        pixels, data = reader.render(asset)
         try:
-            how = judge_render(data, asset.rendered_sha256 or "", asset.render_sketch, reader.min_psnr)
+            how = judge_render(
+                data, pixels, asset.rendered_sha256 or "", asset.render_sketch, reader.min_psnr
+            )
             checked = CheckedRecord(asset.key, how.mode, how.psnr)  # type: ignore[arg-type]
             if how.mode == "exact" and asset.render_sketch is None and asset.record_id is not None:
-                reader.backfill_sketch(asset.record_id, data)
+                reader.backfill_sketch(asset.record_id, pixels)
                 checked = CheckedRecord(asset.key, "exact", None, backfilled=True)
         except IntegrityError as refused:
             psnr = None
             if asset.render_sketch is not None:
-                try:
-                    psnr = render_sketch.estimated_psnr(asset.render_sketch, _decoded(data))
-                except Exception:  # not even an image: refused, with no distance to give
-                    psnr = None
+                psnr = render_sketch.estimated_psnr(asset.render_sketch, pixels)
             checked = CheckedRecord(asset.key, "refused", psnr, str(refused))
         result.records.append(checked)
         if progress is not None:
@@ -168,13 +167,3 @@ def first_use_check(catalog: Catalog, reader: AssetReader, model: Model) -> Chec
         f", lowest {result.lowest_psnr:.1f} dB" if result.lowest_psnr is not None else "",
     )
     return result
-
-
-def _decoded(data: bytes) -> Any:
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        return image.copy()

@@ -21,7 +21,7 @@ from archiver.engine.encoding import EncodingProfile, capture_profile, encode
 from archiver.engine.manifests import read_captions, read_render_settings
 from archiver.engine.originals import decode_rgb
 from archiver.engine.registry import LoadedModel
-from archiver.engine.rehydrate import RenderSpec, base_spec, rehydrate, render_images
+from archiver.engine.rehydrate import RenderSpec, base_spec, rehydrate, render_and_encode, render_images
 from archiver.errors import AuthorizationError, NoSuchObject, UnsafeKey, UnsupportedImage
 from archiver.gate import Gate, GateReport
 from archiver.gate import sketch as render_sketch
@@ -141,6 +141,7 @@ class SearchResult:
     report: GateReport  # the winning report, or the best failing one
     data: bytes | None  # the rehydrated bytes the record will promise (None if nothing passed)
     seeds_tried: int
+    image: Image.Image | None = None  # their render's pixels, before encoding (for the render sketch)
 
 
 def _decoded(data: bytes) -> Image.Image:
@@ -191,13 +192,13 @@ def search_seed(
                 # A seed rendered alone already is a solo render: one more makes the determinism pair,
                 # and when the two agree the report just made is the one for these bytes.
                 solo = len(seeds) == 1
-                data = candidate if solo else rehydrate(loaded, spec, profile)
+                pixels, data = (image, candidate) if solo else render_and_encode(loaded, spec, profile)
                 again = rehydrate(loaded, spec, profile)
                 if not (solo and data == again):
                     seen = _decoded(data)
                     report = gate.evaluate(original, seen, siblings(seen), rerender_identical=data == again)
                 if report.passed:
-                    return SearchResult(True, spec, report, data, tried)
+                    return SearchResult(True, spec, report, data, tried, pixels)
             score = float(report.metrics.get("psnr") or 0.0)
             if best is None or score > best[0]:
                 best = (score, spec, report)
@@ -242,7 +243,7 @@ def prove_one(
     )
     reason = None if found.passed else found.report.failures[0]
     detail = None if found.passed else ", ".join(found.report.failures)
-    made = render_sketch.of_encoded(found.data) if found.passed and found.data is not None else None
+    made = render_sketch.sketch(found.image) if found.passed and found.image is not None else None
     return Proof(
         key,
         found.passed,

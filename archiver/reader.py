@@ -23,6 +23,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from PIL import Image
+
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset, Model, Record
 from archiver.errors import IntegrityError, NotFound, NotRestored
@@ -82,28 +84,31 @@ class Rendered:
     verified: Verified
 
 
-def judge_render(data: bytes, rendered_sha256: str, stored_sketch: bytes | None, min_psnr: float) -> Verified:
-    """Whether `data` (a render in the record's encoding) is the record's image; IntegrityError if not.
+def judge_render(
+    data: bytes,
+    pixels: Image.Image | None,
+    rendered_sha256: str,
+    stored_sketch: bytes | None,
+    min_psnr: float,
+) -> Verified:
+    """Whether `data` (a render in the record's encoding, made from `pixels`) is the record's image;
+    IntegrityError if not.
 
-    Exact bytes are the record's render. Other bytes are decoded and their sketch compared with the
-    record's: within `min_psnr` they are the same image (this machine's kernels differ), else a
-    different one, which is never served."""
+    Exact bytes are the record's render. Other bytes are this machine's render: its pixels' sketch
+    is compared with the record's, and within `min_psnr` they are the same image (this machine's
+    kernels differ), else another one, which is never served. The pixels are compared before
+    encoding: a lossy encoder amplifies a level of drift into a changed block."""
     digest = sha256_hex(data)
     if digest == rendered_sha256:
         return Verified("exact", digest, len(data))
-    if stored_sketch is None:
+    if stored_sketch is None or pixels is None:
         raise IntegrityError(
             f"the render's bytes differ from the record's (sha256 {digest[:12]}…, expected "
             f"{rendered_sha256[:12]}…) and the record has no sketch to check the image against: "
             "this machine renders differently (device, precision, library versions); run "
             "`archiver model check NAME --backfill` where the records render exactly"
         )
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        same, psnr = render_sketch.same_image(stored_sketch, image, min_psnr)
+    same, psnr = render_sketch.same_image(stored_sketch, pixels, min_psnr)
     if not same:
         raise IntegrityError(
             f"the render is not the record's image: estimated {psnr:.1f} dB from the accepted "
@@ -203,10 +208,11 @@ class AssetReader:
         except Exception as exc:  # a check that cannot run changes nothing served
             log.warning("the first-use check of model %s on this device failed: %s", model.name, exc)
 
-    def render(self, asset: ArchivedAsset) -> bytes:
-        """The asset's render on this machine, unverified: callers judge it (`rehydrate` does)."""
+    def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
+        """The asset's render on this machine, its pixels and its encoded bytes, unverified: callers
+        judge it (`rehydrate` does)."""
         from archiver.engine.encoding import EncodingProfile
-        from archiver.engine.rehydrate import RenderSpec, rehydrate
+        from archiver.engine.rehydrate import RenderSpec, render_and_encode
 
         if asset.record_id is None:
             raise NotFound(f"{asset.key} has no record: it was never verified, nothing to rehydrate")
@@ -217,29 +223,31 @@ class AssetReader:
             profile = EncodingProfile.from_json(record.encoding_profile.body)
             model = record.model
         with self._lock:
-            return rehydrate(self._model(model), spec, profile)
+            return render_and_encode(self._model(model), spec, profile)
 
     def rehydrate(self, asset: ArchivedAsset) -> Rendered:
         """Render the asset from its record and verify it (exact, or within the sketch's tolerance);
         IntegrityError if it is another image, or differs and the record has no sketch."""
-        data = self.render(asset)
+        pixels, data = self.render(asset)
         try:
-            verified = judge_render(data, asset.rendered_sha256 or "", asset.render_sketch, self.min_psnr)
+            verified = judge_render(
+                data, pixels, asset.rendered_sha256 or "", asset.render_sketch, self.min_psnr
+            )
         except IntegrityError as exc:
             raise IntegrityError(f"rehydrating {asset.key}: {exc}") from None
         if verified.mode == "exact" and asset.render_sketch is None and asset.record_id is not None:
             try:
-                self.backfill_sketch(asset.record_id, data)
+                self.backfill_sketch(asset.record_id, pixels)
             except Exception as exc:  # the read is verified either way; the sketch can come later
                 log.warning("%s: could not store its render sketch: %s", asset.key, exc)
         return Rendered(data, verified)
 
-    def backfill_sketch(self, record_id: int, exact_render: bytes) -> bytes:
-        """Store the sketch of a record's exact render, if the record has none yet (records made
-        before sketches): from now on other devices can verify their renders of it."""
+    def backfill_sketch(self, record_id: int, exact_render: Image.Image) -> bytes:
+        """Store the sketch of the pixels of a record's exact render, if the record has none yet
+        (records made before sketches): from now on other devices can verify their renders of it."""
         from archiver.catalog import queries
 
-        made = render_sketch.of_encoded(exact_render)
+        made = render_sketch.sketch(exact_render)
         with self.catalog.begin() as session:
             queries.set_render_sketch(session, record_id, made)
         return made

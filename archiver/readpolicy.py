@@ -48,8 +48,8 @@ from archiver.cache import DiskCache, QueueFull, SingleFlight
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import RestoreMode
-from archiver.errors import ArchiverError, IntegrityError, NotFound
-from archiver.reader import ArchivedAsset, AssetReader, Verified, judge_render, snapshot
+from archiver.errors import ArchiverError, NotFound
+from archiver.reader import ArchivedAsset, AssetReader, Verified, sha256_hex, snapshot
 from archiver.restore.jobs import request_restore
 
 log = logging.getLogger(__name__)
@@ -232,14 +232,14 @@ class ReadPolicy:
             if (data := self.cache.get(asset.rendered_sha256)) is not None:
                 return Served(data, Verified("exact", asset.rendered_sha256, len(data)))
             if (linked := self.cache.get_linked(asset.rendered_sha256)) is not None:
-                try:  # this machine's render of the record: still the record's image?
-                    how = judge_render(
-                        linked, asset.rendered_sha256, asset.render_sketch, self.reader.min_psnr
-                    )
-                    return Served(linked, how)
-                except IntegrityError as exc:  # a record re-verified since, or a tighter tolerance
-                    log.warning("%s: the cached render is dropped: %s", asset.key, exc)
-                    self.cache.unlink(asset.rendered_sha256)
+                # This machine's render of the record, verified within tolerance of the sketch the
+                # note names: still the record's, unless its sketch or the tolerance changed since.
+                data, note = linked
+                how = _trusted_link(data, note, asset.render_sketch, self.reader.min_psnr)
+                if how is not None:
+                    return Served(data, how)
+                log.warning("%s: a cached render verified against another sketch is dropped", asset.key)
+                self.cache.unlink(asset.rendered_sha256)
         if asset.sha256 and (data := self.cache.get(asset.sha256)) is not None:
             # A fallback served before: the byte-exact original.
             return Served(data, Verified("original", asset.sha256, len(data)))
@@ -292,8 +292,8 @@ class ReadPolicy:
         log.info("rendered %s in %.2f s (asset %d): %s", asset.key, seconds, asset.asset_id, how.describe())
         assert asset.rendered_sha256 is not None
         self.cache.put(how.sha256, rendered.data)
-        if how.mode != "exact":  # under its own hash, found through the record's
-            self.cache.link(asset.rendered_sha256, how.sha256)
+        if how.mode != "exact" and how.psnr is not None:  # under its own hash, linked from the record's
+            self.cache.link(asset.rendered_sha256, how.sha256, _link_note(how.psnr, asset.render_sketch))
         return Served(rendered.data, how)
 
     def _fallback(self, asset: ArchivedAsset, reason: str) -> Served:
@@ -337,3 +337,19 @@ class ReadPolicy:
 
     def shutdown(self) -> None:
         self._flight.shutdown()
+
+
+def _link_note(psnr: float, render_sketch: bytes | None) -> str:
+    """How a render cached by link was verified: its estimated PSNR and which sketch it was held to."""
+    return f"{psnr:.3f} {sha256_hex(render_sketch or b'')[:16]}"
+
+
+def _trusted_link(data: bytes, note: str, render_sketch: bytes | None, min_psnr: float) -> Verified | None:
+    try:
+        psnr_text, sketch_id = note.split(" ")
+        psnr = float(psnr_text)
+    except ValueError:
+        return None
+    if render_sketch is None or sketch_id != sha256_hex(render_sketch)[:16] or psnr < min_psnr:
+        return None
+    return Verified("within-tolerance", sha256_hex(data), len(data), psnr)

@@ -6,6 +6,7 @@ catalog queries (the mount tests use a real sweep and real renders).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import threading
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from archiver.cache import DiskCache, SingleFlight
 from archiver.catalog import queries
@@ -253,8 +255,13 @@ class ScriptedReader(AssetReader):
         super().__init__(catalog, vault)
         self.scripted = render
 
-    def render(self, asset: ArchivedAsset) -> bytes:
-        return self.scripted(asset)
+    def render(self, asset: ArchivedAsset) -> tuple[Image.Image | None, bytes]:  # type: ignore[override]
+        data = self.scripted(asset)
+        try:  # the pixels of a scripted PNG are the render's; other scripted bytes have none
+            with Image.open(io.BytesIO(data)) as image:
+                return image.convert("RGB"), data
+        except OSError:
+            return None, data
 
 
 def archived_with_vault_copy(catalog: Catalog, vault: Vault, original: bytes) -> FileEntry:

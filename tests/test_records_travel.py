@@ -34,6 +34,11 @@ def png(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
 def accepted_pixels() -> np.ndarray:
     y, x = np.mgrid[0:64, 0:64]
     return np.stack([x * 3, y * 3, (x + y) * 2], axis=-1).clip(0, 255).astype(np.int16)
@@ -52,17 +57,17 @@ def drifted_pixels(levels: int = 2, count: int = 300) -> np.ndarray:
 ACCEPTED = png(accepted_pixels())
 DRIFTED = png(drifted_pixels())
 SHA = hashlib.sha256(ACCEPTED).hexdigest()
-SKETCH = sketch.of_encoded(ACCEPTED)
+SKETCH = sketch.sketch(Image.fromarray(accepted_pixels().astype(np.uint8), "RGB"))
 
 
 def test_exact_bytes_are_exact() -> None:
-    how = judge_render(ACCEPTED, SHA, SKETCH, sketch.DEFAULT_MIN_PSNR)
+    how = judge_render(ACCEPTED, None, SHA, SKETCH, sketch.DEFAULT_MIN_PSNR)
     assert (how.mode, how.sha256, how.size, how.psnr) == ("exact", SHA, len(ACCEPTED), None)
 
 
 def test_drift_of_a_few_levels_is_the_same_image_under_its_own_hash() -> None:
     assert DRIFTED != ACCEPTED
-    how = judge_render(DRIFTED, SHA, SKETCH, sketch.DEFAULT_MIN_PSNR)
+    how = judge_render(DRIFTED, decoded(DRIFTED), SHA, SKETCH, sketch.DEFAULT_MIN_PSNR)
     assert how.mode == "within-tolerance" and how.sha256 == hashlib.sha256(DRIFTED).hexdigest()
     assert how.psnr is not None and how.psnr >= sketch.DEFAULT_MIN_PSNR
     assert how.describe() == f"within-tolerance {how.psnr:.1f} dB"
@@ -83,12 +88,12 @@ def test_drift_of_a_few_levels_is_the_same_image_under_its_own_hash() -> None:
 def test_another_image_is_refused_with_its_distance(other: object) -> None:
     data = png(other(accepted_pixels()))  # type: ignore[operator]
     with pytest.raises(IntegrityError, match=r"not the record's image: estimated [\d.]+ dB"):
-        judge_render(data, SHA, SKETCH, sketch.DEFAULT_MIN_PSNR)
+        judge_render(data, decoded(data), SHA, SKETCH, sketch.DEFAULT_MIN_PSNR)
 
 
 def test_other_bytes_without_a_sketch_are_refused_and_say_what_to_run() -> None:
     with pytest.raises(IntegrityError, match=r"no sketch.*model check NAME --backfill"):
-        judge_render(DRIFTED, SHA, None, sketch.DEFAULT_MIN_PSNR)
+        judge_render(DRIFTED, decoded(DRIFTED), SHA, None, sketch.DEFAULT_MIN_PSNR)
 
 
 def test_a_sketch_fits_in_128_bytes() -> None:

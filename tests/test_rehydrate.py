@@ -118,8 +118,8 @@ def test_rehydrate_is_byte_identical_and_pins_the_scheduler(
     with Image.open(io.BytesIO(first)) as image:
         assert (image.format, image.size, image.mode) == ("PNG", (64, 64), "RGB")
         assert image.info.get("icc_profile") == png_profile.icc_profile
-    with pytest.raises(ModelError, match="rendered in float16"):
-        rehydrate(loaded, replace(spec, dtype="float16"), png_profile)
+    # A record made in another precision renders in the loaded one (the reader's sketch judges it).
+    assert rehydrate(loaded, replace(spec, dtype="float16"), png_profile) == first
 
 
 def test_seed_search_stops_at_the_first_pass_and_is_capped(

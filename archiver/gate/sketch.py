@@ -4,6 +4,11 @@ A record promises the SHA-256 of the render the gate accepted; another CPU gener
 float16 runs other kernels and changes a few pixel values by a level or two, so the bytes differ
 while the image does not. The sketch lets a reader tell that drift from a different image.
 
+It is made of the render's pixels before they are encoded: a JPEG encoder turns another CPU's
+drift of a level in a few pixels into a changed coefficient, which moves a whole 8x8 block (on the
+example, drift of 66 dB and up in the pixels measured 49-60 dB after JPEG, where another seed
+already sits), so the reader compares the pixels it rendered, not the bytes it encoded.
+
 It is a random projection of the render's pixels (a count sketch, the sparse form of a
 Johnson-Lindenstrauss projection): every pixel value is given, by a fixed pseudo-random draw, one
 of `PROJECTIONS` buckets and a sign; each bucket sums its signed values, scaled by sqrt(K/N), and is
@@ -59,15 +64,6 @@ def _project(image: Image.Image) -> np.ndarray:
 def sketch(image: Image.Image) -> bytes:
     """The image's sketch: SIZE bytes."""
     return bytes([VERSION]) + _project(image).astype("<f2").tobytes()
-
-
-def of_encoded(data: bytes) -> bytes:
-    """The sketch of an encoded render (PNG, JPEG, WebP bytes as a record promises them), decoded
-    as a reader decodes it."""
-    import io
-
-    with Image.open(io.BytesIO(data)) as image:
-        return sketch(image)
 
 
 def estimated_psnr(stored: bytes, image: Image.Image) -> float:

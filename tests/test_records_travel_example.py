@@ -1,0 +1,265 @@
+"""Records travel, on the shipped example (issue 17): swept here with default settings into a GLACIER
+vault (so no original can stand in), then read by processes told to take other CPU code paths, as
+another CPU generation would. Every file reads through a real mount under
+`ATEN_CPU_CAPABILITY=default`; every asset restores under `ONEDNN_MAX_CPU_ISA=SSE41`; `archiver model
+check` reports and records the device; and every divergence-class render (another seed, another
+step count, another prompt's render, a sibling, the gate's distractors) is refused by the sketch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_mount import Mount, _fuse_missing, stop_mount, wait_until
+
+from archiver.catalog.database import open_catalog
+from archiver.catalog.models import Asset, AssetState, Event, Record
+from archiver.errors import IntegrityError
+from archiver.gate import sketch
+
+MODEL = Path(__file__).resolve().parents[1] / "examples" / "rumba" / "model"
+ATEN = {"ATEN_CPU_CAPABILITY": "default"}
+ONEDNN = {"ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+pytestmark = pytest.mark.slow
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):
+        env.pop(name, None)
+    return (
+        env
+        | {"ARCHIVER_HOME": str(home), "XDG_CONFIG_HOME": str(home / "no-config"), "ARCHIVER_DEVICE": "cpu"}
+        | extra
+    )
+
+
+def archiver(env: dict[str, str], *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *argv], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example swept with default settings into a home whose vault is GLACIER (the default)."""
+    root = tmp_path_factory.mktemp("example")
+    env = env_for(root / "home")
+    assert archiver(env, "example", "rumba", str(root / "hot")).returncode == 0
+    assert archiver(env, "model", "add", str(MODEL), "--name", "rumba").returncode == 0
+    done = archiver(env, "sweep", str(root / "hot"), "--model", "rumba", "--json")
+    assert done.returncode == 0, done.stderr[-800:]
+    assert json.loads(done.stdout)["archived"] == 48
+    return root / "home"
+
+
+def fresh(swept: Path, where: Path) -> Path:
+    home = where / "home"
+    shutil.copytree(swept, home, ignore=shutil.ignore_patterns("cache"))
+    return home
+
+
+def records(home: Path) -> dict[str, tuple[str, bytes | None, str]]:
+    """key -> (rendered_sha256, render_sketch, original sha256) of every archived asset."""
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        rows = {
+            a.key: (a.record.rendered_sha256, a.record.render_sketch, a.sha256 or "")
+            for a in session.query(Asset).filter(Asset.state == AssetState.ARCHIVED)
+            if a.record is not None
+        }
+    catalog.close()
+    return rows
+
+
+def test_every_example_image_passes_the_gate_and_its_record_keeps_a_sketch_of_128_bytes_at_most(
+    swept: Path,
+) -> None:
+    """The shipped model's promise on real parts: the sweep archived all 48 (the fixture), each on
+    the gate's pretrained trunk with its margins, and each record holds its render's sketch."""
+    rows = records(swept)
+    assert len(rows) == 48
+    assert all(s is not None and len(s) <= 128 for _, s, _ in rows.values())
+    catalog = open_catalog(f"sqlite:///{swept / 'catalog.db'}")
+    with catalog.begin() as session:
+        reports = [r.gate_report for r in session.query(Record)]
+    catalog.close()
+    for report in reports:
+        metrics = report["metrics"]
+        assert metrics["lpips"] is not None and metrics["worst_tile"] is not None and metrics["psnr"] >= 30
+        assert metrics["sibling_margin_db"] >= 3
+
+
+def test_every_file_reads_through_a_mount_taking_other_cpu_code_paths(swept: Path, tmp_path: Path) -> None:
+    if (reason := _fuse_missing()) is not None:
+        pytest.skip(reason)
+    home = fresh(swept, tmp_path)
+    point = tmp_path / "mnt"
+    point.mkdir()
+    log = tmp_path / "mount.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"],
+            env=env_for(home, **ATEN),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    mount = Mount(point, process, log)
+    try:
+        wait_until(lambda: process.poll() is not None or os.path.ismount(point), 60, "the mount")
+        assert os.path.ismount(point), mount.log_text()[-800:]
+        promised = records(home)
+        how: Counter[str] = Counter()
+        for key, (rendered_sha256, _, _) in sorted(promised.items()):
+            data = (point / key).read_bytes()  # an open that failed would raise (EREMOTE: GLACIER)
+            verified = os.getxattr(point / key, "user.archiver.verified").decode()
+            how[verified.split()[0]] += 1
+            if verified == "exact":
+                assert hashlib.sha256(data).hexdigest() == rendered_sha256
+            else:
+                assert (
+                    verified.startswith("within-tolerance ")
+                    and float(verified.split()[1]) >= sketch.DEFAULT_MIN_PSNR
+                )
+                assert hashlib.sha256(data).hexdigest() != rendered_sha256
+                assert (point / key).stat().st_size == len(data)  # the size of what is served
+        assert how["exact"] + how["within-tolerance"] == 48, how
+        assert how["within-tolerance"] > 0, "no render drifted: the kernels were not switched"
+        # The first read on this device checked a few records and recorded the device.
+        status = lambda: json.loads(archiver(env_for(home), "status", "--json").stdout)["devices"]  # noqa: E731
+        wait_until(lambda: bool(status()), 120, "the first-use device check")
+        device = status()[0]
+        assert (
+            device["device"]["cpu_capability"] == "DEFAULT"
+            and device["device"]["ATEN_CPU_CAPABILITY"] == "default"
+        )
+        assert device["refused"] == 0 and device["sampled"] == 3
+    finally:
+        stop_mount(mount)
+    assert "within-tolerance" in mount.log_text()
+
+
+def test_every_asset_restores_under_another_instruction_set(swept: Path, tmp_path: Path) -> None:
+    home = fresh(swept, tmp_path)
+    hot = swept.parent / "hot"  # the swept source: its archived files are gone
+    promised = records(home)
+    assert not any((hot / key).exists() for key in promised)
+    done = archiver(env_for(home, **ONEDNN), "restore", "--prefix", "shoes/", "--json")
+    assert done.returncode == 0, done.stderr[-800:]
+    for key, (_, stored, _) in promised.items():
+        with Image.open(hot / key) as image:  # as encoded: against the render's sketch, a loose bound
+            assert sketch.estimated_psnr(stored or b"", image) > 40, key
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        assert {a.state for a in session.query(Asset)} == {AssetState.RESTORED}
+        copied = [e.detail["verified"] for e in session.query(Event).filter(Event.kind == "restore-copied")]
+    catalog.close()
+    assert len(copied) == 48 and {v.split()[0] for v in copied} <= {"exact", "within-tolerance"}
+
+
+def test_model_check_reports_and_records_this_device(swept: Path, tmp_path: Path) -> None:
+    home = fresh(swept, tmp_path)
+    done = archiver(env_for(home, **ATEN), "model", "check", "rumba", "--sample", "3", "--json")
+    assert done.returncode == 0, done.stderr[-800:]
+    report = json.loads(done.stdout)
+    assert report["sampled"] == 3 and report["refused"] == 0
+    assert report["exact"] + report["within_tolerance"] == 3
+    assert {r["outcome"] for r in report["records"]} <= {"exact", "within-tolerance"}
+    shown = json.loads(archiver(env_for(home), "show", sorted(records(home))[0], "--json").stdout)
+    assert [d["cpu_capability"] for d in shown["devices"]] == ["DEFAULT"]
+    assert shown["record"]["render_sketch"] and len(bytes.fromhex(shown["record"]["render_sketch"])) <= 128
+
+
+def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
+    swept: Path, tmp_path: Path
+) -> None:
+    home = fresh(swept, tmp_path)
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        kept = {r.id: r.render_sketch for r in session.query(Record)}
+        for record in session.query(Record).order_by(Record.id).limit(2):  # made before sketches
+            record.render_sketch = None
+    catalog.close()
+    # Elsewhere, they cannot be verified unless their bytes match: refused, exit 8, nothing stored.
+    elsewhere = archiver(env_for(home, **ATEN), "model", "check", "rumba", "--backfill", "--json")
+    report = json.loads(elsewhere.stdout)
+    assert report["sampled"] == 2
+    if report["refused"]:
+        assert elsewhere.returncode == 8 and "no sketch" in report["records"][0]["detail"] + "".join(
+            r["detail"] for r in report["records"]
+        )
+    done = archiver(env_for(home), "model", "check", "rumba", "--backfill", "--json")
+    assert done.returncode == 0, done.stderr[-800:]
+    assert json.loads(done.stdout)["backfilled"] + report["backfilled"] == 2
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        assert {r.id: r.render_sketch for r in session.query(Record)} == kept  # the same sketches again
+    catalog.close()
+
+
+def test_divergent_renders_are_refused_by_the_sketch(swept: Path) -> None:
+    """Another seed, another step count, another prompt of the group, a sibling's original and the
+    gate's distractors, each put in the place of a record's render: refused."""
+    from archiver.engine.encoding import EncodingProfile
+    from archiver.engine.registry import load_model
+    from archiver.engine.rehydrate import RenderSpec, render_and_encode
+    from archiver.engine.rendering import enable_determinism
+    from archiver.example.rumba import trained_key_distractors, write_catalogue
+    from archiver.reader import judge_render
+
+    enable_determinism()
+    catalog = open_catalog(f"sqlite:///{swept / 'catalog.db'}")
+    with catalog.begin() as session:
+        rows = session.query(Record).join(Asset).order_by(Asset.key).all()
+        loaded = load_model(rows[0].model)
+        cases = [
+            (r.asset.key, RenderSpec.from_record(r), EncodingProfile.from_json(r.encoding_profile.body))
+            for r in rows
+        ]
+        promised = {r.asset.key: (r.rendered_sha256, r.render_sketch) for r in rows}
+    catalog.close()
+    refused: Counter[str] = Counter()
+
+    def refuse(kind: str, key: str, pixels: Image.Image, data: bytes) -> None:
+        sha, stored = promised[key]
+        with pytest.raises(IntegrityError, match="not the record's image"):
+            judge_render(data, pixels, sha, stored, sketch.DEFAULT_MIN_PSNR)
+        refused[kind] += 1
+
+    def decoded(data: bytes) -> Image.Image:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+
+    for key, spec, profile in cases[::24]:  # a PNG and a JPEG
+        for other in (replace(spec, seed=spec.seed + 1), replace(spec, steps=spec.steps * 2)):
+            refuse("another seed or step count", key, *render_and_encode(loaded, other, profile))
+        neighbour = next(c for c in cases if c[0] != key)
+        refuse(
+            "another prompt",
+            key,
+            *render_and_encode(loaded, replace(spec, prompt=neighbour[1].prompt), profile),
+        )
+    write_catalogue(swept.parent / "originals-again")  # byte-identical to the swept originals
+    first = cases[0][0]
+    for key in promised:
+        if key != first:
+            data = (swept.parent / "originals-again" / key).read_bytes()
+            refuse("a sibling", first, decoded(data), data)
+    for distractor in trained_key_distractors():
+        out = io.BytesIO()
+        distractor.image.save(out, "PNG")
+        refuse("a distractor", distractor.key, distractor.image.convert("RGB"), out.getvalue())
+    assert refused["another seed or step count"] == 4 and refused["another prompt"] == 2
+    assert refused["a sibling"] == 47 and refused["a distractor"] == len(trained_key_distractors())
