@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from archiver.cli.app import App, cli, pass_app
 from archiver.review.items import REVIEW_STATES
+
+if TYPE_CHECKING:
+    from archiver.review.service import ReviewService
 
 log = logging.getLogger("archiver.review")
 
@@ -87,9 +92,7 @@ def review(
             ]
             if outside:
                 raise click.UsageError(f"{outside[0].where}{outside[0].key} is outside PREFIX/--source")
-            wanted = [
-                d if d.source else decisions.Decision(**{**d.__dict__, "source": source}) for d in wanted
-            ]
+            wanted = [d if d.source else replace(d, source=source) for d in wanted]
         service = build(app.settings, app.catalog, app.vault, app.open_source, reviewer=who)
         try:
             outcomes = decisions.apply(app.catalog, service.journal, wanted, who)
@@ -124,12 +127,10 @@ def review(
         service.close()
 
 
-def _serve(app: App, service: object, host: str | None, port: int, state: str | None) -> None:
+def _serve(app: App, service: ReviewService, host: str | None, port: int, state: str | None) -> None:
     from archiver.origin.server import bind, serve_app, url_of
     from archiver.review.app import create_app
-    from archiver.review.service import ReviewService
 
-    assert isinstance(service, ReviewService)
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.WARNING,

@@ -191,7 +191,6 @@ def apply(
                         asset.source.url, asset.key, "rejected", REVIEWER_REASON, clock(), journal.writer
                     )
                 )
-        session.rollback()
     journal.append(tombstones, clock())
     with catalog.begin() as session:
         outcomes = []
