@@ -61,6 +61,17 @@ SEGMENT_ENTRIES = 10_000  # entries per segment at most: a sweep batch larger th
 ZSTD_LEVEL = 10
 
 
+def rooted(source: str, key: str) -> tuple[str, str]:
+    """(source, key) under invariant 6: an S3 source is its bucket and a key is the full object key.
+    Entries (and vault object metadata) written before that name `s3://bucket/prefix` and a key
+    relative to the prefix; migration 0004 rewrites the catalog by this same rule."""
+    if source.startswith("s3://"):
+        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        if prefix.strip("/"):
+            return f"s3://{bucket}", f"{prefix.strip('/')}/{key}"
+    return source, key
+
+
 def micros(when: datetime) -> int:
     return (when.astimezone(UTC) - EPOCH) // MICROSECOND
 
@@ -87,8 +98,8 @@ class Entry:
 
     @property
     def ident(self) -> tuple[str, str]:
-        """(source URL, key): the asset the entry is about."""
-        return str(self.doc["src"]), str(self.doc["k"])
+        """(source URL, key): the asset the entry is about, named as today's catalog names it."""
+        return rooted(str(self.doc["src"]), str(self.doc["k"]))
 
     @property
     def order(self) -> tuple[int, str, str, int]:
