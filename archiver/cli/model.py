@@ -47,9 +47,17 @@ def model_list(app: App, as_json: bool) -> None:
         click.echo("no models registered: `archiver model add PATH --name NAME`", err=True)
 
 
+DEFAULT_SAMPLE = 8  # records `archiver model check` renders unless told otherwise
+
+
 @model.command("check")
 @click.argument("name")
-@click.option("--sample", type=click.IntRange(min=1), default=8, show_default=True, help="Records to render.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Records to render (default 8; with --backfill, all).",
+)
 @click.option("--all", "every", is_flag=True, help="Render every archived record of the model.")
 @click.option(
     "--backfill",
@@ -59,7 +67,7 @@ def model_list(app: App, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @pass_app
-def model_check(app: App, name: str, sample: int, every: bool, backfill: bool, as_json: bool) -> int:
+def model_check(app: App, name: str, sample: int | None, every: bool, backfill: bool, as_json: bool) -> int:
     """Render a sample of model NAME's records on this machine and say, per record, whether the
     render is the record's exact bytes, the same image within the sketch's tolerance (with the
     estimated PSNR), or refused. Run it before moving a mount or an origin to new hardware.
@@ -79,6 +87,8 @@ def model_check(app: App, name: str, sample: int, every: bool, backfill: bool, a
             psnr = f" {checked.psnr:.1f} dB" if checked.psnr is not None else ""
             console.print(f"{checked.key}: {checked.outcome}{psnr}", highlight=False, soft_wrap=True)
 
+    if sample is None and not (every or backfill):
+        sample = DEFAULT_SAMPLE
     result = check_model(
         app.catalog, reader, name, sample=None if every else sample, backfill=backfill, progress=progress
     )
