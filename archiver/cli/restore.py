@@ -118,7 +118,13 @@ def restore_request(
     with app.catalog.begin() as session:
         scope = queries.scoped_source(session, source)
         if key is not None:
-            assets = [queries.one_asset(session, key, scope)]
+            # The key names what is archived (as the mount and the origin show it): where another
+            # source holds the key too but has nothing to restore, it does not make the key ambiguous.
+            held = [
+                a for a in queries.assets_with_key(session, key) if scope is None or a.source_id == scope.id
+            ]
+            archived = [a for a in held if a.state in (AssetState.ARCHIVED, AssetState.RESTORED)]
+            assets = archived if len(archived) == 1 else [queries.one_asset(session, key, scope)]
         else:
             assets = queries.list_assets(session, prefix or "", scope)
             if not assets:
