@@ -347,7 +347,9 @@ def swept_bundle(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, 
 def test_a_bundle_and_the_model_directory_alone_rehydrate_an_asset(
     swept_bundle: Path, memorized: dict[str, object]
 ) -> None:
-    from archiver.engine.rehydrate import rehydrate
+    from archiver.engine.rehydrate import render_and_encode
+    from archiver.gate.sketch import DEFAULT_MIN_PSNR, SIZE, sketch
+    from archiver.reader import judge_render
 
     model_dir = Path(memorized["model"])  # type: ignore[arg-type]
     bundle = open_bundle(swept_bundle, model_dir)
@@ -355,8 +357,14 @@ def test_a_bundle_and_the_model_directory_alone_rehydrate_an_asset(
         loaded = bundle.load_model(model_dir)
         for key in sorted(MEMORIZED)[:2]:
             found = bundle.lookup("/" + key)
-            data = rehydrate(loaded, found.spec, found.encoding)
+            pixels, data = render_and_encode(loaded, found.spec, found.encoding)
             assert hashlib.sha256(data).hexdigest() == found.sha256 and len(data) == found.size
+            # The record's sketch travels with it: an edge on other hardware verifies its render.
+            assert found.render_sketch == sketch(pixels) and len(found.render_sketch) == SIZE
+            assert (
+                judge_render(data, pixels, found.sha256, found.render_sketch, DEFAULT_MIN_PSNR).mode
+                == "exact"
+            )
     finally:
         bundle.close()
 

@@ -612,6 +612,7 @@ class EdgeRow:
     model_id: int
     render_profile_id: int
     encoding_profile_id: int
+    render_sketch: bytes | None
 
 
 def event_cursor(session: Session) -> int:
@@ -667,6 +668,7 @@ def edge_rows(session: Session, asset_ids: Sequence[int]) -> list[EdgeRow]:
                 Record.model_id,
                 Record.render_profile_id,
                 Record.encoding_profile_id,
+                Record.render_sketch,
             )
             .join(Record, Record.asset_id == Asset.id)
             .where(Asset.state == AssetState.ARCHIVED, Asset.id.in_(asset_ids[start : start + 500]))

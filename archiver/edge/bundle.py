@@ -9,8 +9,10 @@ Reading one, for `archiver serve --bundle` or any other edge node, needs no cata
 
     bundle = open_bundle(path, model_dir)   # ModelError unless the model is one the bundle names
     found = bundle.lookup("/shoes/red.png") # the request path; NotFound if it is not in the bundle
-    data = rehydrate(bundle.load_model(model_dir), found.spec, found.encoding)
-    assert sha256(data) == found.sha256     # what the record promises, as the catalog's reader checks
+    pixels, data = render_and_encode(bundle.load_model(model_dir), found.spec, found.encoding)
+    judge_render(data, pixels, found.sha256, found.render_sketch, DEFAULT_MIN_PSNR)
+    # ^ what the record promises, as the catalog's reader checks: its exact bytes, or (this node's
+    #   kernels differ) the same image by the render sketch; IntegrityError otherwise
 
 `lookup` returns everything rehydrating and serving needs: the render spec, the encoding profile,
 the model's SHA-256, the rendered bytes' SHA-256 and size, the content type and the last-modified
@@ -83,6 +85,7 @@ class BundleRecord:
     size: int
     content_type: str
     last_modified: datetime
+    render_sketch: bytes | None = None  # of the accepted render's pixels (archiver.gate.sketch)
 
 
 class Bundle:
@@ -161,6 +164,7 @@ class Bundle:
             size=found.size,
             content_type=CONTENT_TYPES.get(encoding.format, "application/octet-stream"),
             last_modified=datetime.fromtimestamp(found.last_modified, UTC),
+            render_sketch=found.render_sketch,
         )
 
     def check_model(self, model_dir: Path) -> str:

@@ -133,6 +133,7 @@ def export(
                 sha256=row.rendered_sha256,
                 size=row.rendered_size,
                 last_modified=int(row.last_modified.timestamp()),
+                render_sketch=row.render_sketch,
             ).encode()
             put[record_key] = value
         tombstones = sorted(

@@ -7,7 +7,9 @@ A value holds what a record is alone, and names what it shares by content id:
        when empty)                     m  model: the SHA-256 of its files (`m/<id>`)
     s  seed                            h  SHA-256 of the rehydrated bytes (hex)
     t  last modified (Unix seconds:    z  their size in bytes
-       the original's, as HTTP's)
+       the original's, as HTTP's)      k  the render sketch (base64; left out when the record
+                                          has none): how an edge on other hardware verifies a
+                                          render whose bytes differ (archiver.reader.judge_render)
 
 Canonical: keys sorted, no whitespace, UTF-8 as is (no `\\u` escapes), integers as integers, so
 one record has one spelling and the same catalog exports the same bytes.
@@ -21,6 +23,8 @@ by side, and a reader picks the dictionary each value names.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import threading
@@ -56,6 +60,7 @@ class EdgeRecord:
     sha256: str
     size: int
     last_modified: int  # Unix seconds
+    render_sketch: bytes | None = None
 
     def encode(self) -> bytes:
         doc: dict[str, Any] = {
@@ -70,6 +75,8 @@ class EdgeRecord:
         }
         if self.negative_prompt:
             doc["n"] = self.negative_prompt
+        if self.render_sketch:
+            doc["k"] = base64.b64encode(self.render_sketch).decode("ascii")
         return canonical(doc)
 
     @classmethod
@@ -86,8 +93,9 @@ class EdgeRecord:
                 sha256=doc["h"],
                 size=int(doc["z"]),
                 last_modified=int(doc["t"]),
+                render_sketch=base64.b64decode(doc["k"], validate=True) if "k" in doc else None,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise IntegrityError(
                 f"an edge record value is not readable ({exc}): re-export the bundle"
             ) from None
