@@ -1,66 +1,104 @@
-"""The fusepy adapter: FUSE calls to tree lookups and served bytes, exceptions to errnos.
+"""The FUSE adapter (libfuse 3 through mfusepy): FUSE calls to tree lookups and served bytes,
+exceptions to errnos.
 
-Owns the protocol only: it holds open handles and slices their bytes, and it maps exceptions onto
-errnos in one place (`__call__`, `ERRNOS`). Paths and attributes come from fusefs/tree.py, bytes
-from the product's read policy (archiver/readpolicy.py); nothing here reads the catalog, renders or
-decides a policy. The mount is read-only: every call that would change something answers EROFS.
+Owns the protocol only, and is the only module that imports the binding. Paths and attributes come
+from fusefs/tree.py, bytes from the product's read policy (archiver/readpolicy.py); nothing here
+reads the catalog, renders or decides a policy. The mount is read-only: every call that would change
+something answers EROFS.
 
-Opening a file produces its verified bytes (all failures surface at open, where cp and tar report
-them), so `read` cannot fail. fusepy runs with `raw_fi=True` so that `open` gets libfuse's
-`fuse_file_info` and sets `keep_cache`: verified rehydrated bytes never change, so the kernel may
-keep them in its page cache across opens and warm reads never reach this process. A vault
-original whose size differs from the record's rendered_size is opened with `direct_io` instead,
-so the kernel does not clip it to the size stat reported earlier.
+How the kernel is kept from calling Python (docs/architecture.md, "The mount", has the numbers):
+- Zero-message opens. `open` answers ENOSYS once; a kernel with no-open support (Linux 4.19+,
+  FUSE_CAP_NO_OPEN_SUPPORT) then never sends OPEN or RELEASE again and opens every file with
+  keep_cache, so verified bytes stay in the page cache across opens and a warm open + read never
+  reaches this process. The read policy therefore runs at the first `read` of a file (its failures
+  surface there: cp and tar report "Object is remote" as a read error), and `read` slices the
+  policy's memory LRU by path, with no per-handle state.
+- Long entry and attribute timeouts (ATTR_TIMEOUT): an archived entry is immutable. A catalog
+  change is pushed to the kernel instead (`Invalidator`: every `refresh_seconds` the tree is
+  re-checked and the changed paths are invalidated through libfuse's notify calls).
+- Attributes with the listing (readdirplus): `ls -l`, `find -size`, rsync and scandir + stat get
+  every entry's attributes with the listing, not one getattr per entry.
+
+Served bytes of another size. A render within tolerance on other hardware, or the vault original,
+may differ in size from the record's rendered_size, which stat reported. The first read that learns
+it tells the kernel (`_size_learned`): a larger file has its attributes invalidated before that read
+replies (attributes only: the pages being read stay locked until the reply), so the reader's next
+read past the old end fetches the new size and the rest of the bytes; a smaller file needs nothing,
+since the kernel shrinks a file whose read comes back short. Stat and listings report the served
+size from then on.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
-import itertools
+import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fuse import FuseOSError, Operations
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both are installed
+import mfusepy
 
 from archiver.errors import NotFound
-from archiver.readpolicy import Busy, ReadPolicy, Remote, StillRendering, Unavailable, VaultFailed
-from fusefs.tree import XATTR_PREFIX, Tree
+from archiver.readpolicy import (
+    Busy,
+    ReadPolicy,
+    Remote,
+    StillRendering,
+    Unavailable,
+    VaultFailed,
+)
+from fusefs.tree import XATTR_PREFIX, FileEntry, Index, Tree
 
 log = logging.getLogger("fusefs")
+FuseOSError = mfusepy.FuseOSError
 
 # The read policy's outcomes as errnos (docs/architecture.md, "The mount", says why EREMOTE).
 ERRNOS: dict[type[Unavailable], int] = {
     Remote: errno.EREMOTE,  # only in the archive tier: "Object is remote"; a restore was requested
     VaultFailed: errno.EIO,  # real damage: a vault copy failing its checksum, an unreachable vault
-    StillRendering: errno.ETIMEDOUT,  # the render goes on and fills the cache: open it again later
+    StillRendering: errno.ETIMEDOUT,  # the render goes on and fills the cache: read it again later
     Busy: errno.EAGAIN,  # never raised here: the mount does not bound its render queue
 }
 
 RENDERS_XATTR = XATTR_PREFIX + "renders"  # render attempts for this file by this mount process
-SERVED_XATTR = XATTR_PREFIX + "served"  # "rehydrated" or "original": what the last open returned
-# How the last open's bytes were verified: "exact", "within-tolerance 66.2 dB" (this machine's
+SERVED_XATTR = XATTR_PREFIX + "served"  # "rehydrated" or "original": what the last read returned
+# How the last read's bytes were verified: "exact", "within-tolerance 66.2 dB" (this machine's
 # render, its sketch that many dB from the accepted render's) or "original".
 VERIFIED_XATTR = XATTR_PREFIX + "verified"
 
+# Seconds the kernel may trust an entry and its attributes without asking: archived entries are
+# immutable, and catalog changes are invalidated explicitly (Invalidator).
+ATTR_TIMEOUT = 86_400.0
+# libfuse 3 (fuse_common.h)
+FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17
+FUSE_READDIR_PLUS = 1 << 0  # readdir's flags: the kernel asked for readdirplus
+FUSE_FILL_DIR_PLUS = 1 << 1  # the filler's flags: this entry's stat is complete
 
-class ArchiveOperations(Operations):
-    """A read-only FUSE file system over a Tree (paths) and a ReadPolicy (bytes)."""
+_lib = mfusepy._libfuse
+_lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_lib.fuse_get_session.argtypes = [ctypes.c_void_p]
+_lib.fuse_get_session.restype = ctypes.c_void_p
+_lib.fuse_lowlevel_notify_inval_inode.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_uint64,
+    ctypes.c_int64,
+    ctypes.c_int64,
+]
 
-    use_ns = True  # st_*time in nanoseconds (fusepy's float seconds are deprecated)
+F = TypeVar("F", bound=Callable[..., Any])
 
-    def __init__(self, tree: Tree, policy: ReadPolicy) -> None:
-        self.tree, self.policy = tree, policy
-        self._handles: dict[int, memoryview] = {}
-        self._next_fh = itertools.count(1)
-        self._lock = threading.Lock()
 
-    def __call__(self, op: str, *args: Any) -> Any:
-        """Every FUSE call comes through here: the one place exceptions become errnos."""
+def errnos(method: F) -> F:
+    """Every FUSE call goes through this: the one place exceptions become errnos."""
+
+    @functools.wraps(method)
+    def call(self: ArchiveOperations, *args: Any) -> Any:
         try:
-            return super().__call__(op, *args)
+            return method(self, *args)
         except FuseOSError:
             raise
         except Unavailable as exc:
@@ -74,53 +112,112 @@ class ArchiveOperations(Operations):
         except NotADirectoryError:
             raise FuseOSError(errno.ENOTDIR) from None
         except Exception:
-            log.exception("%s%r failed unexpectedly: answering EIO", op, args[:1])
+            log.exception("%s%r failed unexpectedly: answering EIO", method.__name__, args[:1])
             raise FuseOSError(errno.EIO) from None
 
-    # --- reading ---
+    return call  # type: ignore[return-value]
 
+
+class ArchiveOperations(mfusepy.Operations):
+    """A read-only FUSE file system over a Tree (paths) and a ReadPolicy (bytes)."""
+
+    use_ns = True  # st_*time in nanoseconds
+
+    def __init__(self, tree: Tree, policy: ReadPolicy, mountpoint: str) -> None:
+        self.tree, self.policy, self.mountpoint = tree, policy, mountpoint
+        self.mounted = False  # set once libfuse has mounted and called init
+        self.zero_message_opens = False  # set in init when the kernel supports no-open
+        self._told: dict[int, int] = {}  # asset id -> a size the kernel was told, where not the record's
+        self._told_lock = threading.Lock()
+        self._fuse: int | None = None  # struct fuse *, for libfuse's notify calls
+        self._invalidator: Invalidator | None = None
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        config.entry_timeout = config.attr_timeout = ATTR_TIMEOUT
+        config.negative_timeout = 0.0  # a key swept in appears at the next tree refresh
+        self.zero_message_opens = bool(conn.capable & FUSE_CAP_NO_OPEN_SUPPORT)
+        self._fuse = _lib.fuse_get_context().contents.fuse
+        self._invalidator = Invalidator(self)
+        self._invalidator.start()
+        self.mounted = True
+        log.info(
+            "libfuse %d.%d: %s, attributes trusted for %.0f s, listings with attributes (readdirplus)",
+            mfusepy.fuse_version_major,
+            mfusepy.fuse_version_minor,
+            "zero-message opens" if self.zero_message_opens else "no no-open support: one OPEN per open",
+            ATTR_TIMEOUT,
+        )
+
+    def destroy(self, path: str) -> None:
+        if self._invalidator is not None:
+            self._invalidator.stop()
+        self.policy.shutdown()
+
+    # --- attributes and listings ---
+
+    @errnos
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         attrs = self.tree.stat(path)
         if attrs["st_mode"] & 0o170000 == 0o100000 and self.policy.served:
             attrs["st_size"] = self.policy.served_size(self.tree.file(path))
         return attrs
 
-    def readdir(self, path: str, fh: int) -> Iterator[str]:
-        # fusepy hands libfuse no offsets, so libfuse takes the whole listing in one call and pages
-        # it to the kernel itself; the names come from the tree's prebuilt, sorted list. Not a
-        # generator: the lookup must fail here, inside __call__, to become an errno.
-        return itertools.chain([".", ".."], itertools.chain.from_iterable(self.tree.pages(path)))
+    @errnos
+    def listing(self, path: str) -> tuple[Index, str, list[str]]:
+        """The directory's snapshot, normalized path and names (the lookup fails here, as an errno)."""
+        index = self.tree.index()
+        path = self.tree.normalize(path)
+        directory = index.dirs.get(path)
+        if directory is None:
+            if path in index.files:
+                raise NotADirectoryError(path)
+            raise NotFound(f"{path}: not in the archive")
+        return index, path, directory.names
 
+    @errnos
+    def readdir(self, path: str, fh: int) -> list[str]:
+        """The names alone; registers readdir with libfuse, which ArchiveFUSE.readdir_fuse_3 serves."""
+        return [".", "..", *self.listing(path)[2]]
+
+    # --- reading ---
+
+    @errnos
     def open(self, path: str, fi: Any) -> int:
         if fi.flags & os.O_ACCMODE != os.O_RDONLY or fi.flags & (os.O_TRUNC | os.O_CREAT):
             raise FuseOSError(errno.EROFS)
-        entry = self.tree.file(path)
-        served = self.policy.read(entry)
-        with self._lock:
-            fh = next(self._next_fh)
-            self._handles[fh] = memoryview(served.data)
-        fi.fh = fh
-        if len(served.data) == entry.size:
-            fi.keep_cache = 1
-        else:
-            fi.direct_io = 1
+        if self.zero_message_opens:
+            raise FuseOSError(errno.ENOSYS)  # the kernel stops sending OPEN and keeps pages across opens
+        self.tree.file(path)
+        fi.keep_cache = 1  # verified bytes never change: the page cache may keep them across opens
         return 0
 
+    @errnos
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
-        try:
-            data = self._handles[fi.fh]
-        except KeyError:
-            raise FuseOSError(errno.EBADF) from None
-        return bytes(data[offset : offset + size])
+        entry = self.tree.file(path)
+        data = self.policy.read(entry).data
+        if len(data) != entry.size:
+            self._size_learned(path, entry, len(data))
+        return bytes(memoryview(data)[offset : offset + size])
 
-    def release(self, path: str, fi: Any) -> int:
-        with self._lock:
-            self._handles.pop(fi.fh, None)
-        return 0
+    def _size_learned(self, path: str, entry: FileEntry, size: int) -> None:
+        """The served bytes are `size` long, not the record's size: tell the kernel once (module doc)."""
+        with self._told_lock:
+            known = self._told.get(entry.asset_id, entry.size)
+            if known == size:
+                return
+            self._told[entry.asset_id] = size
+        log.info("%s: served %d bytes, not the record's %d: attributes updated", entry.key, size, entry.size)
+        if size > known:
+            # The kernel's node id is the inode number libfuse reports (no use_ino); the open
+            # file's dentry is cached, so this stat asks nothing of this process.
+            node = os.lstat(os.path.join(self.mountpoint, path.lstrip("/"))).st_ino
+            _lib.fuse_lowlevel_notify_inval_inode(_lib.fuse_get_session(self._fuse), node, -1, 0)
 
+    @errnos
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
 
+    @errnos
     def access(self, path: str, amode: int) -> int:
         self.tree.stat(path)
         if amode & os.W_OK:
@@ -129,10 +226,12 @@ class ArchiveOperations(Operations):
 
     # --- extended attributes ---
 
+    @errnos
     def listxattr(self, path: str) -> list[str]:
         names = self.tree.xattr_names(path)
         return [*names, RENDERS_XATTR, SERVED_XATTR, VERIFIED_XATTR] if names else names
 
+    @errnos
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
         # Tools ask every file for security.* and system.posix_acl_*: answer without a lookup.
         if not name.startswith(XATTR_PREFIX):
@@ -150,11 +249,6 @@ class ArchiveOperations(Operations):
             raise FuseOSError(errno.ENODATA)
         return value
 
-    # Calls with nothing to do are not registered with libfuse at all (fusepy skips None): each
-    # would cost a round trip into Python per open or close, and a FLUSH answered ENOSYS once is
-    # never sent again by the kernel. This halves the cost of a warm open.
-    flush = fsync = opendir = releasedir = fsyncdir = lock = bmap = ioctl = init = None
-
     # --- the mount is read-only ---
 
     def _read_only(self, *args: Any) -> Any:
@@ -163,5 +257,88 @@ class ArchiveOperations(Operations):
     chmod = chown = create = link = mkdir = mknod = rename = rmdir = symlink = _read_only
     truncate = unlink = utimens = write = setxattr = removexattr = _read_only
 
-    def destroy(self, path: str) -> None:
-        self.policy.shutdown()
+
+class ArchiveFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE with readdirplus: each entry's complete stat goes to libfuse with the listing
+    (mfusepy itself passes the file type only)."""
+
+    operations: ArchiveOperations
+
+    def readdir_fuse_3(self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
+        try:
+            index, directory, names = self.operations.listing(path.decode(self.encoding, self.errors))
+        except FuseOSError as exc:
+            return -(exc.errno or errno.EIO)
+        plus = bool(flags & FUSE_READDIR_PLUS)
+        st = mfusepy.c_stat()
+        st.st_uid, st.st_gid = self.operations.tree.uid, self.operations.tree.gid
+        fill_flags = FUSE_FILL_DIR_PLUS if plus else 0
+        prefix = directory.rstrip("/") + "/"
+        files, dirs = index.files, index.dirs
+        served = self.operations.policy.served
+        # libfuse pages the listing itself (offset 0 for every entry): one call per listing.
+        for name in (".", ".."):
+            st.st_mode = 0o40555
+            if filler(buf, name.encode(), st, 0, 0) != 0:
+                return 0
+        for name in names:
+            full = prefix + name
+            entry = files.get(full)
+            if entry is not None:
+                st.st_mode, st.st_nlink = 0o100444, 1
+                last = served.get(entry.asset_id)
+                st.st_size = size = entry.size if last is None else last.size
+                st.st_blocks = (size + 511) // 512
+                mtime_ns = entry.mtime_ns
+            else:
+                st.st_mode, st.st_nlink, st.st_size, st.st_blocks = 0o40555, 2, 0, 0
+                mtime_ns = dirs[full].mtime_ns
+            if plus:
+                sec, nsec = divmod(mtime_ns, 1_000_000_000)
+                st.st_mtimespec.tv_sec = st.st_ctimespec.tv_sec = st.st_atimespec.tv_sec = sec
+                st.st_mtimespec.tv_nsec = st.st_ctimespec.tv_nsec = st.st_atimespec.tv_nsec = nsec
+            if filler(buf, name.encode(self.encoding, self.errors), st, 0, fill_flags) != 0:
+                break
+        return 0
+
+
+class Invalidator(threading.Thread):
+    """Every `refresh_seconds`, re-checks the tree against the catalog and invalidates, through
+    libfuse, the kernel's attributes and pages of every path that changed or went away (a path
+    libfuse never looked up has nothing cached and is skipped). A removed file then answers ENOENT
+    to stat within `refresh_seconds`; a new one appears in the next listing (no negative caching)."""
+
+    def __init__(self, ops: ArchiveOperations) -> None:
+        super().__init__(name="fusefs-invalidator", daemon=True)
+        self.ops = ops
+        self._stop_event = threading.Event()
+        self._seen = ops.tree.index()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(max(self.ops.tree.refresh_seconds, 0.05)):
+            try:
+                current = self.ops.tree.index()
+                if current is not self._seen:
+                    changed = changed_paths(self._seen, current)
+                    for path in changed:
+                        _lib.fuse_invalidate_path(self.ops._fuse, path.encode())
+                    self._seen = current
+                    if changed:
+                        log.info("catalog changed: %d paths invalidated", len(changed))
+            except Exception:
+                log.exception(
+                    "re-checking the tree failed; trying again in %s s", self.ops.tree.refresh_seconds
+                )
+
+
+def changed_paths(old: Index, new: Index) -> list[str]:
+    """Paths whose attributes or listing differ between two snapshots, or that went away."""
+    paths = [p for p, entry in old.files.items() if new.files.get(p) != entry]
+    for path, directory in old.dirs.items():
+        now = new.dirs.get(path)
+        if now is None or now.names != directory.names or now.mtime_ns != directory.mtime_ns:
+            paths.append(path)
+    return paths

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what archiver needs on a fresh Debian machine, idempotently:
-#   - as root, Debian's libfuse2 + fuse3 (FUSE mounts), rsync (the mount tests), curl (the demo),
-#     chromium (the survey report's browser test, driven by Playwright) and PostgreSQL (the tests'
+#   - as root, Debian's fuse3 + libfuse3-3 (FUSE mounts, through mfusepy), rsync (the mount tests),
+#     curl (the demo), chromium (the survey report's browser test, driven by Playwright) and PostgreSQL (the tests'
 #     throwaway server) when they are missing (bench/serve.py also wants nginx and wrk:
 #     `apt-get install nginx wrk`);
 #   - a virtual environment in .venv with archiver and its dev extras, exactly as requirements.lock
@@ -15,7 +15,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 need_apt=()
-[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2' || need_apt+=(libfuse2)
+ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so\.3' || need_apt+=(libfuse3-3)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)  # the mount tests copy out of a mount with rsync -a
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)  # the demo fetches from `archiver serve` with curl
@@ -49,7 +49,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       && .venv/bin/python -m pip install -q --require-hashes -r requirements.lock \
       && .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . \
       && .venv/bin/python -m pip check; } >"$log" 2>&1 \
-      || ! .venv/bin/python -c 'import archiver, diffusers, lpips, torch, fuse, boto3, moto' 2>>"$log"; then
+      || ! .venv/bin/python -c 'import archiver, diffusers, lpips, torch, mfusepy, boto3, moto' 2>>"$log"; then
     grep -v '^WARNING: Location' "$log" | tail -40 >&2
     echo "setup: the Python install failed (full log: $log); if pip check says archiver requires a" \
       "package that is not installed, requirements.lock is older than pyproject.toml: update it" \

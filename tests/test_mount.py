@@ -40,9 +40,9 @@ def _fuse_missing() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/setup.sh installs it)"
     try:
-        import fuse  # noqa: F401
+        import fusefs.adapter  # noqa: F401
     except (OSError, ImportError) as exc:
-        return f"fusepy cannot load libfuse2: {exc}"
+        return f"mfusepy cannot load libfuse 3: {exc}"
     return None
 
 

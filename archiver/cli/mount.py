@@ -17,15 +17,26 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.errors import MountError
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from archiver.catalog.models import Model
+    from archiver.engine.registry import LoadedModel
+    from archiver.reader import ArchivedAsset, AssetReader
+
 MOUNT_WAIT_SECONDS = 120  # a background mount loads the catalog index before it mounts
+PRELOAD_MODELS = 4  # models loaded as the mount starts; each holds its pipeline in memory
 
 
 def mounted(path: Path) -> bool:
@@ -69,7 +80,7 @@ def _fusermount() -> str:
     for name in ("fusermount", "fusermount3"):
         if found := shutil.which(name):
             return found
-    raise MountError("fusermount is not installed: apt-get install fuse3 (and libfuse2 for the mount)")
+    raise MountError("fusermount is not installed: apt-get install fuse3")
 
 
 @cli.command()
@@ -112,15 +123,13 @@ def mount(
 
 def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: str | None) -> None:
     try:
-        from fuse import FUSE
-    except (OSError, ImportError) as exc:  # fusepy raises EnvironmentError without libfuse2
-        raise MountError(f"cannot load libfuse ({exc}): apt-get install libfuse2 fuse3") from None
+        from fusefs.adapter import ArchiveFUSE, ArchiveOperations
+    except (OSError, ImportError) as exc:  # mfusepy raises OSError without libfuse3
+        raise MountError(f"cannot load libfuse 3 ({exc}): apt-get install fuse3") from None
     from archiver.cache import DiskCache
-    from archiver.catalog.queries import record_stacks, scoped_source
-    from archiver.reader import AssetReader
+    from archiver.catalog.queries import list_models, record_stacks, scoped_source
     from archiver.readpolicy import ReadPolicy
     from archiver.stack import mismatches, running_stack
-    from fusefs.adapter import ArchiveOperations
     from fusefs.tree import Tree
 
     logging.basicConfig(
@@ -137,7 +146,12 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     tree.index()  # load the index now: a bad catalog fails before anything is mounted
     # resolved_device imports torch (seconds); an explicit cpu leaves that to the first render
     device = "cpu" if settings.device == "cpu" else settings.resolved_device()
-    reader = AssetReader(catalog, app.vault, device=device, check_devices=True)
+    with catalog.begin() as session:
+        models = list_models(session)
+    preload = Preload(models, device)
+    reader = preloaded_reader(
+        preload, catalog, app.vault, device=device, load=preload.load, check_devices=True
+    )
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
     policy = ReadPolicy(
         catalog,
@@ -163,9 +177,11 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     if stacks:  # records made with other builds may no longer render to their hash: say so now
         for mismatch in mismatches(stacks, running_stack(device)):
             logging.getLogger("fusefs").warning("%s", mismatch.message())
+    preload.start()  # the models load while the mount comes up; a read meanwhile waits for them
+    operations = ArchiveOperations(tree, policy, str(point))
     try:
-        FUSE(
-            ArchiveOperations(tree, policy),
+        ArchiveFUSE(
+            operations,
             str(point),
             foreground=True,
             raw_fi=True,
@@ -176,10 +192,81 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
             subtype="archiver",
         )
     except RuntimeError as exc:
-        raise MountError(f"fuse could not mount at {point} ({exc}): see fusermount's message above") from None
+        # libfuse 3 ends its loop with an error code after SIGTERM/SIGINT too: a mount that came up
+        # and was taken down by a signal or an unmount ended cleanly.
+        if not operations.mounted:
+            raise MountError(
+                f"fuse could not mount at {point} ({exc}): see fusermount's message above"
+            ) from None
     finally:
         policy.shutdown()
     logging.getLogger("fusefs").info("unmounted %s", point)
+
+
+class Preload:
+    """The catalog's models loaded in a background thread as the mount starts (at most PRELOAD_MODELS,
+    by name; others load at their first render), handed to the reader as its `load`: a render that
+    comes before its model is ready waits for that load (the read policy's timeout still applies)
+    instead of loading it a second time."""
+
+    def __init__(self, models: list[Model], device: str) -> None:
+        self.device = device
+        self._futures: dict[int, Future[LoadedModel]] = {m.id: Future() for m in models[:PRELOAD_MODELS]}
+        self._models = models[:PRELOAD_MODELS]
+        self._thread = threading.Thread(target=self._run, name="model-preload", daemon=True)
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._preload()
+        finally:
+            self.done.set()
+
+    def _preload(self) -> None:
+        log = logging.getLogger("fusefs")
+        for model in self._models:
+            started = time.monotonic()
+            future = self._futures[model.id]
+            try:
+                future.set_result(self._load(model))
+            except Exception as exc:  # the first render loads it again and says why it cannot
+                log.warning("preloading model %s failed: %s", model.name, exc)
+                future.set_exception(exc)
+                continue
+            log.info("model %s loaded in %.1f s", model.name, time.monotonic() - started)
+        log.info("ready: %d models loaded", len(self._models))
+
+    def _load(self, model: Model) -> LoadedModel:
+        from archiver.engine.registry import load_model
+        from archiver.engine.rendering import enable_determinism
+
+        enable_determinism()
+        return load_model(model, device=self.device)
+
+    def load(self, model: Model, device: str) -> LoadedModel:
+        future = self._futures.get(model.id)
+        if future is not None and device == self.device:
+            try:
+                return future.result()
+            except Exception:
+                pass  # loaded again below: its error is the one to report
+        return self._load(model)
+
+
+def preloaded_reader(preload: Preload, *args: Any, **kwargs: Any) -> AssetReader:
+    """An AssetReader whose renders start once the preload is done: the engine's imports (diffusers'
+    lazy modules) are not safe to run in two threads at once."""
+    from archiver.reader import AssetReader
+
+    class Reader(AssetReader):
+        def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
+            preload.done.wait()
+            return super().render(asset)
+
+    return Reader(*args, **kwargs)
 
 
 def _mount_in_background(
