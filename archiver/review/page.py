@@ -260,6 +260,7 @@ function flip() {
   $("flip").dataset.showing = flipped ? "render" : "original";
 }
 
+let decided = 0;  // the last decision's message wins, whichever next pair finishes drawing first
 async function decide(decision) {
   const item = shown[index]; if (!item) return;
   const comment = $("comment").value.trim();
@@ -276,10 +277,11 @@ async function decide(decision) {
     if (!r.ok) { msg.className = "error"; msg.textContent = await r.text(); return; }
     Object.assign(item, await r.json());
   }
-  msg.className = ""; msg.textContent = `${item.key}: ${item.review}`;
+  const mine = ++decided;
   drawList(); drawSheet();
   if (index + 1 < shown.length) index += 1;
-  show().then(() => { msg.textContent = `${LABEL[item.review]}: ${item.key}`; });
+  await show();
+  if (mine === decided) { msg.className = ""; msg.textContent = `${LABEL[item.review]}: ${item.key}`; }
 }
 
 function download() {
