@@ -26,6 +26,8 @@ one place by its front end, and each saying in its message what happened and to 
 - `VaultFailed`: the render failed and the vault copy is damaged or unreachable (EIO; 502).
 - `StillRendering`: a render still running after `read_timeout`; it goes on and fills the cache
   (ETIMEDOUT; 503 with Retry-After).
+- `NoRender`: only with `renders_only` (the review page): the render failed, and no fallback is
+  tried (no original is served, no restore is filed).
 - `Busy`: the render queue is full; only with `max_waiting`, which the mount does not set (EAGAIN;
   503 with Retry-After, at once).
 - `NotFound`: the asset left the catalog since it was looked up (ENOENT; 404).
@@ -118,6 +120,10 @@ class VaultFailed(Unavailable):
     """The render failed and the vault copy could not be read or failed its checksum: real damage."""
 
 
+class NoRender(Unavailable):
+    """No verified render, and this policy serves renders only (`renders_only`: the review page)."""
+
+
 class StillRendering(Unavailable):
     retry_after = RENDERING_RETRY_SECONDS
 
@@ -142,6 +148,7 @@ class ReadPolicy:
         memory_bytes: int = 256 << 20,
         observer: ReadObserver | None = None,
         requested_by: str = "mount",
+        renders_only: bool = False,
     ) -> None:
         self.catalog, self.reader, self.cache = catalog, reader, cache
         self.memory_bytes = memory_bytes
@@ -149,6 +156,8 @@ class ReadPolicy:
         self._memory_total = 0
         self.read_timeout, self.retry_render_after = read_timeout, retry_render_after
         self.observer, self.requested_by = observer, requested_by
+        # Without the fallbacks (a cached or vault original, a restore request): NoRender instead.
+        self.renders_only = renders_only
         self._flight: SingleFlight[Served] = SingleFlight(workers, max_waiting)
         self._lock = threading.Lock()
         self._failed: dict[int, tuple[float, str]] = {}  # asset id -> (when, why its render failed)
@@ -240,7 +249,7 @@ class ReadPolicy:
                     return Served(data, how)
                 log.warning("%s: a cached render verified against another sketch is dropped", asset.key)
                 self.cache.unlink(asset.rendered_sha256)
-        if asset.sha256 and (data := self.cache.get(asset.sha256)) is not None:
+        if not self.renders_only and asset.sha256 and (data := self.cache.get(asset.sha256)) is not None:
             # A fallback served before: the byte-exact original.
             return Served(data, Verified("original", asset.sha256, len(data)))
         return None
@@ -297,6 +306,8 @@ class ReadPolicy:
         return Served(rendered.data, how)
 
     def _fallback(self, asset: ArchivedAsset, reason: str) -> Served:
+        if self.renders_only:
+            raise NoRender(f"{asset.key}: no verified render: {reason}")
         try:
             readable = self.reader.vault_readable(asset)
             if readable:

@@ -28,9 +28,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from archiver.errors import NotFound, ReviewError
-from archiver.readpolicy import Unavailable
+from archiver.readpolicy import NoRender, Unavailable
 from archiver.review import images, items, page
-from archiver.review.service import NoOriginal, NoRender, ReviewService
+from archiver.review.service import NoOriginal, ReviewService
 
 NO_STORE = {"cache-control": "no-store"}
 IMAGE_KINDS = ("original", "render", "diff", "colour")

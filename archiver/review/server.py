@@ -1,6 +1,6 @@
-"""Putting a review together from the settings, and serving it: the read path (`AssetReader`,
-the disk cache shared with the mount and the origin, `RenderOnly`), the journal writer for
-rejections, the service, and uvicorn through the origin's helpers (`bind`, `serve_app`)."""
+"""Putting a review together from the settings, and serving it: the read path (`AssetReader`, the disk
+cache shared with the mount and the origin, the read policy with `renders_only`), the journal writer
+for rejections, the service, and uvicorn through the origin's helpers (`bind`, `serve_app`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from archiver.cache import DiskCache
 from archiver.catalog.database import Catalog
 from archiver.journal import JournalWriter
 from archiver.reader import AssetReader
-from archiver.review.service import RenderOnly, ReviewService
+from archiver.readpolicy import ReadPolicy
+from archiver.review.service import ReviewService
 from archiver.settings import Settings
 from archiver.storage import HotStore, Vault
 from archiver.sweep.run import new_worker_id
@@ -40,7 +41,7 @@ def build(
 ) -> ReviewService:
     """A review of the assets under `prefix`; models load on the first render."""
     reader = reader or AssetReader(catalog, vault, device=settings.resolved_device())
-    policy = RenderOnly(
+    policy = ReadPolicy(
         catalog,
         reader,
         DiskCache(settings.cache_dir, settings.cache_size, settings.cache_min_free),
@@ -50,6 +51,7 @@ def build(
         retry_render_after=settings.mount_render_retry_seconds,
         memory_bytes=settings.memory_cache_size,
         requested_by="review",
+        renders_only=True,
     )
     journal = JournalWriter(vault, settings.vault_journal_storage_class, f"review:{new_worker_id()}")
     return ReviewService(

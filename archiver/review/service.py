@@ -1,13 +1,13 @@
-"""Behind the review page: the items of one scope, their originals and verified renders, the
-difference maps, and decisions. The page's server (`app`) and the static writer (`static`) both
-call this; it knows nothing of HTTP.
+"""Behind the review page: the items of one scope, their originals and verified renders, the difference
+maps, and decisions. The page's server (`app`) and the static writer (`static`) both call this; it
+knows nothing of HTTP.
 
-Renders come through the product's read path (`ReadPolicy` over `AssetReader`): exact, or within
-the sketch's tolerance of the accepted render, and say which. The page must show a render or why
-there is none, so `RenderOnly` takes the policy without its fallbacks: it never shows the vault
-original in the render's place and never files a restore. Originals come from the hot copy while
-it exists, else from the vault only when the vault can read it now; nothing here starts a thaw,
-and `locate` says where the original is (and what would bring it back).
+Renders come through the product's read path (`ReadPolicy` over `AssetReader`): exact, or within the
+sketch's tolerance of the accepted render, and say which. The page must show a render or why there
+is none, so it takes the policy with `renders_only` (no fallbacks: `NoRender`): it never shows the
+vault original in the render's place and never files a restore. Originals come from the hot copy
+while it exists, else from the vault only when the vault can read it now; nothing here starts a
+thaw, and `locate` says where the original is (and what would bring it back).
 """
 
 from __future__ import annotations
@@ -24,31 +24,15 @@ from archiver.catalog.models import Asset
 from archiver.errors import ArchiverError, NoSuchObject, NotFound
 from archiver.journal import JournalWriter
 from archiver.reader import ArchivedAsset, AssetReader, snapshot
-from archiver.readpolicy import ReadPolicy, Served, Unavailable
+from archiver.readpolicy import NoRender, ReadPolicy, Served
 from archiver.review import decisions, images, items
 from archiver.storage import HotStore, Vault
 
 MAPS_KEPT = 64  # difference and colour maps kept in memory (a reviewer goes back and forth)
 
 
-class NoRender(Unavailable):
-    """No verified render of this asset: its render failed, or it has no record."""
-
-
 class NoOriginal(Exception):
     """The original cannot be shown now; the message says where it is and what brings it back."""
-
-
-class RenderOnly(ReadPolicy):
-    """The read policy without its fallbacks (the vault original, a restore request): the review
-    page shows a verified render, or says why there is none."""
-
-    def _cached(self, asset: ArchivedAsset) -> Served | None:
-        served = super()._cached(asset)
-        return served if served is not None and served.verified.mode != "original" else None
-
-    def _fallback(self, asset: ArchivedAsset, reason: str) -> Served:
-        raise NoRender(f"{asset.key}: no verified render: {reason}")
 
 
 @dataclass(frozen=True)
