@@ -276,28 +276,33 @@ class ArchiveFUSE(mfusepy.FUSE):
         prefix = directory.rstrip("/") + "/"
         files, dirs = index.files, index.dirs
         served = self.operations.policy.served
-        # libfuse pages the listing itself (offset 0 for every entry): one call per listing.
-        for name in (".", ".."):
-            st.st_mode = 0o40555
-            if filler(buf, name.encode(), st, 0, 0) != 0:
-                return 0
-        for name in names:
-            full = prefix + name
-            entry = files.get(full)
-            if entry is not None:
-                st.st_mode, st.st_nlink = 0o100444, 1
-                last = served.get(entry.asset_id)
-                st.st_size = size = entry.size if last is None else last.size
-                st.st_blocks = (size + 511) // 512
-                mtime_ns = entry.mtime_ns
-            else:
+        # Each entry carries its offset (its position + 1): libfuse then fills the kernel's buffer
+        # straight from this call, one call per buffer, starting where the last one stopped
+        # (libfuse 3 walks its own copy of the listing from the start for every buffer otherwise).
+        for position in range(offset, len(names) + 2):
+            if position < 2:
+                name = (".", "..")[position]
                 st.st_mode, st.st_nlink, st.st_size, st.st_blocks = 0o40555, 2, 0, 0
-                mtime_ns = dirs[full].mtime_ns
+                mtime_ns = 0
+            else:
+                name = names[position - 2]
+                full = prefix + name
+                entry = files.get(full)
+                if entry is not None:
+                    st.st_mode, st.st_nlink = 0o100444, 1
+                    last = served.get(entry.asset_id)
+                    st.st_size = size = entry.size if last is None else last.size
+                    st.st_blocks = (size + 511) // 512
+                    mtime_ns = entry.mtime_ns
+                else:
+                    st.st_mode, st.st_nlink, st.st_size, st.st_blocks = 0o40555, 2, 0, 0
+                    mtime_ns = dirs[full].mtime_ns
             if plus:
                 sec, nsec = divmod(mtime_ns, 1_000_000_000)
                 st.st_mtimespec.tv_sec = st.st_ctimespec.tv_sec = st.st_atimespec.tv_sec = sec
                 st.st_mtimespec.tv_nsec = st.st_ctimespec.tv_nsec = st.st_atimespec.tv_nsec = nsec
-            if filler(buf, name.encode(self.encoding, self.errors), st, 0, fill_flags) != 0:
+            flag = fill_flags if position >= 2 else 0
+            if filler(buf, name.encode(self.encoding, self.errors), st, position + 1, flag) != 0:
                 break
         return 0
 
