@@ -1,23 +1,35 @@
-"""Benchmark: the mount. Prints a table, then a JSON line.
+"""Benchmark: the mount, before and after, and its peers. Prints a table, then a JSON line.
 
     .venv/bin/python bench/mount.py [--entries 100000] [--rounds 200] [--size 256] [--keep DIR]
+                                    [--before REV] [--peer-entries 10000]
+
+Each figure is measured for "after" (this tree) and "before" (the archiver of commit `--before`,
+the fusepy/libfuse2 adapter, run from an export of that commit; skipped, saying so, when fusepy or
+git is missing), in the same run, and for rclone mount and s3fs over moto's S3 on loopback where
+they are installed (`apt-get install rclone s3fs`; skipped, saying so, otherwise).
 
 1. Reads: a tiny model and four SIZExSIZE images it regenerates exactly (the tests' `memorized` recipe:
    each image is the untrained model's own render, so it is noise and compresses badly) are
    swept into a throwaway home and mounted (`archiver mount --foreground`, a real FUSE mount).
-   Cold read = open + read of a file nobody has read (the first also loads the model); restart
-   read = the same after remounting (served from the on-disk cache, re-hashed); warm throughput =
-   reading every file `--rounds` times through the mount (the kernel keeps verified files in its
-   page cache: keep_cache) against the same bytes read from a local directory, as a ratio.
+   Cold read = open + read of a file nobody has read: the first one right after mounting (the
+   model may still be loading: the read waits for it), and once the mount logged "ready" (models
+   loaded), against a render of an uncached file (median); restart read = the same after
+   remounting (served from the on-disk cache, re-hashed); warm throughput = reading every file
+   `--rounds` times through the mount (the kernel keeps verified files in its page cache) against
+   the same bytes read from a local directory, as a ratio.
 2. Listing: `--entries` archived assets in one directory of a throwaway SQLite catalog (inserted
    with the catalog models in bulk; all share one model and one profile of each kind): the index
    load (one query), a listing from the tree model, and `os.listdir` / `ls -f` / `os.scandir`+stat
    through a mount.
+3. Peers: the same four files and `--peer-entries` empty objects in a bucket on moto (127.0.0.1),
+   mounted with rclone (`--vfs-cache-mode full`) and s3fs; warm reads and scandir + stat.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import os
 import platform
@@ -114,13 +126,14 @@ def swept_home(work: Path, size: int) -> Path:
 class Mounted:
     """`archiver mount POINT --foreground` in a child process, unmounted on exit whatever happens."""
 
-    def __init__(self, env: dict[str, str], point: Path, log: Path) -> None:
+    def __init__(self, env: dict[str, str], point: Path, log: Path, tree: Path = REPO) -> None:
         point.mkdir(exist_ok=True)
-        self.point = point
+        self.point, self.log = point, log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"],
                 env=env,
+                cwd=tree,  # `-m archiver` takes the package from the working directory first
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -130,6 +143,15 @@ class Mounted:
                 self.close()
                 sys.exit(f"bench/mount: the mount did not come up: {log.read_text()[-500:]}")
             time.sleep(0.02)
+
+    def wait_for(self, text: str, seconds: float = 300) -> bool:
+        """Whether the mount's log says `text` within `seconds`."""
+        deadline = time.monotonic() + seconds
+        while text not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                return False
+            time.sleep(0.02)
+        return True
 
     def __enter__(self) -> Mounted:
         return self
@@ -156,52 +178,61 @@ def read_all(paths: list[Path], rounds: int) -> int:
     return total
 
 
-def bench_reads(work: Path, rounds: int, size: int) -> list[dict[str, Any]]:
-    home = swept_home(work, size)
+def bench_reads(work: Path, home: Path, rounds: int, tree: Path, variant: str) -> list[dict[str, Any]]:
+    """Cold, warm and restart reads through a mount of a fresh copy of `home` (empty cache)."""
+    home = shutil.copytree(home, work / f"home-{variant}", ignore=shutil.ignore_patterns("cache"))
     env = env_for(home, ARCHIVER_DEVICE="cpu")
     keys = sorted(PROMPTS)
     rows: list[dict[str, Any]] = []
-    with Mounted(env, work / "mp", work / "mount.log") as mount:
+    with Mounted(env, work / f"mp-{variant}", work / f"mount-{variant}.log", tree) as mount:
         paths = [mount.point / k for k in keys]
         first, _ = timed(paths[0].read_bytes)
-        cold = [timed(p.read_bytes)[0] for p in paths[1:]]
-        rows.append({"case": "cold read: first file (model load + render)", "seconds": first})
+        rows.append({"case": "first read right after mounting (waits for the model)", "seconds": first})
+        if mount.wait_for("ready:", 5):  # the preload: only "after" has it
+            ready, _ = timed(paths[1].read_bytes)
+            rows.append({"case": "first read once the mount is ready", "seconds": ready})
+        renders = [timed(p.read_bytes)[0] for p in paths[2:]]
         rows.append(
-            {"case": f"cold read: render (median of {len(cold)})", "seconds": statistics.median(cold)}
+            {
+                "case": f"render of an uncached file (median of {len(renders)})",
+                "seconds": statistics.median(renders),
+            }
         )
-        local = work / "local"
+        local = work / f"local-{variant}"
         local.mkdir()
         for p in paths:
             (local / p.name).write_bytes(p.read_bytes())
-        read_all(paths, 3)  # warm both sides up
-        mount_s, nbytes = timed(lambda: read_all(paths, rounds))
-        local_paths = [local / p.name for p in paths]
-        read_all(local_paths, 3)
-        local_s, _ = timed(lambda: read_all(local_paths, rounds))
-        size = statistics.mean(len(p.read_bytes()) for p in paths)
-        rows.append(
-            {
-                "case": f"warm read, mount ({rounds}x{len(paths)} files of {size / 1000:.1f} kB)",
-                "seconds": mount_s,
-                "mb_per_s": nbytes / mount_s / 1e6,
-                "files_per_s": rounds * len(paths) / mount_s,
-            }
-        )
-        rows.append(
-            {
-                "case": "warm read, local disk (same bytes)",
-                "seconds": local_s,
-                "mb_per_s": nbytes / local_s / 1e6,
-                "files_per_s": rounds * len(paths) / local_s,
-            }
-        )
-        rows.append({"case": "warm throughput ratio, mount / local", "ratio": local_s / mount_s})
-    with Mounted(env, work / "mp", work / "mount2.log") as mount:  # a restart: the disk cache serves
-        restart = [timed((mount.point / k).read_bytes)[0] for k in keys]
+        rows += warm_reads(paths, [local / p.name for p in paths], rounds)
+    with Mounted(env, work / f"mp-{variant}", work / f"mount2-{variant}.log", tree) as mount:
+        restart = [timed((mount.point / k).read_bytes)[0] for k in keys]  # the disk cache serves
         rows.append(
             {"case": "read after remount (disk cache, re-hashed)", "seconds": statistics.median(restart)}
         )
-    return rows
+    return [{"variant": variant, **r} for r in rows]
+
+
+def warm_reads(paths: list[Path], local_paths: list[Path], rounds: int) -> list[dict[str, Any]]:
+    """Every file read `rounds` times through `paths`, and the same bytes from a local directory."""
+    read_all(paths, 3)  # warm both sides up
+    mount_s, nbytes = timed(lambda: read_all(paths, rounds))
+    read_all(local_paths, 3)
+    local_s, _ = timed(lambda: read_all(local_paths, rounds))
+    size = nbytes / rounds / len(paths)
+    return [
+        {
+            "case": f"warm read, mount ({rounds}x{len(paths)} files of {size / 1000:.1f} kB)",
+            "seconds": mount_s,
+            "mb_per_s": nbytes / mount_s / 1e6,
+            "files_per_s": rounds * len(paths) / mount_s,
+        },
+        {
+            "case": "warm read, local disk (same bytes)",
+            "seconds": local_s,
+            "mb_per_s": nbytes / local_s / 1e6,
+            "files_per_s": rounds * len(paths) / local_s,
+        },
+        {"case": "warm throughput ratio, mount / local", "ratio": local_s / mount_s},
+    ]
 
 
 def big_catalog(work: Path, entries: int) -> str:
@@ -264,7 +295,8 @@ def big_catalog(work: Path, entries: int) -> str:
     return url
 
 
-def bench_listing(work: Path, entries: int) -> list[dict[str, Any]]:
+def bench_tree(work: Path, entries: int) -> tuple[str, list[dict[str, Any]]]:
+    """The big catalog's URL, and the tree model's own figures (no mount)."""
     from archiver.catalog import queries
     from archiver.catalog.database import open_catalog
     from fusefs.tree import Tree
@@ -284,9 +316,13 @@ def bench_listing(work: Path, entries: int) -> list[dict[str, Any]]:
         {"case": "tree: list the directory", "seconds": list_s},
         {"case": "tree: staleness check (fingerprint query)", "seconds": fingerprint_s},
     ]
-    env = env_for(work / "home-big", ARCHIVER_DATABASE_URL=url, ARCHIVER_DEVICE="cpu")
-    point = work / "mp-big"
-    mount_s, mount = timed(lambda: Mounted(env, point, work / "mount-big.log"))
+    return url, [{"variant": "tree", **r} for r in rows]
+
+
+def bench_listing(work: Path, url: str, entries: int, tree: Path, variant: str) -> list[dict[str, Any]]:
+    env = env_for(work / f"home-big-{variant}", ARCHIVER_DATABASE_URL=url, ARCHIVER_DEVICE="cpu")
+    point = work / f"mp-big-{variant}"
+    mount_s, mount = timed(lambda: Mounted(env, point, work / f"mount-big-{variant}.log", tree))
     with mount:
         first_s, listed = timed(lambda: os.listdir(point / "big"))
         again_s, _ = timed(lambda: os.listdir(point / "big"))
@@ -294,14 +330,147 @@ def bench_listing(work: Path, entries: int) -> list[dict[str, Any]]:
             lambda: subprocess.run(["ls", "-f", str(point / "big")], stdout=subprocess.DEVNULL, check=True)
         )
         stat_s, _ = timed(lambda: sum(1 for e in os.scandir(point / "big") if e.stat().st_size))
+        stat_again_s, _ = timed(lambda: sum(1 for e in os.scandir(point / "big") if e.stat().st_size))
         assert len(listed) == entries
-    rows += [
+    rows = [
         {"case": "mount: start until mounted (index loaded)", "seconds": mount_s},
         {"case": f"mount: os.listdir of {entries} entries, first", "seconds": first_s},
         {"case": f"mount: os.listdir of {entries} entries, again", "seconds": again_s},
         {"case": f"mount: ls -f of {entries} entries", "seconds": ls_s},
         {"case": f"mount: scandir + stat of {entries} entries", "seconds": stat_s},
+        {"case": f"mount: scandir + stat of {entries} entries, again", "seconds": stat_again_s},
     ]
+    return [{"variant": variant, **r} for r in rows]
+
+
+def before_tree(work: Path, rev: str) -> tuple[Path | None, str]:
+    """An export of commit `rev`'s archiver (its fusepy adapter), or None and why not."""
+    if importlib.util.find_spec("fuse") is None:
+        return None, "fusepy is not installed (pip install fusepy==3.0.1 to measure it)"
+    tree = work / "before"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "archiver", "fusefs", "migrations", "alembic.ini"],
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        return None, f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}"
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree, ""
+
+
+class PeerMount:
+    """rclone mount or s3fs over a bucket on moto, in the foreground, unmounted on exit."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], point: Path, log: Path) -> None:
+        point.mkdir(exist_ok=True)
+        self.point = point
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not os.path.ismount(point):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(log.read_text(errors="replace")[-300:])
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        subprocess.run(["fusermount", "-u", "-z", str(self.point)], capture_output=True)
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def scandir_stat(directory: Path) -> int:
+    """os.scandir + stat of every entry: what `ls -l`, `find -size` and rsync do."""
+    return sum(1 for e in os.scandir(directory) if e.stat().st_size >= 0)
+
+
+def bench_peers(work: Path, local: Path, rounds: int, entries: int) -> list[dict[str, Any]]:
+    """Warm reads and scandir + stat through rclone mount and s3fs over moto's S3 on loopback."""
+    peers = {"rclone": shutil.which("rclone"), "s3fs": shutil.which("s3fs")}
+    rows: list[dict[str, Any]] = [
+        {"variant": name, "case": "skipped: not installed (apt-get install rclone s3fs)"}
+        for name, found in peers.items()
+        if found is None
+    ]
+    if not any(peers.values()):
+        return rows
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    os.environ.update(credentials | {"AWS_DEFAULT_REGION": "us-east-1"})
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        files = sorted(local.iterdir())
+        for f in files:
+            s3.put_object(Bucket="bench", Key=f"shoes/{f.name}", Body=f.read_bytes())
+        setup_s, _ = timed(
+            lambda: list(
+                ThreadPoolExecutor(8).map(
+                    lambda i: s3.put_object(Bucket="bench", Key=f"big/{i:07d}.png", Body=b""), range(entries)
+                )
+            )
+        )
+        rows.append(
+            {"variant": "peers", "case": f"put {entries} empty objects into moto (setup)", "seconds": setup_s}
+        )
+        passwd = work / "s3fs-passwd"
+        passwd.write_text("testing:testing\n")
+        passwd.chmod(0o600)
+        argvs = {
+            "rclone": [
+                "rclone", "mount", "moto:bench", "{point}", "--vfs-cache-mode", "full",
+                "--cache-dir", str(work / "rclone-cache"), "--dir-cache-time", "1h",
+            ],
+            "s3fs": [
+                "s3fs", "bench", "{point}", "-f", "-o", f"url={url}", "-o", "use_path_request_style",
+                "-o", f"passwd_file={passwd}", "-o", "endpoint=us-east-1",
+            ],
+        }  # fmt: skip
+        env = dict(os.environ) | {
+            "RCLONE_CONFIG_MOTO_TYPE": "s3",
+            "RCLONE_CONFIG_MOTO_PROVIDER": "Other",
+            "RCLONE_CONFIG_MOTO_ENDPOINT": url,
+            "RCLONE_CONFIG_MOTO_ACCESS_KEY_ID": "testing",
+            "RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY": "testing",
+        }
+        for name, found in peers.items():
+            if found is None:
+                continue
+            point = work / f"mp-{name}"
+            argv = [a.replace("{point}", str(point)) for a in argvs[name]]
+            try:
+                mount = PeerMount(argv, env, point, work / f"{name}.log")
+            except RuntimeError as exc:
+                rows.append({"variant": name, "case": f"skipped: the mount did not come up: {exc}"})
+                continue
+            try:
+                paths = [point / "shoes" / f.name for f in files]
+                peer_rows = warm_reads(paths, files, rounds)
+                stat_s, n = timed(functools.partial(scandir_stat, point / "big"))
+                again_s, _ = timed(functools.partial(scandir_stat, point / "big"))
+                assert n == entries, (name, n)
+                peer_rows += [
+                    {"case": f"mount: scandir + stat of {entries} entries", "seconds": stat_s},
+                    {"case": f"mount: scandir + stat of {entries} entries, again", "seconds": again_s},
+                ]
+                rows += [{"variant": name, **r} for r in peer_rows]
+            finally:
+                mount.close()
+    finally:
+        server.stop()
     return rows
 
 
@@ -313,27 +482,40 @@ def main() -> None:
         "--size", type=int, default=256, help="image side: an untrained model's render (noise)"
     )
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    parser.add_argument(
+        "--before", default="3cec4b7", help="the commit measured as 'before' (the last fusepy adapter)"
+    )
+    parser.add_argument("--peer-entries", type=int, default=10_000, help="objects listed through the peers")
     args = parser.parse_args()
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount") is None:
         sys.exit("bench/mount: needs /dev/fuse and fusermount (scripts/setup.sh installs them)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-mount-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        rows = bench_reads(work, args.rounds, args.size) + bench_listing(work, args.entries)
+        home = swept_home(work, args.size)
+        url, rows = bench_tree(work, args.entries)
+        before, why_not = before_tree(work, args.before)
+        variants = [("after", REPO)] + ([("before", before)] if before is not None else [])
+        if before is None:
+            rows.append({"variant": "before", "case": f"skipped: {why_not}"})
+        for variant, tree in variants:
+            rows += bench_reads(work, home, args.rounds, tree, variant)
+            rows += bench_listing(work, url, args.entries, tree, variant)
+        rows += bench_peers(work, work / "local-after", args.rounds, args.peer_entries)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    machine = f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores"
+    machine = f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
     print(f"mount benchmark on {machine}")
-    print(f"{'case':58} {'seconds':>9} {'MB/s':>9} {'files/s':>9} {'ratio':>7}")
+    print(f"{'variant':8} {'case':58} {'seconds':>9} {'MB/s':>9} {'files/s':>9} {'ratio':>7}")
     for r in rows:
         cells = [
             f"{r['seconds']:.4f}" if "seconds" in r else "-",
             f"{r['mb_per_s']:.1f}" if "mb_per_s" in r else "-",
             f"{r['files_per_s']:.0f}" if "files_per_s" in r else "-",
-            f"{r['ratio']:.2f}" if "ratio" in r else "-",
+            f"{r['ratio']:.3f}" if "ratio" in r else "-",
         ]
-        print(f"{r['case']:58} {cells[0]:>9} {cells[1]:>9} {cells[2]:>9} {cells[3]:>7}")
+        print(f"{r['variant']:8} {r['case']:58} {cells[0]:>9} {cells[1]:>9} {cells[2]:>9} {cells[3]:>7}")
     print(json.dumps({"bench": "mount", "device": machine, "rows": rows}))
 
 
