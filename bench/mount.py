@@ -439,7 +439,8 @@ def bench_peers(work: Path, local: Path, rounds: int, entries: int) -> list[dict
                 "-o", f"passwd_file={passwd}", "-o", "endpoint=us-east-1",
             ],
         }  # fmt: skip
-        env = dict(os.environ) | {
+        # rclone refuses a custom CA bundle on a plain-HTTP endpoint: keep the machine's out of it
+        env = {k: v for k, v in os.environ.items() if k not in ("AWS_CA_BUNDLE", "SSL_CERT_FILE")} | {
             "RCLONE_CONFIG_MOTO_TYPE": "s3",
             "RCLONE_CONFIG_MOTO_PROVIDER": "Other",
             "RCLONE_CONFIG_MOTO_ENDPOINT": url,
