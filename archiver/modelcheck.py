@@ -14,13 +14,13 @@ It serves nothing and changes no asset's state: a refused render is reported, ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
-from archiver.catalog.models import Model
+from archiver.catalog.models import DeviceCheck, Model
 from archiver.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -78,6 +78,26 @@ class CheckResult:
                 for r in self.records
             ],
         }
+
+
+def device_check_report(row: DeviceCheck) -> dict[str, Any]:
+    """A stored device check as `archiver status` and `archiver show` print it (JSON)."""
+    return {
+        "model": row.model.name,
+        "fingerprint": row.fingerprint,
+        "device": dict(row.device),
+        "checked_at": row.checked_at.isoformat(),
+        "sampled": row.sampled,
+        "exact": row.exact,
+        "within_tolerance": row.within,
+        "refused": row.refused,
+        "lowest_psnr": row.lowest_psnr,
+    }
+
+
+def describe_device(doc: Mapping[str, str]) -> str:
+    """A fingerprint in a few words: "AMD EPYC (cpu, float32, AVX512)"."""
+    return f"{doc.get('device_name')} ({doc.get('device')}, {doc.get('dtype')}, {doc.get('cpu_capability')})"
 
 
 def this_device(reader: AssetReader) -> tuple[str, dict[str, str]]:

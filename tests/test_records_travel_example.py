@@ -187,7 +187,7 @@ def test_model_check_reports_and_records_this_device(swept: Path, tmp_path: Path
     assert report["exact"] + report["within_tolerance"] == 3
     assert {r["outcome"] for r in report["records"]} <= {"exact", "within-tolerance"}
     shown = json.loads(archiver(env_for(home), "show", sorted(records(home))[0], "--json").stdout)
-    assert [d["cpu_capability"] for d in shown["devices"]] == ["DEFAULT"]
+    assert [d["device"]["cpu_capability"] for d in shown["devices"]] == ["DEFAULT"]
     assert shown["record"]["render_sketch"] and len(bytes.fromhex(shown["record"]["render_sketch"])) <= 128
 
 

@@ -14,6 +14,7 @@ from archiver.catalog.models import Asset, Record
 from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.cli.status import human_bytes
 from archiver.errors import NotFound
+from archiver.modelcheck import describe_device, device_check_report
 
 
 @cli.command("ls")
@@ -81,23 +82,7 @@ def describe_record(record: Record) -> dict[str, Any]:
 
 def describe_devices(session: Any, model_id: int) -> list[dict[str, Any]]:
     """What each device that checked the model found (`archiver model check`, first reads)."""
-    return [
-        {
-            "fingerprint": c.fingerprint,
-            "device": c.device.get("device_name"),
-            "kind": c.device.get("device"),
-            "dtype": c.device.get("dtype"),
-            "cpu_capability": c.device.get("cpu_capability"),
-            "checked_at": c.checked_at.isoformat(),
-            "sampled": c.sampled,
-            "exact": c.exact,
-            "within_tolerance": c.within,
-            "refused": c.refused,
-            "lowest_psnr": c.lowest_psnr,
-        }
-        for c in queries.device_checks(session)
-        if c.model_id == model_id
-    ]
+    return [device_check_report(c) for c in queries.device_checks(session) if c.model_id == model_id]
 
 
 def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
@@ -186,8 +171,8 @@ def show(app: App, key: str, source: str | None, as_json: bool, a1111: bool) -> 
         for d in info["devices"]:
             lowest = f", lowest {d['lowest_psnr']:.1f} dB" if d["lowest_psnr"] is not None else ""
             console.print(
-                f"  on {d['device']} ({d['kind']}, {d['dtype']}, {d['cpu_capability']}): {d['exact']} exact, "
-                f"{d['within_tolerance']} within tolerance, {d['refused']} refused of {d['sampled']}{lowest}",
+                f"  on {describe_device(d['device'])}: {d['exact']} exact, {d['within_tolerance']} within "
+                f"tolerance, {d['refused']} refused of {d['sampled']}{lowest}",
                 highlight=False,
             )
     if info["vault"]:

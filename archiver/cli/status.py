@@ -4,7 +4,6 @@ the devices that have checked their renders of a model."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 from rich.console import Console
@@ -13,6 +12,7 @@ from rich.table import Table
 from archiver.catalog.database import describe
 from archiver.catalog.queries import device_checks, record_stacks, state_totals
 from archiver.cli.app import App, cli, pass_app
+from archiver.modelcheck import describe_device, device_check_report
 from archiver.stack import mismatches, running_stack
 
 
@@ -34,20 +34,7 @@ def status(app: App, as_json: bool) -> None:
     with app.catalog.begin() as session:
         totals = state_totals(session)
         stacks = record_stacks(session)
-        devices: list[dict[str, Any]] = [
-            {
-                "model": c.model.name,
-                "fingerprint": c.fingerprint,
-                "device": c.device,
-                "checked_at": c.checked_at.isoformat(),
-                "sampled": c.sampled,
-                "exact": c.exact,
-                "within_tolerance": c.within,
-                "refused": c.refused,
-                "lowest_psnr": c.lowest_psnr,
-            }
-            for c in device_checks(session)
-        ]
+        devices = [device_check_report(c) for c in device_checks(session)]
     # running_stack imports torch (seconds): only when there are records to compare it with
     differing = mismatches(stacks, running_stack()) if stacks else []
     catalog_url = describe(app.settings.catalog_url)
@@ -81,11 +68,9 @@ def status(app: App, as_json: bool) -> None:
         for column in ("model", "device", "checked", "exact", "within tolerance", "refused", "lowest PSNR"):
             checks.add_column(column)
         for d in devices:
-            doc = d["device"]
             checks.add_row(
                 d["model"],
-                f"{doc.get('device_name')} ({doc.get('device')}, {doc.get('dtype')}, "
-                f"{doc.get('cpu_capability')}) {d['fingerprint'][:12]}",
+                f"{describe_device(d['device'])} {d['fingerprint'][:12]}",
                 d["checked_at"][:19],
                 f"{d['exact']}/{d['sampled']}",
                 str(d["within_tolerance"]),

@@ -42,6 +42,32 @@ class Origin:
         self.assets.close()
 
 
+def http_read_policy(
+    settings: Settings,
+    catalog: Catalog,
+    reader: AssetReader,
+    *,
+    requested_by: str,
+    observer: Metrics | None = None,
+    renders_only: bool = False,
+) -> ReadPolicy:
+    """The read policy an HTTP front end runs (the origin, the review page): the disk cache shared
+    with the mount, a bounded render queue (a full one answers 503 at once), the serve timeouts."""
+    return ReadPolicy(
+        catalog,
+        reader,
+        DiskCache(settings.cache_dir, settings.cache_size, settings.cache_min_free),
+        workers=settings.render_workers,
+        max_waiting=settings.serve_render_queue,
+        read_timeout=settings.serve_render_timeout,
+        retry_render_after=settings.mount_render_retry_seconds,
+        memory_bytes=settings.memory_cache_size,
+        observer=observer,
+        requested_by=requested_by,
+        renders_only=renders_only,
+    )
+
+
 def build(
     settings: Settings,
     catalog: Catalog,
@@ -58,18 +84,7 @@ def build(
             catalog, vault, device=device, load=preloading_loader(catalog, device), check_devices=True
         )
     metrics = Metrics()
-    policy = ReadPolicy(
-        catalog,
-        reader,
-        DiskCache(settings.cache_dir, settings.cache_size, settings.cache_min_free),
-        workers=settings.render_workers,
-        max_waiting=settings.serve_render_queue,
-        read_timeout=settings.serve_render_timeout,
-        retry_render_after=settings.mount_render_retry_seconds,
-        memory_bytes=settings.memory_cache_size,
-        observer=metrics,
-        requested_by="origin",
-    )
+    policy = http_read_policy(settings, catalog, reader, observer=metrics, requested_by="origin")
     assets = CatalogAssets(catalog, policy, source=source)
     try:
         assets.refresh()

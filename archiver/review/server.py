@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from archiver.cache import DiskCache
 from archiver.catalog.database import Catalog
 from archiver.journal import JournalWriter
+from archiver.origin.server import http_read_policy
 from archiver.reader import AssetReader
-from archiver.readpolicy import ReadPolicy
 from archiver.review.service import ReviewService
 from archiver.settings import Settings
 from archiver.storage import HotStore, Vault
@@ -41,18 +40,7 @@ def build(
 ) -> ReviewService:
     """A review of the assets under `prefix`; models load on the first render."""
     reader = reader or AssetReader(catalog, vault, device=settings.resolved_device())
-    policy = ReadPolicy(
-        catalog,
-        reader,
-        DiskCache(settings.cache_dir, settings.cache_size, settings.cache_min_free),
-        workers=settings.render_workers,
-        max_waiting=settings.serve_render_queue,
-        read_timeout=settings.serve_render_timeout,
-        retry_render_after=settings.mount_render_retry_seconds,
-        memory_bytes=settings.memory_cache_size,
-        requested_by="review",
-        renders_only=True,
-    )
+    policy = http_read_policy(settings, catalog, reader, requested_by="review", renders_only=True)
     journal = JournalWriter(vault, settings.vault_journal_storage_class, f"review:{new_worker_id()}")
     return ReviewService(
         catalog,
