@@ -6,7 +6,8 @@ refused (another image, or other bytes and no sketch to tell), with the estimate
 the result against this device's fingerprint (`archiver.stack.device_fingerprint`) in the catalog,
 where `archiver status` lists it. Records without a sketch get one from an exact render here (the
 backfill). `archiver model check` runs it before a mount or an origin moves to new hardware; the
-reader runs it on a few records the first time a device renders a model (`first_use_check`).
+mount and the origin run it on a few records the first time a device renders a model
+(`check_first_use`, hooked to the reader's `on_model_loaded`).
 
 It serves nothing and changes no asset's state: a refused render is reported, never stored.
 """
@@ -14,6 +15,7 @@ It serves nothing and changes no asset's state: a refused render is reported, ne
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -187,3 +189,20 @@ def first_use_check(catalog: Catalog, reader: AssetReader, model: Model) -> Chec
         f", lowest {result.lowest_psnr:.1f} dB" if result.lowest_psnr is not None else "",
     )
     return result
+
+
+def check_first_use(catalog: Catalog, reader: AssetReader) -> None:
+    """Hook `first_use_check` to `reader`: each model it loads is checked in a background thread,
+    whose renders take the reader's render lock in turn with reads (a read never waits for the
+    whole check, only for the render in progress)."""
+
+    def check(model: Model) -> None:
+        try:
+            first_use_check(catalog, reader, model)
+        except Exception as exc:  # a check that cannot run changes nothing served
+            log.warning("the first-use check of model %s on this device failed: %s", model.name, exc)
+
+    def start(model: Model) -> None:
+        threading.Thread(target=check, args=(model,), name=f"device-check-{model.name}", daemon=True).start()
+
+    reader.on_model_loaded = start

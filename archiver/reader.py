@@ -159,14 +159,12 @@ class AssetReader:
         device: str = "cpu",
         load: Callable[[Model, str], LoadedModel] | None = None,
         min_psnr: float = render_sketch.DEFAULT_MIN_PSNR,
-        check_devices: bool = False,
     ) -> None:
         self.catalog, self.vault, self.device = catalog, vault, device
         self.min_psnr = min_psnr
-        # The first time this device renders a model, check a few of its records in the background
-        # and record the device's fingerprint with the result (archiver/modelcheck.py).
-        self.check_devices = check_devices
-        self.device_checks: list[threading.Thread] = []
+        # Called once per model, after this reader loaded it: the mount and the origin check the
+        # device there (archiver/modelcheck.py `check_first_use`).
+        self.on_model_loaded: Callable[[Model], None] | None = None
         self._load = load
         self._models: dict[int, LoadedModel] = {}
         # The last packs read, least recently used first: restoring several members of one pack
@@ -187,26 +185,9 @@ class AssetReader:
 
                 enable_determinism()
                 self._models[model.id] = load_model(model, device=self.device)
-            if self.check_devices:
-                # Its renders take the render lock in turn with reads: a read never waits for the
-                # whole check, only for the render in progress.
-                check = threading.Thread(
-                    target=self._first_use_check,
-                    args=(model,),
-                    name=f"device-check-{model.name}",
-                    daemon=True,
-                )
-                self.device_checks.append(check)
-                check.start()
+            if self.on_model_loaded is not None:
+                self.on_model_loaded(model)
         return self._models[model.id]
-
-    def _first_use_check(self, model: Model) -> None:
-        from archiver.modelcheck import first_use_check
-
-        try:
-            first_use_check(self.catalog, self, model)
-        except Exception as exc:  # a check that cannot run changes nothing served
-            log.warning("the first-use check of model %s on this device failed: %s", model.name, exc)
 
     def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
         """The asset's render on this machine, its pixels and its encoded bytes, unverified: callers

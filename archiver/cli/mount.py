@@ -128,6 +128,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
         raise MountError(f"cannot load libfuse 3 ({exc}): apt-get install fuse3") from None
     from archiver.cache import DiskCache
     from archiver.catalog.queries import list_models, record_stacks, scoped_source
+    from archiver.modelcheck import check_first_use
     from archiver.readpolicy import ReadPolicy
     from archiver.stack import mismatches, running_stack
     from fusefs.tree import Tree
@@ -149,9 +150,8 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     with catalog.begin() as session:
         models = list_models(session)
     preload = Preload(models, device)
-    reader = preloaded_reader(
-        preload, catalog, app.vault, device=device, load=preload.load, check_devices=True
-    )
+    reader = preloaded_reader(preload, catalog, app.vault, device=device, load=preload.load)
+    check_first_use(catalog, reader)
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
     policy = ReadPolicy(
         catalog,

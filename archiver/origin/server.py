@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from archiver.cache import DiskCache
 from archiver.catalog.database import Catalog
 from archiver.errors import ConfigError
+from archiver.modelcheck import check_first_use
 from archiver.origin.app import create_app
 from archiver.origin.assets import CatalogAssets, preloading_loader
 from archiver.origin.metrics import Metrics
@@ -80,9 +81,8 @@ def build(
     here. Without `reader`, every registered model is loaded first (seconds: torch's import)."""
     if reader is None:
         device = settings.resolved_device()
-        reader = AssetReader(
-            catalog, vault, device=device, load=preloading_loader(catalog, device), check_devices=True
-        )
+        reader = AssetReader(catalog, vault, device=device, load=preloading_loader(catalog, device))
+        check_first_use(catalog, reader)
     metrics = Metrics()
     policy = http_read_policy(settings, catalog, reader, observer=metrics, requested_by="origin")
     assets = CatalogAssets(catalog, policy, source=source)
