@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Outcome = Literal["exact", "within-tolerance", "refused"]
+RENDER_WAIT_SECONDS = 300  # how long closing waits for a check's render in progress
 FIRST_USE_SAMPLE = 3  # records a device renders, the first time it renders a model, to fingerprint itself
 
 
@@ -119,6 +120,7 @@ def check_model(
     sample: int | None,
     backfill: bool = False,
     progress: Callable[[CheckedRecord], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> CheckResult:
     """Render `sample` records of the model (all with None; with `backfill`, every record that has
     no sketch yet) here, judge each, store the result for this device, and return it."""
@@ -134,6 +136,8 @@ def check_model(
     fingerprint, device = this_device(reader)
     result = CheckResult(model_name, fingerprint, device)
     for asset in assets:
+        if stop is not None and stop.is_set():
+            return result  # stopped between renders: a partial sample is not recorded
         pixels, data = reader.render(asset)
         try:
             how = judge_render(
@@ -169,13 +173,17 @@ def check_model(
     return result
 
 
-def first_use_check(catalog: Catalog, reader: AssetReader, model: Model) -> CheckResult | None:
+def first_use_check(
+    catalog: Catalog, reader: AssetReader, model: Model, stop: threading.Event | None = None
+) -> CheckResult | None:
     """The check on FIRST_USE_SAMPLE records, if this device has never been checked with `model`."""
     fingerprint, _ = this_device(reader)
     with catalog.begin() as session:
         if queries.device_check(session, model.id, fingerprint) is not None:
             return None
-    result = check_model(catalog, reader, model.name, sample=FIRST_USE_SAMPLE)
+    result = check_model(catalog, reader, model.name, sample=FIRST_USE_SAMPLE, stop=stop)
+    if stop is not None and stop.is_set():
+        return None
     level = logging.WARNING if result.count("refused") else logging.INFO
     log.log(
         level,
@@ -194,15 +202,25 @@ def first_use_check(catalog: Catalog, reader: AssetReader, model: Model) -> Chec
 def check_first_use(catalog: Catalog, reader: AssetReader) -> None:
     """Hook `first_use_check` to `reader`: each model it loads is checked in a background thread,
     whose renders take the reader's render lock in turn with reads (a read never waits for the
-    whole check, only for the render in progress)."""
+    whole check, only for the render in progress). `reader.close()` stops the checks between two
+    renders and waits for the one in progress."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
 
     def check(model: Model) -> None:
         try:
-            first_use_check(catalog, reader, model)
+            first_use_check(catalog, reader, model, stop)
         except Exception as exc:  # a check that cannot run changes nothing served
             log.warning("the first-use check of model %s on this device failed: %s", model.name, exc)
 
     def start(model: Model) -> None:
-        threading.Thread(target=check, args=(model,), name=f"device-check-{model.name}", daemon=True).start()
+        thread = threading.Thread(target=check, args=(model,), name=f"device-check-{model.name}", daemon=True)
+        threads.append(thread)
+        thread.start()
 
-    reader.on_model_loaded = start
+    def close() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(RENDER_WAIT_SECONDS)
+
+    reader.on_model_loaded, reader.on_close = start, close

@@ -165,6 +165,7 @@ class AssetReader:
         # Called once per model, after this reader loaded it: the mount and the origin check the
         # device there (archiver/modelcheck.py `check_first_use`).
         self.on_model_loaded: Callable[[Model], None] | None = None
+        self.on_close: Callable[[], None] | None = None  # stops what that hook started
         self._load = load
         self._models: dict[int, LoadedModel] = {}
         # The last packs read, least recently used first: restoring several members of one pack
@@ -174,6 +175,12 @@ class AssetReader:
         self._pack_downloads = threading.BoundedSemaphore(PACKS_KEPT)
         self._packs_lock = threading.Lock()  # not the render lock: a vault read need not wait for a render
         self._lock = threading.Lock()  # one render at a time per process: torch uses every core anyway
+
+    def close(self) -> None:
+        """Stop the background work hooks started (the first-use device check), waiting for a render
+        in progress: a thread left inside torch when the process exits aborts it."""
+        if self.on_close is not None:
+            self.on_close()
 
     def _model(self, model: Model) -> LoadedModel:
         if model.id not in self._models:

@@ -348,6 +348,7 @@ class ReadPolicy:
 
     def shutdown(self) -> None:
         self._flight.shutdown()
+        self.reader.close()
 
 
 def _link_note(psnr: float, render_sketch: bytes | None) -> str:
