@@ -174,7 +174,9 @@ def test_get_serves_the_verified_bytes_with_immutable_validators_and_logs_each_r
             assert int(got.headers["content-length"]) == len(got.content)
             assert got.headers["accept-ranges"] == "bytes"
             assert got.headers["x-archiver-served"] == "rehydrated"
+            assert got.headers["x-archiver-verified"] == "exact"  # this machine swept them
         assert origin.renders() == len(MEMORIZED)
+        assert origin.metric("archiver_origin_reads_verified_total", mode="exact") == len(MEMORIZED)
         again = http.get("/shoes/tiny-red.png")
         assert again.content == http.get("/shoes/tiny-red.png").content and origin.renders() == len(MEMORIZED)
         assert origin.metric("archiver_origin_cache_hits_total", layer="memory") >= 2

@@ -23,6 +23,7 @@ from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import Record
 from archiver.errors import IntegrityError
 from archiver.gate import sketch
+from archiver.origin.metrics import Metrics
 from archiver.reader import ArchivedAsset, judge_render
 from archiver.readpolicy import ReadPolicy, Remote
 from archiver.storage import open_vault
@@ -125,13 +126,17 @@ def test_a_drifted_render_is_served_cached_under_its_own_hash_and_rechecked_from
     promise(catalog, entry.asset_id, ACCEPTED, SKETCH)
     entry = type(entry)(entry.asset_id, entry.key, len(ACCEPTED), entry.mtime_ns, SHA)
     cache = DiskCache(tmp_path / "cache", 10**6)
-    policy = ReadPolicy(catalog, ScriptedReader(catalog, vault, lambda a: DRIFTED), cache)
+    metrics = Metrics()
+    policy = ReadPolicy(catalog, ScriptedReader(catalog, vault, lambda a: DRIFTED), cache, observer=metrics)
     served = policy.read(entry)
     drifted_sha = hashlib.sha256(DRIFTED).hexdigest()
     assert served.data == DRIFTED and served.origin == "rehydrated"
     assert served.verified.mode == "within-tolerance" and served.verified.sha256 == drifted_sha
     assert policy.served_size(entry) == len(DRIFTED)
     assert cache.get(SHA) is None and cache.get(drifted_sha) == DRIFTED  # never under the record's hash
+    exposition = metrics.exposition().decode()  # what the origin's /metrics would say
+    assert 'archiver_origin_reads_verified_total{mode="within-tolerance"} 1.0' in exposition
+    assert "archiver_origin_within_tolerance_psnr_db_count 1.0" in exposition
     policy.shutdown()
 
     # Another process on this machine: the disk cache answers through the link, the sketch checked again.
