@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,13 +26,14 @@ from archiver.catalog.models import DeviceCheck, Model
 from archiver.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from archiver.reader import AssetReader
+    from archiver.reader import ArchivedAsset, AssetReader
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["exact", "within-tolerance", "refused"]
 RENDER_WAIT_SECONDS = 300  # how long closing waits for a check's render in progress
 FIRST_USE_SAMPLE = 3  # records a device renders, the first time it renders a model, to fingerprint itself
+CHECK_PAGE = 500  # records read from the catalog at a time by a check of every record
 
 
 @dataclass(frozen=True)
@@ -125,17 +126,13 @@ def check_model(
     """Render `sample` records of the model (all with None; with `backfill`, every record that has
     no sketch yet) here, judge each, store the result for this device, and return it."""
     from archiver.gate import sketch as render_sketch
-    from archiver.reader import judge_render, snapshot
+    from archiver.reader import judge_render
 
     with catalog.begin() as session:
-        model: Model = queries.get_model(session, model_name)
-        model_id = model.id
-        assets = [
-            snapshot(a) for a in queries.records_to_check(session, model, sample=sample, unsketched=backfill)
-        ]
+        model_id = queries.get_model(session, model_name).id
     fingerprint, device = this_device(reader)
     result = CheckResult(model_name, fingerprint, device)
-    for asset in assets:
+    for asset in _records(catalog, model_id, sample=sample, unsketched=backfill):
         if stop is not None and stop.is_set():
             return result  # stopped between renders: a partial sample is not recorded
         pixels, data = reader.render(asset)
@@ -171,6 +168,40 @@ def check_model(
                 lowest_psnr=result.lowest_psnr,
             )
     return result
+
+
+def _records(
+    catalog: Catalog, model_id: int, *, sample: int | None, unsketched: bool
+) -> Iterator[ArchivedAsset]:
+    """The records a check renders, read a page at a time: a check of every record of a large model
+    never holds them all (a sample is `sample` rows)."""
+    from archiver.reader import snapshot
+
+    if sample is not None:
+        with catalog.begin() as session:
+            model = session.get(Model, model_id)
+            assert model is not None
+            picked = [
+                snapshot(a)
+                for a in queries.sample_records_to_check(session, model, sample=sample, unsketched=unsketched)
+            ]
+        yield from picked
+        return
+    after = 0
+    while True:
+        with catalog.begin() as session:
+            model = session.get(Model, model_id)
+            assert model is not None
+            page = [
+                snapshot(a)
+                for a in queries.records_to_check_after(
+                    session, model, unsketched=unsketched, after_id=after, limit=CHECK_PAGE
+                )
+            ]
+        if not page:
+            return
+        yield from page
+        after = page[-1].asset_id
 
 
 def first_use_check(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import Select, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from archiver.catalog import profiles
@@ -324,22 +324,34 @@ def set_render_sketch(session: Session, record_id: int, render_sketch: bytes) ->
     return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
-def records_to_check(session: Session, model: Model, *, sample: int | None, unsketched: bool) -> list[Asset]:
-    """Archived assets whose records use `model`: `sample` of them spread evenly over the ids (all
-    when None), or, with `unsketched`, every one whose record has no sketch yet."""
+def _records_to_check(model: Model, unsketched: bool) -> Select[Asset]:
+    """Archived (or restored) assets whose records use `model`, by id; with `unsketched`, only
+    those whose record has no sketch yet."""
     query = (
         select(Asset)
         .join(Record, Record.asset_id == Asset.id)
         .where(Record.model_id == model.id, Asset.state.in_((AssetState.ARCHIVED, AssetState.RESTORED)))
         .order_by(Asset.id)
     )
-    if unsketched:
-        query = query.where(Record.render_sketch.is_(None))
-    assets = list(session.scalars(query))
-    if sample is None or sample >= len(assets):
-        return assets
-    step = len(assets) / sample
-    return [assets[int(i * step)] for i in range(sample)]
+    return query.where(Record.render_sketch.is_(None)) if unsketched else query
+
+
+def sample_records_to_check(session: Session, model: Model, *, sample: int, unsketched: bool) -> list[Asset]:
+    """`sample` of those assets spread evenly over the ids (all of them when there are fewer): one
+    count and one row per pick, so a sample of a model with millions of records holds `sample` rows."""
+    query = _records_to_check(model, unsketched)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    if sample >= total:
+        return list(session.scalars(query))
+    step = total / sample
+    return [session.scalars(query.offset(int(i * step)).limit(1)).one() for i in range(sample)]
+
+
+def records_to_check_after(
+    session: Session, model: Model, *, unsketched: bool, after_id: int, limit: int
+) -> list[Asset]:
+    """The next `limit` of those assets with ids above `after_id`: a page of a walk over all of them."""
+    return list(session.scalars(_records_to_check(model, unsketched).where(Asset.id > after_id).limit(limit)))
 
 
 def save_device_check(
@@ -379,8 +391,10 @@ def device_check(session: Session, model_id: int, fingerprint: str) -> DeviceChe
     )
 
 
-def device_checks(session: Session) -> list[DeviceCheck]:
-    return list(session.scalars(select(DeviceCheck).order_by(DeviceCheck.model_id, DeviceCheck.checked_at)))
+def device_checks(session: Session, model_id: int | None = None) -> list[DeviceCheck]:
+    """Every device check (of one model's, given `model_id`), by model and time."""
+    query = select(DeviceCheck).order_by(DeviceCheck.model_id, DeviceCheck.checked_at)
+    return list(session.scalars(query if model_id is None else query.where(DeviceCheck.model_id == model_id)))
 
 
 def add_vault_object(

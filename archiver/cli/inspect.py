@@ -82,7 +82,7 @@ def describe_record(record: Record) -> dict[str, Any]:
 
 def describe_devices(session: Any, model_id: int) -> list[dict[str, Any]]:
     """What each device that checked the model found (`archiver model check`, first reads)."""
-    return [device_check_report(c) for c in queries.device_checks(session) if c.model_id == model_id]
+    return [device_check_report(c) for c in queries.device_checks(session, model_id)]
 
 
 def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
