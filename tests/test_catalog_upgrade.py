@@ -15,30 +15,10 @@ import json
 from pathlib import Path
 
 import pytest
-from support import MEMORIZED, catalog_assets, cli, register
+from support import MEMORIZED, catalog_assets, cli
 
 from archiver.catalog.database import alembic_config, connect
 from archiver.catalog.models import AssetState
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def swept_url(
-    request: pytest.FixtureRequest,
-    env: Path,
-    source: Path,
-    memorized: dict[str, object],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> str:
-    """A catalog (SQLite, and PostgreSQL) holding a real sweep of the `memorized` catalogue."""
-    url = f"sqlite:///{env / 'catalog.db'}"
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("pg_database"))
-        monkeypatch.setenv("ARCHIVER_DATABASE_URL", url)
-    register(capsys, memorized)
-    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
-    assert code == 0 and json.loads(out)["archived"] == len(MEMORIZED), err
-    return url
 
 
 def shown(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:

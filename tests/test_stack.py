@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support import cli, register
+from support import cli, sweep_memorized
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Record
@@ -82,31 +82,6 @@ def _age_torch(catalog_url: str, records: int) -> None:
     catalog.close()
 
 
-def _sweep(capsys: pytest.CaptureFixture[str], memorized: dict[str, object], source: Path) -> None:
-    register(capsys, memorized)
-    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--json")
-    assert code == 0, err
-    assert json.loads(out)["archived"] == 4
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def swept_url(
-    request: pytest.FixtureRequest,
-    env: Path,
-    source: Path,
-    memorized: dict[str, object],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> str:
-    """A catalog (SQLite, and PostgreSQL) holding the four records of a real sweep."""
-    url = f"sqlite:///{env / 'catalog.db'}"
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("pg_database"))
-        monkeypatch.setenv("ARCHIVER_DATABASE_URL", url)
-    _sweep(capsys, memorized, source)
-    return url
-
-
 def test_status_names_records_made_with_another_torch(
     swept_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -140,7 +115,7 @@ def test_the_mount_logs_records_made_with_another_torch_when_it_starts(
 
     if (reason := _fuse_missing()) is not None:
         pytest.skip(f"FUSE mount test skipped: {reason}")
-    _sweep(capsys, memorized, source)
+    sweep_memorized(capsys, memorized, source)
     _age_torch(f"sqlite:///{env / 'catalog.db'}", 1)
     mount = start_mount(env, tmp_path / "mp", tmp_path / "mount.log")
     try:
