@@ -8,7 +8,8 @@
    times 8 laces times 6 soles, keys like `catalogue/01234/rumba-red-white.png` (41-42 bytes),
    prompts like the example's with the style in them (75-80 bytes), S3 ETags, seeds 0-7, gate
    reports with this machine's software stack and the real DDIM scheduler config (one render and
-   one gate profile, as one model's group has). Bytes per image = the file (WAL checkpointed) over
+   one gate profile, as one model's group has), and each record's render sketch (of a noise image:
+   as random as a real render's). Bytes per image = the file (WAL checkpointed) over
    N; the record = the `records` table and its index over N (SQLite's dbstat).
 2. Edge export of that catalog: bytes per record as raw JSON (the record with its profiles inlined,
    as `archiver show --json` prints record and gate report), canonical-compact (the edge value:
@@ -36,6 +37,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -94,11 +98,14 @@ def write_catalog(path: Path, count: int, *, example: bool = False) -> str:
     from archiver.catalog.models import AssetState, Source
     from archiver.engine.encoding import EncodingProfile
     from archiver.example.rumba import key_for, prompt_for
+    from archiver.gate.sketch import sketch
     from archiver.gate.verdict import software_versions
 
     url = f"sqlite:///{path}"
     catalog = open_catalog(url)
     rng = random.Random(0)
+    # Each record's sketch is of its own render (here noise: a real render's sketch is as random).
+    nprng = np.random.default_rng(0)
     scheduler = dict(DDIMScheduler().config)
     software = software_versions()
     profiles = {
@@ -140,6 +147,7 @@ def write_catalog(path: Path, count: int, *, example: bool = False) -> str:
                     session, source, key=key, size=size, etag=etag, last_modified=start + timedelta(minutes=i)
                 )
                 seed = rng.randrange(8)
+                pixels = nprng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
                 queries.save_record(
                     session,
                     asset,
@@ -159,6 +167,7 @@ def write_catalog(path: Path, count: int, *, example: bool = False) -> str:
                     guidance_scale=1.0,
                     width=64,
                     height=64,
+                    render_sketch=sketch(Image.fromarray(pixels)),
                 )
                 asset.sha256 = hashlib.sha256(key.encode()).hexdigest()
                 queries.set_state(session, asset, AssetState.VERIFIED, seed=seed)

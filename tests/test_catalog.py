@@ -10,8 +10,16 @@ from sqlalchemy import select, text
 
 from archiver.catalog import database
 from archiver.catalog.database import connect, open_catalog
-from archiver.catalog.models import Asset, AssetState, Event
-from archiver.catalog.queries import events_for, get_or_add_source, record_event, state_totals
+from archiver.catalog.models import ASSET_STATES, Asset, AssetState, Event, MetricValues
+from archiver.catalog.queries import (
+    add_asset,
+    events_for,
+    get_or_add_source,
+    observe,
+    record_event,
+    set_state,
+    state_totals,
+)
 from archiver.errors import CatalogUnreachable, ConfigError, SchemaMismatch
 
 
@@ -53,7 +61,7 @@ def test_rows_round_trip_with_aware_times_and_totals(catalog_url: str) -> None:
 def test_naive_datetimes_are_refused(catalog_url: str) -> None:
     catalog = open_catalog(catalog_url)
     with pytest.raises(Exception, match="naive datetime"), catalog.begin() as session:
-        session.add(Event(kind="x", at=datetime(2026, 1, 1)))
+        session.add(Event(kind="discovered", at=datetime(2026, 1, 1)))
         session.flush()
     catalog.close()
 
@@ -135,3 +143,50 @@ def test_claim_expiry_times_compare(catalog_url: str) -> None:
         live = session.scalars(select(Asset).where(Asset.claimed_until > now)).all()
     catalog.close()
     assert (len(expired), len(live)) == (0, 1)
+
+
+def test_a_changed_object_keeps_what_it_replaced_in_its_history(catalog_url: str) -> None:
+    """The asset row holds the latest size and ETag; `discovered` does not repeat them, and the
+    event that changes them keeps the ones it replaced, so no earlier version is forgotten."""
+    catalog = open_catalog(catalog_url)
+    seen = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    with catalog.begin() as session:
+        source = get_or_add_source(session, "s3://bucket")
+        asset = add_asset(session, source, key="shoes/red.png", size=100, etag='"a"', last_modified=seen)
+        assert observe(asset, size=100, etag='"a"', last_modified=seen) == {}
+        was = observe(asset, size=120, etag='"b"', last_modified=seen + timedelta(days=1))
+        assert was == {"was_size": 100, "was_etag": '"a"'}
+        set_state(session, asset, AssetState.CANDIDATE, **was)
+    with catalog.begin() as session:
+        asset = session.scalars(select(Asset)).one()
+        assert (asset.size, asset.etag, asset.last_modified) == (120, '"b"', seen + timedelta(days=1))
+        assert [(e.kind, e.detail) for e in events_for(session, asset)] == [
+            ("discovered", {}),
+            ("candidate", {"was_size": 100, "was_etag": '"a"'}),
+        ]
+        # stored as codes, an empty detail as NULL
+        rows = session.execute(text("SELECT kind, detail FROM events ORDER BY id")).all()
+        assert [row[0] for row in rows] == [1, 2] and rows[0][1] is None
+    catalog.close()
+
+
+def test_an_event_kind_without_a_code_is_refused_with_what_to_do(catalog_url: str) -> None:
+    catalog = open_catalog(catalog_url)
+    refused = pytest.raises(Exception, match="'teleported' has no code in the catalog: add it at the end")
+    with refused, catalog.begin() as session:
+        session.add(Event(kind="teleported"))
+        session.flush()
+    catalog.close()
+
+
+def test_every_asset_state_has_a_code() -> None:
+    assert set(ASSET_STATES) == {state.value for state in AssetState}
+
+
+def test_metric_values_are_float32_that_read_back_as_the_record_kept_them() -> None:
+    values = [True, False, None, 0.0005934, 38.98, 1e9, -1e9, 25.72, 0.0]
+    stored = MetricValues().process_bind_param(values, dialect=None)  # type: ignore[arg-type]
+    assert stored is not None and len(stored) == 4 * len(values)
+    assert MetricValues().process_result_value(stored, dialect=None) == values  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be finite"):
+        MetricValues().process_bind_param([float("nan")], dialect=None)  # type: ignore[arg-type]

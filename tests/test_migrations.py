@@ -250,3 +250,99 @@ def test_0002_moves_what_records_share_into_profiles_and_back(catalog_url: str) 
     with connect(catalog_url) as conn:  # and up again
         upgrade(conn)
     assert schema_diff(catalog_url) == []
+
+
+# --- 0005: smaller rows (codes, float32 metrics, no empty details) ---
+
+
+def _add_event(url: str, kind: str) -> None:
+    """An event of `kind` with an empty detail for asset 1, at its first event's time."""
+    with connect(url) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO events (at, asset_id, kind, detail) "
+                "SELECT at, 1, :kind, '{}' FROM events WHERE asset_id = 1"
+            ),
+            {"kind": kind},
+        )
+        conn.commit()
+
+
+def _raw(url: str, sql: str) -> list[tuple[object, ...]]:
+    with connect(url) as conn:
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
+def test_0005_stores_codes_float32_metrics_and_no_empty_details_and_back(catalog_url: str) -> None:
+    from alembic import command
+
+    from archiver.catalog.database import alembic_config, open_catalog
+    from archiver.catalog.models import Asset, AssetState, Event
+
+    _write_0001_catalog(catalog_url)
+    with connect(catalog_url) as conn:
+        upgrade(conn, "0004")
+    _add_event(catalog_url, "archived")
+    with connect(catalog_url) as conn:
+        conn.execute(text("UPDATE assets SET state = 'rejected' WHERE id = 3"))
+        conn.commit()
+    before = sorted(_raw(catalog_url, "SELECT asset_id, metrics FROM records"))
+    assert all(isinstance(metrics, str) for _, metrics in before) or catalog_url.startswith("postgresql")
+
+    with connect(catalog_url) as conn:
+        upgrade(conn)
+    assert schema_diff(catalog_url) == []
+    # stored small: a code for the state and the kind, 4 bytes a metric, NULL for an empty detail
+    assert sorted(_raw(catalog_url, "SELECT id, state FROM assets")) == [(1, 5), (2, 5), (3, 6)]
+    assert sorted(_raw(catalog_url, "SELECT DISTINCT kind FROM events")) == [(4,), (5,)]
+    assert _raw(catalog_url, "SELECT COUNT(*) FROM events WHERE detail IS NULL") == [(1,)]
+    sizes = sorted(_raw(catalog_url, "SELECT asset_id, length(metrics) FROM records"))
+    assert sizes == [(1, 4 * 5), (2, 4 * 5), (3, 4 * 3)]
+    # and read back as they were
+    catalog = open_catalog(catalog_url)
+    with catalog.begin() as session:
+        assets = {a.id: a for a in session.query(Asset)}
+        assert [assets[i].state for i in (1, 2, 3)] == [AssetState.ARCHIVED] * 2 + [AssetState.REJECTED]
+        record = assets[1].record
+        assert record is not None
+        assert record.metrics == [True, 0.0005934, 38.98, 1e9, 25.72]
+        assert record.gate_report["metrics"]["lpips"] == 0.0005934
+        events = session.query(Event).filter(Event.asset_id == 1).order_by(Event.id).all()
+        assert [(e.kind, e.detail) for e in events] == [
+            ("vaulted", {"previous": "verified", "reason": None, "vault_uri": "file:///vault/packs/p.tar"}),
+            ("archived", {}),
+        ]
+    catalog.close()
+
+    with connect(catalog_url) as conn:
+        command.downgrade(alembic_config(conn), "0004")
+    assert sorted(_raw(catalog_url, "SELECT id, state FROM assets")) == [
+        (1, "archived"),
+        (2, "archived"),
+        (3, "rejected"),
+    ]
+    assert sorted(_raw(catalog_url, "SELECT DISTINCT kind FROM events")) == [("archived",), ("vaulted",)]
+    assert _raw(catalog_url, "SELECT COUNT(*) FROM events WHERE detail IS NULL") == [(0,)]
+    with connect(catalog_url) as conn:
+        meta = MetaData()
+        meta.reflect(conn)
+        records = meta.tables["records"]
+        metrics = {row[0]: row[1] for row in conn.execute(select(records.c.asset_id, records.c.metrics))}
+    assert metrics[1] == [True, 0.0005934, 38.98, 1e9, 25.72]
+
+
+def test_0005_stops_on_an_event_kind_it_has_no_code_for(catalog_url: str) -> None:
+    _write_0001_catalog(catalog_url)
+    with connect(catalog_url) as conn:
+        upgrade(conn, "0004")
+    _add_event(catalog_url, "teleported")
+    with connect(catalog_url) as conn:
+        try:
+            upgrade(conn)
+        except RuntimeError as stopped:
+            assert "events.kind holds teleported" in str(stopped)
+        else:
+            raise AssertionError("the upgrade went on past an unknown event kind")
+    with connect(catalog_url) as conn:
+        assert schema_status(conn).current == "0004"
+    assert _raw(catalog_url, "SELECT kind FROM events WHERE kind = 'teleported'") == [("teleported",)]

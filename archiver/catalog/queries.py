@@ -128,8 +128,22 @@ def add_asset(
     )
     session.add(asset)
     session.flush()
-    record_event(session, "discovered", asset, size=size, etag=etag)
+    # The size and ETag are the row's; an event that changes them keeps what they replaced (`observe`).
+    record_event(session, "discovered", asset)
     return asset
+
+
+def observe(asset: Asset, *, size: int, etag: str | None, last_modified: datetime) -> dict[str, Any]:
+    """Take the object's size, ETag and time as last seen in its source. Returns what they replaced
+    (`was_size`, `was_etag`), for the event that records the change: the row holds only the latest,
+    so the history keeps every earlier one."""
+    was: dict[str, Any] = {}
+    if asset.size != size:
+        was["was_size"] = asset.size
+    if asset.etag != etag:
+        was["was_etag"] = asset.etag
+    asset.size, asset.etag, asset.last_modified = size, etag, last_modified
+    return was
 
 
 def set_state(

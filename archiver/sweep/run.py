@@ -299,8 +299,8 @@ class Sweep:
             else:
                 self._no_caption.append(obj.key)
         if asset.state in (AssetState.CANDIDATE, AssetState.REJECTED, AssetState.RESTORED) and changed:
-            asset.size, asset.etag, asset.last_modified = obj.size, obj.etag, obj.last_modified
-            queries.set_state(session, asset, AssetState.CANDIDATE, etag=obj.etag, size=obj.size)
+            was = queries.observe(asset, size=obj.size, etag=obj.etag, last_modified=obj.last_modified)
+            queries.set_state(session, asset, AssetState.CANDIDATE, **was)
         # verified/vaulted: in flight, checked again before the delete; archived: the record stands.
 
     # --- 2. claim what this run will work on ---
@@ -397,12 +397,13 @@ class Sweep:
                 **proof.spec.as_columns(),
             )
             asset.sha256 = hashlib.sha256(data).hexdigest()
-            asset.size, asset.etag, asset.last_modified = seen.size, seen.etag, seen.last_modified
+            was = queries.observe(asset, size=seen.size, etag=seen.etag, last_modified=seen.last_modified)
             queries.set_state(
                 session,
                 asset,
                 AssetState.VERIFIED,
                 seed=proof.spec.seed,  # its measures are the record's (Record.metrics)
+                **was,
             )
             self.summary.verified += 1
 
