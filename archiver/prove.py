@@ -78,6 +78,36 @@ def index_group(
 
 
 @dataclass
+class Group:
+    """What every prover of one source shares: the prompts by the source's keys, the model's captions,
+    the sibling index and the images that could not be decoded. Built once by streaming the group;
+    it pickles when `read` does, so the fleet path builds it once and hands it to every worker."""
+
+    prompts: Mapping[str, str]  # by the source's keys (`caption_keys` applied)
+    captions: Mapping[str, str]  # the model's captions.json, by its own keys
+    index: SiblingIndex
+    undecodable: dict[str, Proof]
+
+    @classmethod
+    def build(
+        cls,
+        image_keys: Iterable[str],
+        read: Callable[[str], bytes],
+        captions: Mapping[str, str],
+        *,
+        k: int,
+        caption_keys: CaptionKeys = SAME_KEYS,
+    ) -> Group:
+        prompts = {
+            key: captions[caption_key]
+            for key in image_keys
+            if (caption_key := caption_keys.lookup(key)) is not None and caption_key in captions
+        }
+        index, undecodable = index_group(list(prompts), read, k=k)
+        return cls(prompts, captions, index, undecodable)
+
+
+@dataclass
 class GroupProver:
     """Proves keys of one source against one model, with the siblings `verify` and `sweep` share:
     every image of the source the model has a caption for (coldness filters do not change them)."""
@@ -102,13 +132,15 @@ class GroupProver:
         caption_keys: CaptionKeys = SAME_KEYS,
     ) -> GroupProver:
         captions = read_captions(Path(loaded.row.path))
-        prompts = {
-            key: captions[caption_key]
-            for key in image_keys
-            if (caption_key := caption_keys.lookup(key)) is not None and caption_key in captions
-        }
-        index, undecodable = index_group(list(prompts), read, k=limits.siblings)
-        return cls(read, prompts, captions, loaded, gate, limits, index, undecodable)
+        group = Group.build(image_keys, read, captions, k=limits.siblings, caption_keys=caption_keys)
+        return cls.for_group(group, read, loaded, gate, limits)
+
+    @classmethod
+    def for_group(
+        cls, group: Group, read: Callable[[str], bytes], loaded: LoadedModel, gate: Gate, limits: SearchLimits
+    ) -> GroupProver:
+        """A prover over a group built elsewhere (the fleet's driver builds it once for all workers)."""
+        return cls(read, group.prompts, group.captions, loaded, gate, limits, group.index, group.undecodable)
 
     def prove(self, key: str) -> tuple[Proof, bytes | None]:
         """The Proof for one key, and the original bytes it judged (None when it could not read them).

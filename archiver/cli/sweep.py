@@ -22,7 +22,7 @@ class RichSweepProgress:
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("verifying"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
@@ -34,10 +34,15 @@ class RichSweepProgress:
         )
         self._task: Any = None
         self._started = datetime.now(UTC)
+        self._description = "verifying"
+
+    def describe(self, description: str) -> None:
+        self._description = description
 
     def start(self, total: int) -> None:
         self._progress.start()
-        self._task = self._progress.add_task("verify", total=total, rate="", key="")
+        self._started = datetime.now(UTC)  # the rate counts from the first proof, not the listing
+        self._task = self._progress.add_task(self._description, total=total, rate="", key="")
 
     def advance(self, key: str, passed: bool) -> None:
         task = self._progress.tasks[0]
@@ -71,6 +76,28 @@ class RichSweepProgress:
     "then `archiver release`) [ARCHIVER_REVIEW_REQUIRED].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Render and gate on a Ray cluster (the `ray` extra): ADDRESS (host:6379, ray://host:10001, "
+    "auto), else RAY_ADDRESS, else a local Ray. Put it last, or write --ray=ADDRESS.",
+)
+@click.option(
+    "--ray-actors",
+    type=click.IntRange(1),
+    help="Actors rendering and gating with --ray [one per GPU; on CPUs, one per CPU but one].",
+)
+@click.option(
+    "--ray-batch",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Keys per actor call with --ray (a killed actor proves at most this many again).",
+)
 @pass_app
 def sweep(
     app: App,
@@ -86,6 +113,9 @@ def sweep(
     dry_run: bool,
     require_review: bool | None,
     as_json: bool,
+    ray_address: str | None,
+    ray_actors: int | None,
+    ray_batch: int,
 ) -> None:
     """Archive the images in SOURCE (a directory or s3://bucket/prefix) that MODEL regenerates.
 
@@ -96,6 +126,11 @@ def sweep(
     """
     from archiver.sweep.filters import Filters, load_access_log
     from archiver.units import parse_age, parse_size
+
+    if ray_address is not None and not dry_run:
+        from archiver.fleet.cluster import require_ray
+
+        require_ray()  # one line naming the extra, before the catalog or the source is opened
 
     filters = Filters(
         older_than=parse_age(older_than) if older_than else None,
@@ -115,27 +150,30 @@ def sweep(
     console = Console(stderr=True)
     progress = None if as_json else RichSweepProgress(console)
     settings = app.settings
-    run = Sweep(
-        catalog,
-        store,
-        app.vault,
-        SweepConfig(
-            model=model_name,
-            filters=filters,
-            pack_threshold=settings.pack_threshold,
-            pack_target=settings.pack_target,
-            lease=timedelta(minutes=settings.claim_lease_minutes),
-            journal_storage_class=settings.vault_journal_storage_class,
-            caption_keys=caption_keys,
-            require_review=settings.review_required if require_review is None else require_review,
-        ),
-        load_model=lambda: app.load_model(model_name),
-        gate=lambda: app.gate,
-        limits=app.search_limits,
-        progress=progress,
+    config = SweepConfig(
+        model=model_name,
+        filters=filters,
+        pack_threshold=settings.pack_threshold,
+        pack_target=settings.pack_target,
+        lease=timedelta(minutes=settings.claim_lease_minutes),
+        journal_storage_class=settings.vault_journal_storage_class,
+        caption_keys=caption_keys,
+        require_review=settings.review_required if require_review is None else require_review,
     )
     try:
-        summary = run.run()
+        if ray_address is None:
+            summary = Sweep(
+                catalog,
+                store,
+                app.vault,
+                config,
+                load_model=lambda: app.load_model(model_name),
+                gate=lambda: app.gate,
+                limits=app.search_limits,
+                progress=progress,
+            ).run()
+        else:
+            summary = _fleet_sweep(app, store, config, ray_address, ray_actors, ray_batch, progress)
     finally:
         if progress is not None:
             progress.stop()
@@ -169,6 +207,44 @@ def sweep(
     Console().print(table)
     for key, reason in summary.unlisted:  # a key with a newline would break the table: repr it
         click.echo(f"not an object ({reason}): {key!r}", err=True)
+
+
+def _fleet_sweep(
+    app: App,
+    store: Any,
+    config: Any,
+    address: str,
+    actors: int | None,
+    batch: int,
+    progress: RichSweepProgress | None,
+) -> Any:
+    """The same sweep with its prove step on a Ray actor pool (`archiver.fleet.sweep`)."""
+    import functools
+
+    from archiver.cli.app import gate_for
+    from archiver.fleet.cluster import connected
+    from archiver.fleet.sweep import FleetSweep, SourceReader
+
+    settings = app.settings
+    with connected(address, settings.catalog_url) as cluster:
+        pool = cluster.pool(actors)
+        if progress is not None:
+            progress.describe(f"verifying on Ray ({pool.actors} actors)")
+        return FleetSweep(
+            app.catalog,
+            store,
+            app.vault,
+            config,
+            cluster=cluster,
+            pool=pool,
+            # The store's own URL: a directory as an absolute file:// URL, an S3 source as its bucket.
+            reader=SourceReader(store.url, settings.s3_endpoint_url, settings.s3_max_attempts),
+            device=settings.resolved_device,  # resolved on each actor: CUDA where Ray gave it a GPU
+            gate=functools.partial(gate_for, settings),
+            limits=app.search_limits,
+            batch_size=batch,
+            progress=progress,
+        ).run()
 
 
 def _prices(app: App) -> Any:

@@ -321,35 +321,47 @@ class Sweep:
     def verify(self, source_id: int, listed: dict[str, ObjectInfo]) -> None:
         with self._session_for(source_id) as (session, source):
             todo = [a.key for a in queries.assets_in(session, source, [AssetState.CANDIDATE], self.worker)]
-        if not todo:
-            return
-        prover = GroupProver.for_source(
-            self._source_images,
-            self.store.get,
-            self._load_model(),
-            self._gate(),
-            self.limits,
-            self.config.caption_keys,
-        )
-        if self._progress:
-            self._progress.start(len(todo))
+        to_prove: list[str] = []
         for key in todo:
-            seen = listed.get(key)
-            if seen is None and key in self._source_images:
+            if key in listed:
+                to_prove.append(key)
+            elif key in self._source_images:
                 # Claimed earlier, but this run's filters leave it out: not this run's to judge.
                 with self._session_for(source_id) as (session, source):
                     asset = queries.find_asset(session, source, key)
                     assert asset is not None
                     queries.release(session, asset)
-                continue
-            if seen is None:
-                proof, data = Proof(key, False, "vanished", f"{key} is no longer in the source"), None
             else:
-                proof, data = prover.prove(key)
-            self._commit_proof(source_id, key, proof, data, seen, prover.loaded)
+                gone = Proof(key, False, "vanished", f"{key} is no longer in the source")
+                self._commit_proof(source_id, key, gone, None, None, None)
+        if not to_prove:
+            return
+        if self._progress:
+            self._progress.start(len(to_prove))
+        # Each proof is committed as it comes, whoever made it: a run killed between two commits
+        # resumes with the keys not yet committed (still candidates, claimed by a dead worker).
+        for proof, data, model_id in self.prove(to_prove):
+            self._commit_proof(source_id, proof.key, proof, data, listed[proof.key], model_id)
             boundary("verified")
             if self._progress:
-                self._progress.advance(key, proof.passed)
+                self._progress.advance(proof.key, proof.passed)
+
+    def prove(self, keys: list[str]) -> Iterator[tuple[Proof, bytes | None, int]]:
+        """Each key's Proof (in any order), the original bytes it judged, and the id of the model
+        that made its record. Here, in this process; the fleet path (`archiver.fleet.sweep`)
+        replaces this step alone, so every commit, guard and boundary stays the one above."""
+        loaded = self._load_model()
+        prover = GroupProver.for_source(
+            self._source_images,
+            self.store.get,
+            loaded,
+            self._gate(),
+            self.limits,
+            self.config.caption_keys,
+        )
+        for key in keys:
+            proof, data = prover.prove(key)
+            yield proof, data, loaded.row.id
 
     def _commit_proof(
         self,
@@ -358,7 +370,7 @@ class Sweep:
         proof: Proof,
         data: bytes | None,
         seen: ObjectInfo | None,
-        loaded: LoadedModel,
+        model_id: int | None,
     ) -> None:
         with self._session_for(source_id) as (session, source):
             asset = queries.find_asset(session, source, key)
@@ -378,7 +390,7 @@ class Sweep:
                     self._no_caption.append(key)
                 return
             assert proof.spec and proof.profile and proof.report and proof.data is not None
-            assert data is not None and seen is not None
+            assert data is not None and seen is not None and model_id is not None
             self._keep_hot_bytes(key, data)
             profile = proof.profile
             encoding = queries.get_or_add_profile(
@@ -387,7 +399,7 @@ class Sweep:
             queries.save_record(
                 session,
                 asset,
-                model_id=loaded.row.id,
+                model_id=model_id,
                 encoding_profile_id=encoding.id,
                 rendered_sha256=hashlib.sha256(proof.data).hexdigest(),
                 rendered_size=len(proof.data),
