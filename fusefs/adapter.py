@@ -12,12 +12,15 @@ How the kernel is kept from calling Python (docs/architecture.md, "The mount", h
   keep_cache, so verified bytes stay in the page cache across opens and a warm open + read never
   reaches this process. The read policy therefore runs at the first `read` of a file (its failures
   surface there: cp and tar report "Object is remote" as a read error), and `read` slices the
-  policy's memory LRU by path, with no per-handle state.
+  policy's memory LRU by path, with no per-handle state. (Python's buffered `open()` asks isatty:
+  the kernel forwards every ioctl to the file system, and libfuse answers it ENOSYS in C.)
 - Long entry and attribute timeouts (ATTR_TIMEOUT): an archived entry is immutable. A catalog
   change is pushed to the kernel instead (`Invalidator`: every `refresh_seconds` the tree is
   re-checked and the changed paths are invalidated through libfuse's notify calls).
 - Attributes with the listing (readdirplus): `ls -l`, `find -size`, rsync and scandir + stat get
-  every entry's attributes with the listing, not one getattr per entry.
+  every entry's attributes with the listing, not one getattr per entry. Each directory's entries
+  are built once per tree snapshot (`Listings`: encoded names and complete stat structs in one C
+  array), so serving a listing is one libfuse filler call per entry.
 
 Served bytes of another size. A render within tolerance on other hardware, or the vault original,
 may differ in size from the record's rendered_size, which stat reported. The first read that learns
@@ -36,13 +39,15 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both are installed
 import mfusepy
 
 from archiver.errors import NotFound
+from archiver.reader import Verified
 from archiver.readpolicy import (
     Busy,
     ReadPolicy,
@@ -51,7 +56,7 @@ from archiver.readpolicy import (
     Unavailable,
     VaultFailed,
 )
-from fusefs.tree import XATTR_PREFIX, FileEntry, Index, Tree
+from fusefs.tree import XATTR_PREFIX, FileEntry, Index, NoSuchPath, Tree
 
 log = logging.getLogger("fusefs")
 FuseOSError = mfusepy.FuseOSError
@@ -88,6 +93,15 @@ _lib.fuse_lowlevel_notify_inval_inode.argtypes = [
     ctypes.c_int64,
     ctypes.c_int64,
 ]
+
+# libfuse's filler with the stat passed by address: a listing hands it pointers into one C array
+FILL_BY_ADDRESS = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+)
+STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
+# Entries whose listings are kept at most (about 200 bytes each: a struct stat and the encoded name);
+# beyond it the oldest-built directory's listing is dropped and built again when listed.
+LISTING_CACHE_ENTRIES = 1_000_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,6 +145,7 @@ class ArchiveOperations(mfusepy.Operations):
         self._told_lock = threading.Lock()
         self._fuse: int | None = None  # struct fuse *, for libfuse's notify calls
         self._invalidator: Invalidator | None = None
+        self.listings = Listings(tree, policy.served)
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         config.entry_timeout = config.attr_timeout = ATTR_TIMEOUT
@@ -163,21 +178,14 @@ class ArchiveOperations(mfusepy.Operations):
         return attrs
 
     @errnos
-    def listing(self, path: str) -> tuple[Index, str, list[str]]:
-        """The directory's snapshot, normalized path and names (the lookup fails here, as an errno)."""
-        index = self.tree.index()
-        path = self.tree.normalize(path)
-        directory = index.dirs.get(path)
-        if directory is None:
-            if path in index.files:
-                raise NotADirectoryError(path)
-            raise NotFound(f"{path}: not in the archive")
-        return index, path, directory.names
+    def listing(self, path: str) -> Listing:
+        """The directory's entries for readdirplus (the lookup fails here, as an errno)."""
+        return self.listings.get(path)
 
     @errnos
     def readdir(self, path: str, fh: int) -> list[str]:
         """The names alone; registers readdir with libfuse, which ArchiveFUSE.readdir_fuse_3 serves."""
-        return [".", "..", *self.listing(path)[2]]
+        return [".", "..", *self.tree.readdir(path)]
 
     # --- reading ---
 
@@ -195,17 +203,18 @@ class ArchiveOperations(mfusepy.Operations):
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
         entry = self.tree.file(path)
         data = self.policy.read(entry).data
-        if len(data) != entry.size:
+        if len(data) != self._told.get(entry.asset_id, entry.size):
             self._size_learned(path, entry, len(data))
         return bytes(memoryview(data)[offset : offset + size])
 
     def _size_learned(self, path: str, entry: FileEntry, size: int) -> None:
-        """The served bytes are `size` long, not the record's size: tell the kernel once (module doc)."""
+        """The served bytes are `size` long, not what stat said: tell the kernel once (module doc)."""
         with self._told_lock:
             known = self._told.get(entry.asset_id, entry.size)
             if known == size:
                 return
             self._told[entry.asset_id] = size
+        self.listings.forget(self.tree.normalize(path).rsplit("/", 1)[0] or "/")  # its size is stale there
         log.info("%s: served %d bytes, not the record's %d: attributes updated", entry.key, size, entry.size)
         if size > known:
             # The kernel's node id is the inode number libfuse reports (no use_ino); the open
@@ -259,52 +268,107 @@ class ArchiveOperations(mfusepy.Operations):
 
 
 class ArchiveFUSE(mfusepy.FUSE):
-    """mfusepy's FUSE with readdirplus: each entry's complete stat goes to libfuse with the listing
-    (mfusepy itself passes the file type only)."""
+    """mfusepy's FUSE with readdirplus from prebuilt listings (mfusepy itself passes the file type only)."""
 
     operations: ArchiveOperations
 
     def readdir_fuse_3(self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
         try:
-            index, directory, names = self.operations.listing(path.decode(self.encoding, self.errors))
+            listing = self.operations.listing(path.decode(self.encoding, self.errors))
         except FuseOSError as exc:
             return -(exc.errno or errno.EIO)
-        plus = bool(flags & FUSE_READDIR_PLUS)
-        st = mfusepy.c_stat()
-        st.st_uid, st.st_gid = self.operations.tree.uid, self.operations.tree.gid
-        fill_flags = FUSE_FILL_DIR_PLUS if plus else 0
-        prefix = directory.rstrip("/") + "/"
-        files, dirs = index.files, index.dirs
-        served = self.operations.policy.served
+        fill = ctypes.cast(filler, FILL_BY_ADDRESS)
+        names, address = listing.names, ctypes.addressof(listing.stats)
+        entry_flag = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
         # Each entry carries its offset (its position + 1): libfuse then fills the kernel's buffer
         # straight from this call, one call per buffer, starting where the last one stopped
         # (libfuse 3 walks its own copy of the listing from the start for every buffer otherwise).
-        for position in range(offset, len(names) + 2):
-            if position < 2:
-                name = (".", "..")[position]
-                st.st_mode, st.st_nlink, st.st_size, st.st_blocks = 0o40555, 2, 0, 0
-                mtime_ns = 0
-            else:
-                name = names[position - 2]
-                full = prefix + name
-                entry = files.get(full)
-                if entry is not None:
-                    st.st_mode, st.st_nlink = 0o100444, 1
-                    last = served.get(entry.asset_id)
-                    st.st_size = size = entry.size if last is None else last.size
-                    st.st_blocks = (size + 511) // 512
-                    mtime_ns = entry.mtime_ns
-                else:
-                    st.st_mode, st.st_nlink, st.st_size, st.st_blocks = 0o40555, 2, 0, 0
-                    mtime_ns = dirs[full].mtime_ns
-            if plus:
-                sec, nsec = divmod(mtime_ns, 1_000_000_000)
-                st.st_mtimespec.tv_sec = st.st_ctimespec.tv_sec = st.st_atimespec.tv_sec = sec
-                st.st_mtimespec.tv_nsec = st.st_ctimespec.tv_nsec = st.st_atimespec.tv_nsec = nsec
-            flag = fill_flags if position >= 2 else 0
-            if filler(buf, name.encode(self.encoding, self.errors), st, position + 1, flag) != 0:
+        # "." and ".." go without FUSE_FILL_DIR_PLUS: libfuse looks those up itself.
+        for position in range(offset, len(names)):
+            stat = address + position * STAT_SIZE
+            if fill(buf, names[position], stat, position + 1, entry_flag if position >= 2 else 0):
                 break
         return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One directory's entries as readdirplus hands them to libfuse: ".", "..", then its names, each
+    encoded, with its complete stat at the same position in one C array."""
+
+    names: list[bytes]
+    stats: ctypes.Array[mfusepy.c_stat]
+
+
+class Listings:
+    """Each directory's Listing, built at its first listing and kept for the life of the tree snapshot
+    (a refresh that changed the catalog starts over), so serving a listing does no per-entry Python
+    work. At most LISTING_CACHE_ENTRIES entries are kept (about 200 bytes each); a directory whose
+    served sizes changed is built again (`forget`). Thread-safe."""
+
+    def __init__(self, tree: Tree, served: Mapping[int, Verified], encoding: str = "utf-8") -> None:
+        self.tree, self.served, self.encoding = tree, served, encoding  # served: the read policy's
+        self._lock = threading.Lock()
+        self._index: Index | None = None
+        self._cache: dict[str, Listing] = {}  # by directory, oldest built first
+        self._entries = 0
+        self._generation = 0  # bumped by forget: a listing built meanwhile is not kept
+
+    def get(self, path: str) -> Listing:
+        index, path = self.tree.index(), self.tree.normalize(path)
+        with self._lock:
+            if index is not self._index:
+                self._index, self._cache, self._entries = index, {}, 0
+            listing, generation = self._cache.get(path), self._generation
+        if listing is not None:
+            return listing
+        listing = self.build(index, path)
+        with self._lock:
+            if self._index is index and self._generation == generation and path not in self._cache:
+                self._cache[path] = listing
+                self._entries += len(listing.names)
+                while self._entries > LISTING_CACHE_ENTRIES and len(self._cache) > 1:
+                    self._entries -= len(self._cache.pop(next(iter(self._cache))).names)
+        return listing
+
+    def forget(self, directory: str) -> None:
+        """Build `directory`'s listing again at its next listing (a file's served size changed)."""
+        with self._lock:
+            self._generation += 1
+            if (dropped := self._cache.pop(directory, None)) is not None:
+                self._entries -= len(dropped.names)
+
+    def build(self, index: Index, path: str) -> Listing:
+        directory = index.dirs.get(path)
+        if directory is None:
+            if path in index.files:
+                raise NotADirectoryError(path)
+            raise NoSuchPath(f"{path}: not in the archive")
+        count = len(directory.names) + 2
+        template = mfusepy.c_stat(st_mode=0o100444, st_nlink=1, st_uid=self.tree.uid, st_gid=self.tree.gid)
+        stats = (mfusepy.c_stat * count).from_buffer_copy(bytes(template) * count)
+        prefix = path.rstrip("/") + "/"
+        served = self.served
+        for position, name in enumerate(directory.names, 2):
+            st = stats[position]
+            full = prefix + name
+            entry = index.files.get(full)
+            if entry is not None:
+                last = served.get(entry.asset_id)
+                st.st_size = size = entry.size if last is None else last.size
+                st.st_blocks = (size + 511) // 512
+                mtime_ns = entry.mtime_ns
+            else:
+                st.st_mode, st.st_nlink = 0o40555, 2
+                mtime_ns = index.dirs[full].mtime_ns
+            sec, nsec = divmod(mtime_ns, 1_000_000_000)
+            atime, mtime, ctime = st.st_atimespec, st.st_mtimespec, st.st_ctimespec
+            atime.tv_sec = mtime.tv_sec = ctime.tv_sec = sec
+            atime.tv_nsec = mtime.tv_nsec = ctime.tv_nsec = nsec
+        for position in (0, 1):  # "." and "..": libfuse takes their type only
+            stats[position].st_mode, stats[position].st_nlink = 0o40555, 2
+        names = [b".", b"..", *(name.encode(self.encoding, "surrogateescape") for name in directory.names)]
+        return Listing(names, stats)
 
 
 class Invalidator(threading.Thread):

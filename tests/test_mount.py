@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 from support import MEMORIZED, cli
 
+from archiver.catalog import queries
 from archiver.catalog.database import open_catalog
-from archiver.catalog.models import Asset, RestoreJob, RestoreMode
+from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreMode
 from archiver.errors import ExitCode
 from archiver.storage import open_vault
 
@@ -130,12 +131,12 @@ def wait_until(check: object, seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def start_mount(home: Path, point: Path, log: Path) -> Mount:
+def start_mount(home: Path, point: Path, log: Path, **env: str) -> Mount:
     point.mkdir(exist_ok=True)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"],
-            env=base_env(home),
+            env=base_env(home) | env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -256,6 +257,53 @@ def test_ls_stat_find_cp_tar_rsync_and_pillow_see_ordinary_verified_files(
     for key in MEMORIZED:  # rsync -a and tar keep the original's modification time
         assert os.stat(tmp_path / "rsync" / key).st_mtime_ns == os.stat(point / key).st_mtime_ns
     assert mounted.log_text().count("rendered ") == len(MEMORIZED)  # every file rendered once, then cached
+
+
+STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks", "st_mtime_ns")
+
+
+def test_a_listing_carries_what_stat_answers_and_catalog_changes_reach_the_kernel(
+    swept: Swept, tmp_path: Path
+) -> None:
+    """readdirplus hands the kernel each entry's attributes: they equal what a lookup of the path
+    answered (getattr). The kernel trusts them for a day, so a catalog change must be pushed to it:
+    an asset leaving the archive disappears from listings and stat, and comes back."""
+    home = fresh_home(swept, tmp_path)
+    mount = start_mount(home, tmp_path / "mp", tmp_path / "log", ARCHIVER_MOUNT_REFRESH_SECONDS="0.2")
+    try:
+        shoes = mount.point / "shoes"
+        looked_up = {key: os.stat(mount.point / key) for key in sorted(MEMORIZED)}  # LOOKUP: getattr
+        listed = {entry.name: entry.stat() for entry in os.scandir(shoes)}  # READDIRPLUS
+        assert sorted(listed) == sorted(key.split("/")[1] for key in MEMORIZED)
+        for key, st in looked_up.items():
+            got = listed[key.split("/")[1]]
+            assert [getattr(got, f) for f in STAT_FIELDS] == [getattr(st, f) for f in STAT_FIELDS], key
+
+        key = "shoes/tiny-green.png"
+        catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+
+        def move(state: AssetState) -> None:
+            with catalog.begin() as session:
+                queries.set_state(session, session.get(Asset, swept.assets[key].id), state)
+
+        def gone() -> bool:
+            try:
+                os.stat(mount.point / key)
+            except FileNotFoundError:
+                return "tiny-green.png" not in os.listdir(shoes)
+            return False
+
+        try:
+            move(AssetState.RESTORED)  # no longer archived: the mount no longer shows it
+            wait_until(gone, 20, f"{key} to leave the mount")
+            move(AssetState.ARCHIVED)
+            wait_until(lambda: "tiny-green.png" in os.listdir(shoes), 20, f"{key} to come back")
+            assert os.stat(mount.point / key).st_size == looked_up[key].st_size
+        finally:
+            catalog.close()
+        assert "paths invalidated" in mount.log_text()
+    finally:
+        stop_mount(mount)
 
 
 def test_xattrs_say_where_a_file_comes_from(mounted: Mount, swept: Swept) -> None:
