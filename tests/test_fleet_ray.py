@@ -1,7 +1,8 @@
-"""`archiver sweep --ray` on a real local Ray (started once for this module, on 127.0.0.1 only,
-2 CPUs): the same assets archived as a single-process sweep of the same source while an actor is
-killed in the middle of a batch, a driver killed with SIGKILL losing nothing, and the refusals (no
-Ray installed, a SQLite catalog with a remote cluster) as one line and exit code 3.
+"""`archiver sweep --ray` and `archiver survey --ray` on a real local Ray (started once for this
+module, on 127.0.0.1 only, 2 CPUs): the same assets archived as a single-process sweep of the same
+source while an actor is killed in the middle of a batch, a driver killed with SIGKILL losing
+nothing, the same hitlist as a local survey, and the refusals (no Ray installed, a SQLite catalog
+with a remote cluster) as one line and exit code 3.
 
 The catalogue is `memorized` (conftest.py): four images the tiny model regenerates exactly, a
 distractor it cannot draw, an uncaptioned image.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from support import MEMORIZED, assert_nothing_lost, catalog_assets, cli, register
+from survey_source import build_source
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import AssetState, Event
@@ -180,6 +182,24 @@ def test_a_driver_killed_with_sigkill_loses_nothing_and_the_next_run_finishes(
     assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
     assert all(a.claimed_by is None for a in assets.values())
     assert all(count == 1 for key, count in verified_events(env).items() if key in MEMORIZED)
+
+
+def test_a_ray_survey_finds_what_a_local_survey_finds(
+    archiver_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], ray_address: str
+) -> None:
+    """tests/survey_source.py's source (the rumba shoes among noise, shapes and bad input), described
+    by two actors in batches of 64: the same hitlist, counts and bad input as a local survey."""
+    source = tmp_path / "survey-source"
+    build_source(source)
+    reports = []
+    for ray_args in ((), ("--ray-actors", "2", "--ray")):
+        code, out, err = cli(capsys, "survey", str(source), "--json", *ray_args)
+        assert code == 0, err
+        report = json.loads(out)
+        report.pop("seconds"), report.pop("images_per_second")
+        reports.append(report)
+    assert reports[0] == reports[1]
+    assert reports[1]["hitlist"][0]["core"] == 48 and reports[1]["images"] == 82
 
 
 def test_without_ray_installed_one_line_names_the_extra(

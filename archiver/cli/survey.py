@@ -88,6 +88,19 @@ class RichSurveyProgress:
     is_flag=True,
     help="Perceptual hash only: skip the LPIPS-trunk descriptor (faster; noise-like images may group).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Hash and describe on a Ray cluster (the `ray` extra): ADDRESS (host:6379, ray://host:10001, "
+    "auto), else RAY_ADDRESS, else a local Ray. Put it last, or write --ray=ADDRESS.",
+)
+@click.option(
+    "--ray-actors", type=click.IntRange(1), help="Actors describing with --ray [one per CPU but one]."
+)
 @pass_app
 def survey(
     app: App,
@@ -103,6 +116,8 @@ def survey(
     egress_price: float,
     cdn_offload: float,
     no_dense: bool,
+    ray_address: str | None,
+    ray_actors: int | None,
 ) -> None:
     """Rank the image groups in SOURCE (a directory or s3://bucket/prefix) by what rehydrating them saves.
 
@@ -116,6 +131,11 @@ def survey(
     from archiver.survey.run import SurveyConfig, run_survey
     from archiver.survey.savings import PriceTerms
     from archiver.survey.traffic import load_traffic
+
+    if ray_address is not None:
+        from archiver.fleet.cluster import require_ray
+
+        require_ray()  # one line naming the extra, before the source is opened
 
     s = app.settings
     terms = PriceTerms(
@@ -137,7 +157,10 @@ def survey(
     )
     progress = None if as_json else RichSurveyProgress(Console(stderr=True))
     try:
-        result = run_survey(store, config, traffic=traffic, progress=progress)
+        if ray_address is None:
+            result = run_survey(store, config, traffic=traffic, progress=progress)
+        else:
+            result = _fleet_survey(app, store, config, traffic, progress, ray_address, ray_actors)
     finally:
         if progress is not None:
             progress.stop()
@@ -157,6 +180,29 @@ def survey(
             click.echo(dumps(summary(result, top)))
         else:
             _table(result, top)
+
+
+def _fleet_survey(
+    app: App,
+    store: Any,
+    config: Any,
+    traffic: Any,
+    progress: RichSurveyProgress | None,
+    address: str,
+    actors: int | None,
+) -> Any:
+    """The same survey with its images described on Ray actors (`archiver.fleet.survey`)."""
+    from archiver.fleet.cluster import connected, size_pool
+    from archiver.fleet.survey import ray_batches
+    from archiver.fleet.sweep import SourceReader
+    from archiver.survey.run import run_survey
+
+    s = app.settings
+    with connected(address, None) as cluster:  # a survey has no catalog
+        pool = size_pool({"CPU": cluster.resources.get("CPU", 1.0)}, actors)
+        reader = SourceReader(store.url, s.s3_endpoint_url, s.s3_max_attempts)
+        describe = ray_batches(cluster, pool, reader, config)
+        return run_survey(store, config, traffic=traffic, progress=progress, describe=describe)
 
 
 def _table(result: Any, top: int) -> None:

@@ -1,12 +1,14 @@
 """The survey: stream a source once, group its images, judge each group, rank the groups.
 
-Flow: the store's paginated listing (in key order; skipped entries counted by reason) -> image keys in
-batches -> bytes fetched on a small thread pool -> decoded, reduced and described (`describe`) ->
-each image into its candidate (`keys.split_key` + dimensions + mode; `group.Candidate`) -> a
-candidate whose folder the listing has passed is closed at once (keys come sorted, so no member of
-it can follow), judged, priced (`savings`) and kept as a small `GroupResult`; candidates under
-`min_images` count as ungrouped. Bad input (an unreadable object, an image the engine refuses, an
-unsafe key) is counted by reason and never stops the run.
+Flow: the store's paginated listing (in key order; skipped entries counted by reason) -> image keys
+in batches -> bytes fetched on a small thread pool -> decoded, reduced and described (`Describer`,
+over `describe`; here, or on Ray actors with `archiver survey --ray`: `DescribeBatches` is the
+seam, and batches come back in listing order either way) -> each image into its candidate
+(`keys.split_key` + dimensions + mode; `group.Candidate`) -> a candidate whose folder the listing
+has passed is closed at once (keys come sorted, so no member of it can follow), judged, priced
+(`savings`) and kept as a small `GroupResult`; candidates under `min_images` count as ungrouped.
+Bad input (an unreadable object, an image the engine refuses, an unsafe key) is counted by reason
+and never stops the run.
 
 Memory does not grow with the number of images: the open candidates hold at most
 `group.REFERENCE_SAMPLE` descriptors each, a closed group is a summary, and every judged member is
@@ -52,6 +54,86 @@ class SurveyConfig:
     fetch_threads: int = 8
     trunk_path: Path | None = None
     allowed_trunks: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Described:
+    """What grouping needs of one image: its descriptor and what the file says, not its pixels."""
+
+    descriptor: Descriptor
+    width: int
+    height: int
+    mode: str
+    format: str
+    metadata: str
+
+
+Outcome = Described | tuple[str, str]  # a described image, or (key, why it was not)
+
+
+class Describer:
+    """Reads, decodes, hashes and describes one batch of keys (`describe(keys)`), in their order.
+    Reads run on a small thread pool; the dense descriptor runs on the batch. Here for a local
+    survey, and on each actor of a survey on Ray (`archiver.fleet.survey`)."""
+
+    def __init__(self, read: Callable[[str], bytes], config: SurveyConfig) -> None:
+        self.read = read
+        self.dense = DenseDescriptor(config.trunk_path, config.allowed_trunks) if config.dense else None
+        self.pool = ThreadPoolExecutor(config.fetch_threads, thread_name_prefix="survey-get")
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def describe(self, keys: Sequence[str]) -> list[Outcome]:
+        fetched = list(self.pool.map(self._fetch, keys))
+        good = [(decoded, hashed) for decoded, hashed in fetched if isinstance(decoded, Decoded)]
+        dense = self.dense([d.thumb for d, _ in good]) if self.dense is not None and good else None
+        described = iter(
+            Described(
+                Descriptor(d.key, d.size, int(hashed), dense[row] if dense is not None else None),
+                d.width,
+                d.height,
+                d.mode,
+                d.format,
+                d.metadata,
+            )
+            for row, (d, hashed) in enumerate(good)
+        )
+        # In the keys' order: a bad one keeps its place as (key, why not).
+        return [
+            next(described) if isinstance(item[0], Decoded) else (item[0], str(item[1])) for item in fetched
+        ]
+
+    def _fetch(self, key: str) -> tuple[Decoded, int] | tuple[str, str]:
+        """On a reading thread: the decoded image and its pHash, or (key, why not)."""
+        try:
+            decoded = decode(self.read(key), key)
+            return decoded, phash(decoded.thumb)
+        except UnsupportedImage as bad:
+            return key, bad.reason
+        except ArchiverError as error:  # gone since listed, permission, ...: counted, not fatal
+            return key, f"unreadable ({type(error).__name__})"
+
+
+# Describes batches of keys in their order: here (`local_batches`) or on a Ray actor pool.
+DescribeBatches = Callable[[Iterable[list[str]]], Iterator[tuple[list[str], list[Outcome]]]]
+
+
+def local_batches(store: HotStore, config: SurveyConfig) -> DescribeBatches:
+    """Batches described in this process, the trunk on one thread (`DenseDescriptor.one_thread`)."""
+
+    def describe(batches: Iterable[list[str]]) -> Iterator[tuple[list[str], list[Outcome]]]:
+        describer = Describer(store.get, config)
+        try:
+            with contextlib.ExitStack() as stack:
+                if describer.dense is not None:
+                    stack.enter_context(describer.dense.one_thread())
+                for keys in batches:
+                    yield keys, describer.describe(keys)
+        finally:
+            describer.close()
+
+    return describe
 
 
 @dataclass(frozen=True)
@@ -189,7 +271,10 @@ def run_survey(
     traffic: Traffic | None = None,
     progress: SurveyProgress | None = None,
     clock: Callable[[], float] | None = None,
+    describe: DescribeBatches | None = None,
 ) -> Survey:
+    """Survey `store`. `describe` says where images are described (default: here, `local_batches`;
+    `archiver.fleet.survey.ray_batches` on a Ray cluster); grouping and ranking run here either way."""
     import time
 
     clock = clock or time.monotonic
@@ -205,7 +290,7 @@ def run_survey(
     survey = Survey(source=store.url, groups=[], dense=config.dense, terms=config.terms, traffic=traffic)
     survey._spool, survey._tmp = spool, tmp
     try:
-        _Run(store, config, survey, spool, traffic, progress).run()
+        _Run(store, config, survey, spool, traffic, progress).run(describe or local_batches(store, config))
     except BaseException:
         survey.close()
         raise
@@ -225,24 +310,17 @@ class _Run:
     ) -> None:
         self.store, self.config, self.survey, self.spool = store, config, survey, spool
         self.traffic, self.progress = traffic, progress
-        self.dense = DenseDescriptor(config.trunk_path, config.allowed_trunks) if config.dense else None
         self.open: dict[CandidateKey, Candidate] = {}
         self.pending: list[tuple[Any, ...]] = []
         self.next_id = 0
         self.closed_ids: set[CandidateKey] = set()
 
-    def run(self) -> None:
-        with contextlib.ExitStack() as stack:
-            if self.dense is not None:
-                stack.enter_context(self.dense.one_thread())
-            self._run()
-
-    def _run(self) -> None:
-        with ThreadPoolExecutor(self.config.fetch_threads, thread_name_prefix="survey-get") as pool:
-            for batch in _batches(self._image_keys(), self.config.batch):
-                fetched = list(pool.map(self._fetch, batch))
-                self._describe(fetched)
-                self._close_passed(batch[-1])
+    def run(self, describe: DescribeBatches) -> None:
+        # Batches come back in listing order (whoever described them): closing the candidates the
+        # sorted listing has passed depends on it.
+        for keys, outcomes in describe(_batches(self._image_keys(), self.config.batch)):
+            self._group(outcomes)
+            self._close_passed(keys[-1])
         for candidate_key in list(self.open):
             self._close(candidate_key)
         # Groups that save money first, by score; then the rest by recall (alike, but not worth
@@ -265,43 +343,28 @@ class _Run:
         if len(self.survey.bad_examples) < 20:
             self.survey.bad_examples.append((key, reason))
 
-    def _fetch(self, key: str) -> tuple[Decoded, int] | tuple[str, str]:
-        """On a reading thread: the decoded image and its pHash, or (key, why not)."""
-        try:
-            decoded = decode(self.store.get(key), key)
-            return decoded, phash(decoded.thumb)
-        except UnsupportedImage as bad:
-            return key, bad.reason
-        except ArchiverError as error:  # gone since listed, permission, ...: counted, not fatal
-            return key, f"unreadable ({type(error).__name__})"
-
-    def _describe(self, fetched: list[tuple[Decoded, int] | tuple[str, str]]) -> None:
-        good: list[tuple[Decoded, int]] = []
-        for item in fetched:
-            if isinstance(item[0], Decoded):
-                good.append(item)
-            else:
-                key, reason = item
-                assert isinstance(key, str) and isinstance(reason, str)
+    def _group(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            if not isinstance(outcome, Described):
+                key, reason = outcome
                 self.survey.bad[reason] += 1
                 self._example(key, reason)
-        dense = self.dense([d.thumb for d, _ in good]) if self.dense is not None and good else None
-        for index, (decoded, hashed) in enumerate(good):
-            descriptor = Descriptor(
-                decoded.key, decoded.size, hashed, dense[index] if dense is not None else None
-            )
-            shape, words = split_key(decoded.key)
-            candidate_key = CandidateKey(shape, decoded.width, decoded.height, decoded.mode)
+                continue
+            descriptor = outcome.descriptor
+            shape, words = split_key(descriptor.key)
+            candidate_key = CandidateKey(shape, outcome.width, outcome.height, outcome.mode)
             candidate = self.open.get(candidate_key)
             if candidate is None:
                 candidate = Candidate(self.next_id, candidate_key, self._spooled)
                 self.next_id += 1
                 self.open[candidate_key] = candidate
-            candidate.add(descriptor, words, decoded.format, decoded.metadata)
+            candidate.add(descriptor, words, outcome.format, outcome.metadata)
             self.survey.images += 1
-        if self.progress is not None and fetched:
-            last = fetched[-1][0]
-            self.progress.advance(len(fetched), last.key if isinstance(last, Decoded) else last)
+        if self.progress is not None and outcomes:
+            last = outcomes[-1]
+            self.progress.advance(
+                len(outcomes), last.descriptor.key if isinstance(last, Described) else last[0]
+            )
 
     def _spooled(self, judged: Judged) -> None:
         requests, sent = self.traffic.of(judged.key) if self.traffic is not None else (0.0, 0.0)
