@@ -141,8 +141,8 @@ def check_model(
                 data, pixels, asset.rendered_sha256 or "", asset.render_sketch, reader.min_psnr
             )
             checked = CheckedRecord(asset.key, how.mode, how.psnr)  # type: ignore[arg-type]
-            if how.mode == "exact" and asset.render_sketch is None and asset.record_id is not None:
-                reader.backfill_sketch(asset.record_id, pixels)
+            if how.mode == "exact" and asset.render_sketch is None and asset.has_record:
+                reader.backfill_sketch(asset.asset_id, pixels)
                 checked = CheckedRecord(asset.key, "exact", None, backfilled=True)
         except IntegrityError as refused:
             psnr = None

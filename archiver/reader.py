@@ -50,7 +50,7 @@ class ArchivedAsset:
     vault_offset: int | None
     vault_length: int | None
     vault_is_pack: bool
-    record_id: int | None
+    has_record: bool
     rendered_sha256: str | None
     rendered_size: int | None
     render_sketch: bytes | None = None
@@ -128,7 +128,7 @@ def snapshot(asset: Asset) -> ArchivedAsset:
         vault_offset=asset.vault_offset,
         vault_length=asset.vault_length,
         vault_is_pack=bool(vault and vault.is_pack),
-        record_id=record.id if record is not None else None,
+        has_record=record is not None,
         rendered_sha256=record.rendered_sha256 if record is not None else None,
         rendered_size=record.rendered_size if record is not None else None,
         render_sketch=record.render_sketch if record is not None else None,
@@ -202,10 +202,10 @@ class AssetReader:
         from archiver.engine.encoding import EncodingProfile
         from archiver.engine.rehydrate import RenderSpec, render_and_encode
 
-        if asset.record_id is None:
+        if not asset.has_record:
             raise NotFound(f"{asset.key} has no record: it was never verified, nothing to rehydrate")
         with self.catalog.begin() as session:
-            record = session.get(Record, asset.record_id)
+            record = session.get(Record, asset.asset_id)
             assert record is not None
             spec = RenderSpec.from_record(record)
             profile = EncodingProfile.from_json(record.encoding_profile.body)
@@ -223,21 +223,21 @@ class AssetReader:
             )
         except IntegrityError as exc:
             raise IntegrityError(f"rehydrating {asset.key}: {exc}") from None
-        if verified.mode == "exact" and asset.render_sketch is None and asset.record_id is not None:
+        if verified.mode == "exact" and asset.render_sketch is None and asset.has_record:
             try:
-                self.backfill_sketch(asset.record_id, pixels)
+                self.backfill_sketch(asset.asset_id, pixels)
             except Exception as exc:  # the read is verified either way; the sketch can come later
                 log.warning("%s: could not store its render sketch: %s", asset.key, exc)
         return Rendered(data, verified)
 
-    def backfill_sketch(self, record_id: int, exact_render: Image.Image) -> bytes:
+    def backfill_sketch(self, asset_id: int, exact_render: Image.Image) -> bytes:
         """Store the sketch of the pixels of a record's exact render, if the record has none yet
         (records made before sketches): from now on other devices can verify their renders of it."""
         from archiver.catalog import queries
 
         made = render_sketch.sketch(exact_render)
         with self.catalog.begin() as session:
-            queries.set_render_sketch(session, record_id, made)
+            queries.set_render_sketch(session, asset_id, made)
         return made
 
     def vault_readable(self, asset: ArchivedAsset) -> bool:

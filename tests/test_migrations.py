@@ -298,6 +298,13 @@ def test_0005_stores_codes_float32_metrics_and_no_empty_details_and_back(catalog
     assert _raw(catalog_url, "SELECT COUNT(*) FROM events WHERE detail IS NULL") == [(1,)]
     sizes = sorted(_raw(catalog_url, "SELECT asset_id, length(metrics) FROM records"))
     assert sizes == [(1, 4 * 5), (2, 4 * 5), (3, 4 * 3)]
+    # records keyed by their asset: no id of their own, no second index on asset_id
+    with connect(catalog_url) as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("records")}
+        assert "id" not in columns and inspect(conn).get_pk_constraint("records")["constrained_columns"] == [
+            "asset_id"
+        ]
+        assert inspect(conn).get_unique_constraints("records") == []
     # and read back as they were
     catalog = open_catalog(catalog_url)
     with catalog.begin() as session:
@@ -329,6 +336,8 @@ def test_0005_stores_codes_float32_metrics_and_no_empty_details_and_back(catalog
         records = meta.tables["records"]
         metrics = {row[0]: row[1] for row in conn.execute(select(records.c.asset_id, records.c.metrics))}
     assert metrics[1] == [True, 0.0005934, 38.98, 1e9, 25.72]
+    # records have ids again: their assets'
+    assert sorted(_raw(catalog_url, "SELECT id, asset_id FROM records")) == [(1, 1), (2, 2), (3, 3)]
 
 
 def test_0005_stops_on_an_event_kind_it_has_no_code_for(catalog_url: str) -> None:

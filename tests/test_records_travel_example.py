@@ -198,7 +198,7 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     with catalog.begin() as session:
         kept = {r.id: r.render_sketch for r in session.query(Record)}
-        for record in session.query(Record).order_by(Record.id).limit(2):  # made before sketches
+        for record in session.query(Record).order_by(Record.asset_id).limit(2):  # made before sketches
             record.render_sketch = None
     catalog.close()
     # Elsewhere, they cannot be verified unless their bytes match: refused, exit 8, nothing stored.

@@ -77,7 +77,7 @@ def _age_torch(catalog_url: str, records: int) -> None:
     """Make `records` of the catalog's records claim they were made with OLD_TORCH."""
     catalog = open_catalog(catalog_url)
     with catalog.begin() as session:
-        for record in session.scalars(select(Record).order_by(Record.id).limit(records)):
+        for record in session.scalars(select(Record).order_by(Record.asset_id).limit(records)):
             record.software = {**record.software, "torch": OLD_TORCH}
     catalog.close()
 

@@ -420,8 +420,8 @@ class Record(Base):
 
     __tablename__ = "records"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), unique=True)
+    # One record per asset, keyed by it (on SQLite the rowid: no id of its own, no second index).
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True, autoincrement=False)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     encoding_profile_id: Mapped[int] = mapped_column(ForeignKey("encoding_profiles.id"))
     render_profile_id: Mapped[int] = mapped_column(ForeignKey("render_profiles.id"))

@@ -327,12 +327,12 @@ def save_record(
     return record
 
 
-def set_render_sketch(session: Session, record_id: int, render_sketch: bytes) -> bool:
+def set_render_sketch(session: Session, asset_id: int, render_sketch: bytes) -> bool:
     """Give a record made before sketches its sketch; False if it has one (it is never replaced:
     the sweep's sketch is of the accepted render itself)."""
     done = session.execute(
         update(Record)
-        .where(Record.id == record_id, Record.render_sketch.is_(None))
+        .where(Record.asset_id == asset_id, Record.render_sketch.is_(None))
         .values(render_sketch=render_sketch)
     )
     return bool(done.rowcount)  # type: ignore[attr-defined]
@@ -737,7 +737,7 @@ def record_stacks(session: Session) -> list[tuple[dict[str, Any], int]]:
     """Each distinct software stack records were made with (their render profiles' `software`) and
     how many records hold it. Profiles that differ in other settings but share a stack count as one."""
     rows = session.execute(
-        select(RenderProfile.software, func.count(Record.id))
+        select(RenderProfile.software, func.count(Record.asset_id))
         .join(Record, Record.render_profile_id == RenderProfile.id)
         .group_by(RenderProfile.id)
     )

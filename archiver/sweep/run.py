@@ -517,7 +517,7 @@ class Sweep:
         with self._session_for(source_id) as (session, source):
             vaulted = queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
             entries = [put_entry(asset, self.clock(), self.worker) for asset in vaulted]
-            records = {asset.record.id: asset.record for asset in vaulted if asset.record is not None}
+            records = {asset.id: asset.record for asset in vaulted if asset.record is not None}
             for record in records.values():
                 _ = record.model, record.encoding_profile  # loaded now: used after the session
         for record in records.values():

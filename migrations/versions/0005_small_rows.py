@@ -1,4 +1,4 @@
-"""Smaller rows (issue 11): names as small codes, metric values as float32, no empty details.
+"""Smaller rows (issue 11): names as codes, metrics as float32, no empty details, records by asset.
 
 - `assets.state` and `events.kind` hold their name's code (`archiver.catalog.models.ASSET_STATES`,
   `EVENT_KINDS`, 1-based; the lists are copied below as this revision knows them): a small
@@ -7,11 +7,15 @@
   True and False as NaNs with their own payloads) where it held a JSON list, 40 bytes for ten
   values instead of about 70.
 - `events.detail` is NULL where it was `{}`.
+- `records` are keyed by their asset's id (one record per asset already): the record's own id
+  column and the unique index on `asset_id` go (about 12 bytes a record). On SQLite the key is the
+  rowid.
 
 Existing `discovered` events keep the size and ETag they were written with (events are never
 rewritten); new ones leave them to the asset row, and an event that changes them says what they
 replaced (`queries.observe`). An event kind or state this revision does not know stops the upgrade
-with its name, before anything is written. The downgrade restores names, JSON lists and `{}`.
+with its name, before anything is written. The downgrade restores names, JSON lists, `{}` and record ids (each
+record's old id is gone: it becomes its asset's id, and PostgreSQL's sequence continues after it).
 
 Revision ID: 0005
 Revises: 0004
@@ -121,25 +125,25 @@ def _convert_metrics(bind: Connection, *, to_binary: bool) -> None:
     """Fill `metric_values` from `metrics` (or back), a page of records at a time."""
     records = sa.table(
         "records",
-        sa.column("id", sa.Integer),
+        sa.column("asset_id", sa.Integer),
         sa.column("metrics", sa.LargeBinary if not to_binary else sa.JSON),
         sa.column("metric_values", sa.JSON if not to_binary else sa.LargeBinary),
     )
     after = 0
     while True:
         rows = bind.execute(
-            sa.select(records.c.id, records.c.metrics)
-            .where(records.c.id > after)
-            .order_by(records.c.id)
+            sa.select(records.c.asset_id, records.c.metrics)
+            .where(records.c.asset_id > after)
+            .order_by(records.c.asset_id)
             .limit(BATCH)
         ).all()
         if not rows:
             return
         bind.execute(
-            records.update().where(records.c.id == sa.bindparam("record_id")),
+            records.update().where(records.c.asset_id == sa.bindparam("record_of")),
             [
-                {"record_id": record_id, "metric_values": _pack(metrics) if to_binary else _unpack(metrics)}
-                for record_id, metrics in rows
+                {"record_of": asset_id, "metric_values": _pack(metrics) if to_binary else _unpack(metrics)}
+                for asset_id, metrics in rows
             ],
         )
         after = rows[-1][0]
@@ -166,6 +170,38 @@ def _empty_details(bind: Connection, *, to_null: bool) -> None:
             batch.alter_column("detail", existing_type=sa.JSON(), nullable=False)
 
 
+def _key_records_by_asset(bind: Connection) -> None:
+    if bind.dialect.name == "postgresql":
+        op.drop_constraint("pk_records", "records", type_="primary")
+        op.drop_constraint("uq_records_asset_id", "records", type_="unique")
+        op.drop_column("records", "id")  # and its sequence, which it owns
+        op.create_primary_key("pk_records", "records", ["asset_id"])
+        return
+    with op.batch_alter_table("records", recreate="always") as batch:
+        batch.drop_constraint("uq_records_asset_id", type_="unique")
+        batch.drop_column("id")
+        batch.create_primary_key("pk_records", ["asset_id"])
+
+
+def _give_records_ids(bind: Connection) -> None:
+    op.add_column("records", sa.Column("id", sa.Integer(), nullable=True))
+    bind.execute(sa.text("UPDATE records SET id = asset_id"))
+    if bind.dialect.name == "postgresql":
+        op.drop_constraint("pk_records", "records", type_="primary")
+        op.alter_column("records", "id", existing_type=sa.Integer(), nullable=False)
+        op.create_primary_key("pk_records", "records", ["id"])
+        op.create_unique_constraint("uq_records_asset_id", "records", ["asset_id"])
+        op.execute("CREATE SEQUENCE records_id_seq OWNED BY records.id")
+        op.execute("SELECT setval('records_id_seq', COALESCE((SELECT max(id) FROM records), 0) + 1, false)")
+        op.execute("ALTER TABLE records ALTER COLUMN id SET DEFAULT nextval('records_id_seq')")
+        return
+    with op.batch_alter_table("records", recreate="always") as batch:
+        batch.drop_constraint("pk_records", type_="primary")
+        batch.alter_column("id", existing_type=sa.Integer(), nullable=False)
+        batch.create_primary_key("pk_records", ["id"])
+        batch.create_unique_constraint("uq_records_asset_id", ["asset_id"])
+
+
 def _check_foreign_keys(bind: Connection) -> None:
     broken = bind.execute(sa.text("PRAGMA foreign_key_check")).all()
     if broken:
@@ -183,6 +219,7 @@ def upgrade() -> None:
     _recode(bind, "events", "kind", EVENT_KINDS, to_code=True)
     _empty_details(bind, to_null=True)
     _swap_metrics(bind, to_binary=True)
+    _key_records_by_asset(bind)
     if sqlite:
         _check_foreign_keys(bind)
 
@@ -192,6 +229,7 @@ def downgrade() -> None:
     sqlite = bind.dialect.name == "sqlite"
     if sqlite:
         _foreign_keys_off(bind)
+    _give_records_ids(bind)
     _swap_metrics(bind, to_binary=False)
     _empty_details(bind, to_null=False)
     _recode(bind, "events", "kind", EVENT_KINDS, to_code=False)
