@@ -1,28 +1,37 @@
 """Benchmark: the mount, before and after, and its peers. Prints a table, then a JSON line.
 
-    .venv/bin/python bench/mount.py [--entries 100000] [--rounds 200] [--size 256] [--keep DIR]
-                                    [--before REV] [--peer-entries 10000]
+    .venv/bin/python bench/mount.py [--entries 100000] [--rounds 500] [--repeats 7] [--size 256]
+                                    [--keep DIR] [--before REV] [--peer-entries 10000]
 
 Each figure is measured for "after" (this tree) and "before" (the archiver of commit `--before`,
 the fusepy/libfuse2 adapter, run from an export of that commit; skipped, saying so, when fusepy or
 git is missing), in the same run, and for rclone mount and s3fs over moto's S3 on loopback where
-they are installed (`apt-get install rclone s3fs`; skipped, saying so, otherwise).
+they are installed (`apt-get install rclone s3fs`; skipped, saying so, otherwise). Every timed row
+carries the 1-minute load average when it was taken: compare within one run.
 
 1. Reads: a tiny model and four SIZExSIZE images it regenerates exactly (the tests' `memorized` recipe:
    each image is the untrained model's own render, so it is noise and compresses badly) are
    swept into a throwaway home and mounted (`archiver mount --foreground`, a real FUSE mount).
-   Cold read = open + read of a file nobody has read: the first one right after mounting (the
-   model may still be loading: the read waits for it), and once the mount logged "ready" (models
-   loaded), against a render of an uncached file (median); restart read = the same after
-   remounting (served from the on-disk cache, re-hashed); warm throughput = reading every file
-   `--rounds` times through the mount (the kernel keeps verified files in its page cache) against
-   the same bytes read from a local directory, as a ratio.
+   `archiver model check --sample 1` runs first, so the mount's first-use device check (which
+   renders three records in the background at the first model use) has nothing to do and does not
+   compete with the reads measured. Cold read = open + read of a file nobody has read: the first
+   one right after mounting (the model may still be loading: the read waits for it), and once the
+   mount logged "ready" (models loaded), against a render of an uncached file (median); restart
+   read = the same after remounting (served from the on-disk cache, re-hashed). Warm throughput =
+   every file read `--rounds` times through the mount (the kernel keeps verified files in its page
+   cache) and from a local directory holding the same bytes, alternately, `--repeats` times
+   (median, min and max of the ratios), with two loops: Python's `open()` + read (buffered: each
+   open asks isatty, an ioctl that FUSE forwards to the file system on every call) and os.open +
+   os.read (what cat, cp and tar do).
 2. Listing: `--entries` archived assets in one directory of a throwaway SQLite catalog (inserted
    with the catalog models in bulk; all share one model and one profile of each kind): the index
-   load (one query), a listing from the tree model, and `os.listdir` / `ls -f` / `os.scandir`+stat
-   through a mount.
+   load (one query), a listing from the tree model, and `os.scandir` + stat (what ls -l, find -size
+   and rsync do), `os.listdir` and `ls -f` through a mount: the first listing right after mounting
+   (the models load meanwhile), then, on fresh mounts once "ready", the first listing (3 mounts)
+   and a repeated one.
 3. Peers: the same four files and `--peer-entries` empty objects in a bucket on moto (127.0.0.1),
-   mounted with rclone (`--vfs-cache-mode full`) and s3fs; warm reads and scandir + stat.
+   mounted with rclone (`--vfs-cache-mode full`) and s3fs; warm reads (fewer rounds: they are
+   slow) and scandir + stat.
 """
 
 from __future__ import annotations
@@ -60,6 +69,11 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     out = fn()
     return time.perf_counter() - started, out
+
+
+def load() -> float:
+    """The 1-minute load average: other work on the machine, to read each figure against."""
+    return round(os.getloadavg()[0], 1)
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
@@ -120,6 +134,8 @@ def swept_home(work: Path, size: int) -> Path:
     env = env_for(work / "home")
     archiver(env, "model", "add", str(model), "--name", "tiny")
     archiver(env, "sweep", str(hot), "--model", "tiny")
+    # The device check on record: the mounts' first-use check then renders nothing alongside the reads
+    archiver(env | {"ARCHIVER_DEVICE": "cpu"}, "model", "check", "tiny", "--sample", "1")
     return work / "home"
 
 
@@ -169,7 +185,8 @@ class Mounted:
         subprocess.run(["fusermount", "-u", "-z", str(self.point)], capture_output=True)
 
 
-def read_all(paths: list[Path], rounds: int) -> int:
+def read_open(paths: list[Path], rounds: int) -> int:
+    """Python's open() + read: buffered, so each open asks isatty (an ioctl)."""
     total = 0
     for _ in range(rounds):
         for path in paths:
@@ -178,61 +195,109 @@ def read_all(paths: list[Path], rounds: int) -> int:
     return total
 
 
-def bench_reads(work: Path, home: Path, rounds: int, tree: Path, variant: str) -> list[dict[str, Any]]:
+def read_os(paths: list[Path], rounds: int) -> int:
+    """os.open + os.read until the end, as cat, cp and tar read: no ioctl."""
+    total = 0
+    for _ in range(rounds):
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                while chunk := os.read(fd, 1 << 20):
+                    total += len(chunk)
+            finally:
+                os.close(fd)
+    return total
+
+
+LOOPS = {"open() + read": read_open, "os.open + os.read": read_os}
+
+
+def bench_reads(
+    work: Path, home: Path, rounds: int, repeats: int, tree: Path, variant: str
+) -> list[dict[str, Any]]:
     """Cold, warm and restart reads through a mount of a fresh copy of `home` (empty cache)."""
     home = shutil.copytree(home, work / f"home-{variant}", ignore=shutil.ignore_patterns("cache"))
+    schema_for(f"sqlite:///{home / 'catalog.db'}", tree)
     env = env_for(home, ARCHIVER_DEVICE="cpu")
     keys = sorted(PROMPTS)
     rows: list[dict[str, Any]] = []
     with Mounted(env, work / f"mp-{variant}", work / f"mount-{variant}.log", tree) as mount:
         paths = [mount.point / k for k in keys]
         first, _ = timed(paths[0].read_bytes)
-        rows.append({"case": "first read right after mounting (waits for the model)", "seconds": first})
+        rows.append(
+            {
+                "case": "first read right after mounting (waits for the model)",
+                "seconds": first,
+                "load": load(),
+            }
+        )
         if mount.wait_for("ready:", 5):  # the preload: only "after" has it
             ready, _ = timed(paths[1].read_bytes)
-            rows.append({"case": "first read once the mount is ready", "seconds": ready})
+            rows.append({"case": "first read once the mount is ready", "seconds": ready, "load": load()})
         renders = [timed(p.read_bytes)[0] for p in paths[2:]]
         rows.append(
             {
                 "case": f"render of an uncached file (median of {len(renders)})",
                 "seconds": statistics.median(renders),
+                "load": load(),
             }
         )
+        if len(rows) == 3:
+            rows.append(
+                {"case": "first read once ready / render", "ratio": rows[1]["seconds"] / rows[2]["seconds"]}
+            )
         local = work / f"local-{variant}"
         local.mkdir()
         for p in paths:
             (local / p.name).write_bytes(p.read_bytes())
-        rows += warm_reads(paths, [local / p.name for p in paths], rounds)
+        rows += warm_reads(paths, [local / p.name for p in paths], rounds, repeats)
     with Mounted(env, work / f"mp-{variant}", work / f"mount2-{variant}.log", tree) as mount:
         restart = [timed((mount.point / k).read_bytes)[0] for k in keys]  # the disk cache serves
         rows.append(
-            {"case": "read after remount (disk cache, re-hashed)", "seconds": statistics.median(restart)}
+            {
+                "case": "read after remount (disk cache, re-hashed)",
+                "seconds": statistics.median(restart),
+                "load": load(),
+            }
         )
     return [{"variant": variant, **r} for r in rows]
 
 
-def warm_reads(paths: list[Path], local_paths: list[Path], rounds: int) -> list[dict[str, Any]]:
-    """Every file read `rounds` times through `paths`, and the same bytes from a local directory."""
-    read_all(paths, 3)  # warm both sides up
-    mount_s, nbytes = timed(lambda: read_all(paths, rounds))
-    read_all(local_paths, 3)
-    local_s, _ = timed(lambda: read_all(local_paths, rounds))
-    size = nbytes / rounds / len(paths)
-    return [
-        {
-            "case": f"warm read, mount ({rounds}x{len(paths)} files of {size / 1000:.1f} kB)",
-            "seconds": mount_s,
-            "mb_per_s": nbytes / mount_s / 1e6,
-            "files_per_s": rounds * len(paths) / mount_s,
-        },
-        {
-            "case": "warm read, local disk (same bytes)",
-            "seconds": local_s,
-            "mb_per_s": nbytes / local_s / 1e6,
-            "files_per_s": rounds * len(paths) / local_s,
-        },
-        {"case": "warm throughput ratio, mount / local", "ratio": local_s / mount_s},
-    ]
+def warm_reads(paths: list[Path], local_paths: list[Path], rounds: int, repeats: int) -> list[dict[str, Any]]:
+    """Every file read `rounds` times through `paths` and from `local_paths` (the same bytes),
+    alternately, `repeats` times, with each loop: files/s and MB/s (medians) and the ratio."""
+    rows: list[dict[str, Any]] = []
+    files = rounds * len(paths)
+    for name, loop in LOOPS.items():
+        loop(paths, 3)  # warm both sides up
+        loop(local_paths, 3)
+        mount_s, local_s, ratios = [], [], []
+        for _ in range(repeats):
+            seconds, nbytes = timed(functools.partial(loop, paths, rounds))
+            mount_s.append(seconds)
+            local_s.append(timed(functools.partial(loop, local_paths, rounds))[0])
+            ratios.append(local_s[-1] / mount_s[-1])
+        size = nbytes / files
+        for where, times in (("mount", mount_s), ("local disk", local_s)):
+            seconds = statistics.median(times)
+            rows.append(
+                {
+                    "case": f"warm {name}, {where} ({rounds}x{len(paths)} files of {size / 1000:.1f} kB)",
+                    "seconds": seconds,
+                    "mb_per_s": nbytes / seconds / 1e6,
+                    "files_per_s": files / seconds,
+                    "load": load(),
+                }
+            )
+        rows.append(
+            {
+                "case": f"warm {name}: mount / local (median; min-max of {repeats})",
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+            }
+        )
+    return rows
 
 
 def big_catalog(work: Path, entries: int) -> str:
@@ -319,28 +384,107 @@ def bench_tree(work: Path, entries: int) -> tuple[str, list[dict[str, Any]]]:
     return url, [{"variant": "tree", **r} for r in rows]
 
 
-def bench_listing(work: Path, url: str, entries: int, tree: Path, variant: str) -> list[dict[str, Any]]:
+def scandir_stat(directory: Path) -> int:
+    """os.scandir + stat of every entry: what `ls -l`, `find -size` and rsync do."""
+    return sum(1 for e in os.scandir(directory) if e.stat().st_size >= 0)
+
+
+def bench_listing(
+    work: Path, url: str, entries: int, tree: Path, variant: str, mounts: int = 3
+) -> list[dict[str, Any]]:
+    """Listings of `entries` files through fresh mounts: right after mounting, and once ready."""
+    if tree != REPO:  # a copy of the big catalog at that tree's schema
+        url = f"sqlite:///{shutil.copy(url.removeprefix('sqlite:///'), work / f'big-{variant}.db')}"
+        schema_for(url, tree)
     env = env_for(work / f"home-big-{variant}", ARCHIVER_DATABASE_URL=url, ARCHIVER_DEVICE="cpu")
-    point = work / f"mp-big-{variant}"
-    mount_s, mount = timed(lambda: Mounted(env, point, work / f"mount-big-{variant}.log", tree))
+    point, log = work / f"mp-big-{variant}", work / f"mount-big-{variant}.log"
+    big = point / "big"
+    rows: list[dict[str, Any]] = []
+    mount_s, mount = timed(lambda: Mounted(env, point, log, tree))
     with mount:
-        first_s, listed = timed(lambda: os.listdir(point / "big"))
-        again_s, _ = timed(lambda: os.listdir(point / "big"))
-        ls_s, _ = timed(
-            lambda: subprocess.run(["ls", "-f", str(point / "big")], stdout=subprocess.DEVNULL, check=True)
-        )
-        stat_s, _ = timed(lambda: sum(1 for e in os.scandir(point / "big") if e.stat().st_size))
-        stat_again_s, _ = timed(lambda: sum(1 for e in os.scandir(point / "big") if e.stat().st_size))
-        assert len(listed) == entries
-    rows = [
-        {"case": "mount: start until mounted (index loaded)", "seconds": mount_s},
-        {"case": f"mount: os.listdir of {entries} entries, first", "seconds": first_s},
-        {"case": f"mount: os.listdir of {entries} entries, again", "seconds": again_s},
-        {"case": f"mount: ls -f of {entries} entries", "seconds": ls_s},
-        {"case": f"mount: scandir + stat of {entries} entries", "seconds": stat_s},
-        {"case": f"mount: scandir + stat of {entries} entries, again", "seconds": stat_again_s},
+        early_s, listed = timed(functools.partial(scandir_stat, big))
+        assert listed == entries, listed
+        rows += [
+            {"case": "mount: start until mounted (index loaded)", "seconds": mount_s, "load": load()},
+            {
+                "case": f"mount: scandir + stat of {entries}, right after mounting (models loading)",
+                "seconds": early_s,
+                "load": load(),
+            },
+        ]
+    first, again, loads = [], [], []
+    for _ in range(mounts):
+        with Mounted(env, point, log, tree) as mount:
+            mount.wait_for("ready:", 120 if variant == "after" else 0)  # only "after" preloads
+            first.append(timed(functools.partial(scandir_stat, big))[0])
+            again.append(timed(functools.partial(scandir_stat, big))[0])
+            loads.append(load())
+            if len(first) == mounts:
+                listdir_s, _ = timed(lambda: os.listdir(big))
+                ls_s, _ = timed(
+                    lambda: subprocess.run(["ls", "-f", str(big)], stdout=subprocess.DEVNULL, check=True)
+                )
+    rows += [
+        {
+            "case": f"mount: scandir + stat of {entries}, first once ready (median of {mounts} mounts)",
+            "seconds": statistics.median(first),
+            "seconds_min": min(first),
+            "seconds_max": max(first),
+            "load": statistics.median(loads),
+        },
+        {
+            "case": f"mount: scandir + stat of {entries}, again (median of {mounts})",
+            "seconds": statistics.median(again),
+            "seconds_min": min(again),
+            "seconds_max": max(again),
+            "load": statistics.median(loads),
+        },
+        {
+            "case": f"mount: os.listdir of {entries} (after the listings)",
+            "seconds": listdir_s,
+            "load": load(),
+        },
+        {"case": f"mount: ls -f of {entries} (after the listings)", "seconds": ls_s, "load": load()},
     ]
     return [{"variant": variant, **r} for r in rows]
+
+
+def local_listing(work: Path, entries: int) -> list[dict[str, Any]]:
+    """The same scandir + stat over `entries` empty files on the local disk: the floor."""
+    local = work / "local-big"
+    local.mkdir()
+    for i in range(entries):
+        (local / f"{i:07d}.png").touch()
+    times = [timed(functools.partial(scandir_stat, local))[0] for _ in range(3)]
+    return [
+        {
+            "variant": "local",
+            "case": f"local disk: scandir + stat of {entries} (median of 3, dentries cached)",
+            "seconds": statistics.median(times),
+            "seconds_min": min(times),
+            "seconds_max": max(times),
+            "load": load(),
+        }
+    ]
+
+
+def schema_for(url: str, tree: Path) -> None:
+    """Migrate the catalog at `url` down to the newest schema `tree`'s archiver knows (an older
+    commit's refuses a newer catalog)."""
+    if tree == REPO:
+        return
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from archiver.catalog.database import alembic_config
+
+    head = ScriptDirectory(str(tree / "migrations")).get_current_head()
+    assert head is not None
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), head)
+    engine.dispose()
 
 
 def before_tree(work: Path, rev: str) -> tuple[Path | None, str]:
@@ -384,12 +528,7 @@ class PeerMount:
                 self.process.kill()
 
 
-def scandir_stat(directory: Path) -> int:
-    """os.scandir + stat of every entry: what `ls -l`, `find -size` and rsync do."""
-    return sum(1 for e in os.scandir(directory) if e.stat().st_size >= 0)
-
-
-def bench_peers(work: Path, local: Path, rounds: int, entries: int) -> list[dict[str, Any]]:
+def bench_peers(work: Path, local: Path, rounds: int, repeats: int, entries: int) -> list[dict[str, Any]]:
     """Warm reads and scandir + stat through rclone mount and s3fs over moto's S3 on loopback."""
     peers = {"rclone": shutil.which("rclone"), "s3fs": shutil.which("s3fs")}
     rows: list[dict[str, Any]] = [
@@ -399,10 +538,13 @@ def bench_peers(work: Path, local: Path, rounds: int, entries: int) -> list[dict
     ]
     if not any(peers.values()):
         return rows
+    import logging
     from concurrent.futures import ThreadPoolExecutor
 
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
     credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     os.environ.update(credentials | {"AWS_DEFAULT_REGION": "us-east-1"})
@@ -459,13 +601,17 @@ def bench_peers(work: Path, local: Path, rounds: int, entries: int) -> list[dict
                 continue
             try:
                 paths = [point / "shoes" / f.name for f in files]
-                peer_rows = warm_reads(paths, files, rounds)
+                peer_rows = warm_reads(paths, files, rounds, repeats)
                 stat_s, n = timed(functools.partial(scandir_stat, point / "big"))
                 again_s, _ = timed(functools.partial(scandir_stat, point / "big"))
                 assert n == entries, (name, n)
                 peer_rows += [
-                    {"case": f"mount: scandir + stat of {entries} entries", "seconds": stat_s},
-                    {"case": f"mount: scandir + stat of {entries} entries, again", "seconds": again_s},
+                    {"case": f"mount: scandir + stat of {entries}, first", "seconds": stat_s, "load": load()},
+                    {
+                        "case": f"mount: scandir + stat of {entries}, again",
+                        "seconds": again_s,
+                        "load": load(),
+                    },
                 ]
                 rows += [{"variant": name, **r} for r in peer_rows]
             finally:
@@ -478,7 +624,8 @@ def bench_peers(work: Path, local: Path, rounds: int, entries: int) -> list[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=500, help="warm reads: times each file is read")
+    parser.add_argument("--repeats", type=int, default=7, help="warm reads: mount/local pairs timed")
     parser.add_argument(
         "--size", type=int, default=256, help="image side: an untrained model's render (noise)"
     )
@@ -495,28 +642,44 @@ def main() -> None:
     try:
         home = swept_home(work, args.size)
         url, rows = bench_tree(work, args.entries)
+        rows += local_listing(work, args.entries)
         before, why_not = before_tree(work, args.before)
         variants = [("after", REPO)] + ([("before", before)] if before is not None else [])
         if before is None:
             rows.append({"variant": "before", "case": f"skipped: {why_not}"})
         for variant, tree in variants:
-            rows += bench_reads(work, home, args.rounds, tree, variant)
+            rows += bench_reads(work, home, args.rounds, args.repeats, tree, variant)
             rows += bench_listing(work, url, args.entries, tree, variant)
-        rows += bench_peers(work, work / "local-after", args.rounds, args.peer_entries)
+        peer_rounds = max(1, args.rounds // 20)  # the peers serve tens to hundreds of files a second
+        rows += bench_peers(work, work / "local-after", peer_rounds, 3, args.peer_entries)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    machine = f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    machine = (
+        f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end"
+    )
     print(f"mount benchmark on {machine}")
-    print(f"{'variant':8} {'case':58} {'seconds':>9} {'MB/s':>9} {'files/s':>9} {'ratio':>7}")
+    widths = (8, 8, 8, 6, 11, 5)
+    header = ("seconds", "MB/s", "files/s", "ratio", "min-max", "load")
+    print(f"{'variant':8} {'case':84} " + " ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
     for r in rows:
+        spread = ""
+        if "ratio_min" in r:
+            spread = f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}"
+        elif "seconds_min" in r:
+            spread = f"{r['seconds_min']:.2f}-{r['seconds_max']:.2f}"
         cells = [
             f"{r['seconds']:.4f}" if "seconds" in r else "-",
-            f"{r['mb_per_s']:.1f}" if "mb_per_s" in r else "-",
+            f"{r['mb_per_s']:.0f}" if "mb_per_s" in r else "-",
             f"{r['files_per_s']:.0f}" if "files_per_s" in r else "-",
             f"{r['ratio']:.3f}" if "ratio" in r else "-",
+            spread or "-",
+            f"{r['load']:.1f}" if "load" in r else "-",
         ]
-        print(f"{r['variant']:8} {r['case']:58} {cells[0]:>9} {cells[1]:>9} {cells[2]:>9} {cells[3]:>7}")
+        print(
+            f"{r['variant']:8} {r['case']:84} "
+            + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        )
     print(json.dumps({"bench": "mount", "device": machine, "rows": rows}))
 
 
