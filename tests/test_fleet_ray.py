@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from archiver.errors import ExitCode
 from archiver.fleet.cluster import size_pool, start_local
 from archiver.fleet.sweep import KILL_ACTOR_ENV
 from archiver.storage.vault_format import read_manifest
+from archiver.sweep.run import KILL_AT_ENV
 
 RAY_ARGS = ("--ray-actors", "2", "--ray-batch", "2")
 
@@ -150,26 +150,15 @@ def test_a_driver_killed_with_sigkill_loses_nothing_and_the_next_run_finishes(
     soon as its first proof is committed; a second sweep takes its claims over and finishes."""
     register(capsys, memorized)
     argv = [sys.executable, "-m", "archiver", "sweep", str(source), "--model", "tiny", "--json"]
-    driver = subprocess.Popen(
+    # The driver SIGKILLs itself right after its first committed proof (the crash tests' hook):
+    # deterministic, where polling the catalog could land after the sweep was done.
+    driver = subprocess.run(
         [*argv, "--ray-batch", "2", f"--ray={ray_address}"],
-        env={**os.environ, "ARCHIVER_HOME": str(env)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env={**os.environ, "ARCHIVER_HOME": str(env), KILL_AT_ENV: "verified"},
+        capture_output=True,
+        timeout=600,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and driver.poll() is None:
-            if (env / "catalog.db").exists() and any(
-                a.state not in (AssetState.DISCOVERED, AssetState.CANDIDATE)
-                for a in catalog_assets(env).values()
-            ):
-                break
-            time.sleep(0.1)
-        assert driver.poll() is None, driver.communicate()[1][-800:]
-        driver.send_signal(signal.SIGKILL)
-    finally:
-        driver.kill()
-        driver.wait()
+    assert driver.returncode == -signal.SIGKILL, driver.stderr[-800:]
     killed_with = catalog_assets(env)
     assert any(a.claimed_by for a in killed_with.values()), "killed before it claimed anything"
     assert {a.state for a in killed_with.values()} & {AssetState.CANDIDATE, AssetState.VERIFIED}, (
