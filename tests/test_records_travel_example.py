@@ -197,7 +197,7 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
     home = fresh(swept, tmp_path)
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     with catalog.begin() as session:
-        kept = {r.id: r.render_sketch for r in session.query(Record)}
+        kept = {r.asset_id: r.render_sketch for r in session.query(Record)}
         for record in session.query(Record).order_by(Record.asset_id).limit(2):  # made before sketches
             record.render_sketch = None
     catalog.close()
@@ -214,7 +214,7 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
     assert json.loads(done.stdout)["backfilled"] + report["backfilled"] == 2
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     with catalog.begin() as session:
-        assert {r.id: r.render_sketch for r in session.query(Record)} == kept  # the same sketches again
+        assert {r.asset_id: r.render_sketch for r in session.query(Record)} == kept  # the same sketches again
     catalog.close()
 
 
