@@ -142,6 +142,26 @@ def caption_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def ray_options(what: str, actors_help: str) -> Callable[[F], F]:
+    """`--ray [ADDRESS]` (handed in as `ray_address`: None without it, "" for RAY_ADDRESS or a local
+    Ray) and `--ray-actors`, for the commands that run part of their work on Ray actors."""
+
+    def decorate(command: F) -> F:
+        command = click.option("--ray-actors", type=click.IntRange(1), help=actors_help)(command)
+        return click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[ADDRESS]",
+            help=f"{what} on a Ray cluster (the `ray` extra): ADDRESS (host:6379, ray://host:10001, "
+            "auto), else RAY_ADDRESS, else a local Ray. Put it last, or write --ray=ADDRESS.",
+        )(command)
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="archiver")
 @click.option(

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from archiver.cli.app import App, cli, pass_app
+from archiver.cli.app import App, cli, pass_app, ray_options
 from archiver.cli.status import human_bytes
 
 
@@ -88,19 +88,7 @@ class RichSurveyProgress:
     is_flag=True,
     help="Perceptual hash only: skip the LPIPS-trunk descriptor (faster; noise-like images may group).",
 )
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Hash and describe on a Ray cluster (the `ray` extra): ADDRESS (host:6379, ray://host:10001, "
-    "auto), else RAY_ADDRESS, else a local Ray. Put it last, or write --ray=ADDRESS.",
-)
-@click.option(
-    "--ray-actors", type=click.IntRange(1), help="Actors describing with --ray [one per CPU but one]."
-)
+@ray_options("Hash and describe", "Actors describing with --ray [one per CPU but one].")
 @pass_app
 def survey(
     app: App,

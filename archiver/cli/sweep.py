@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from archiver.captionkeys import CaptionKeys
-from archiver.cli.app import App, caption_options, cli, pass_app
+from archiver.cli.app import App, caption_options, cli, pass_app, ray_options
 from archiver.cli.status import human_bytes
 
 
@@ -76,20 +76,9 @@ class RichSweepProgress:
     "then `archiver release`) [ARCHIVER_REVIEW_REQUIRED].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Render and gate on a Ray cluster (the `ray` extra): ADDRESS (host:6379, ray://host:10001, "
-    "auto), else RAY_ADDRESS, else a local Ray. Put it last, or write --ray=ADDRESS.",
-)
-@click.option(
-    "--ray-actors",
-    type=click.IntRange(1),
-    help="Actors rendering and gating with --ray [one per GPU; on CPUs, one per CPU but one].",
+@ray_options(
+    "Render and gate",
+    "Actors rendering and gating with --ray [one per GPU; on CPUs, one per CPU but one].",
 )
 @click.option(
     "--ray-batch",

@@ -87,10 +87,16 @@ class Pool:
         return max(1, int(self.num_cpus))
 
     def remote_args(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"concurrency": self.actors, "num_cpus": self.num_cpus}
+        """What each actor asks of Ray: its CPU share, and one GPU where there are GPUs."""
+        args: dict[str, Any] = {"num_cpus": self.num_cpus}
         if self.num_gpus:
             args["num_gpus"] = self.num_gpus
         return args
+
+    def map_args(self, ray: ModuleType) -> dict[str, Any]:
+        """Ray Data `map_batches` arguments: a fixed pool of `actors` actors (`compute`, which
+        replaces the deprecated `concurrency`) with each actor's resources."""
+        return {"compute": ray.data.ActorPoolStrategy(size=self.actors), **self.remote_args()}
 
 
 def size_pool(resources: Mapping[str, float], actors: int | None = None) -> Pool:

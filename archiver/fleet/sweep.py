@@ -212,7 +212,7 @@ class FleetSweep(Sweep):
             },
             batch_size=self.batch_size,
             batch_format="pyarrow",
-            **self.pool.remote_args(),
+            **self.pool.map_args(ray),
         )
         with actor_errors():
             for batch in proofs.iter_batches(batch_size=None, batch_format="pyarrow"):
