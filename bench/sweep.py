@@ -1,17 +1,18 @@
 """Benchmark: `archiver sweep` over the example catalogue, alone and on Ray. Prints a table, then a
 JSON line.
 
-    .venv/bin/python bench/sweep.py [--model-dir examples/rumba/model] [--images 48] [--ray 1 2]
+    .venv/bin/python bench/sweep.py [--model-dir examples/rumba/model] [--images 48] [--ray [--actors 1 2]]
 
 Writes the rumba catalogue (the first --images of its 48 shoes) to a temporary directory and sweeps
-it into a local vault with a fresh SQLite catalog, once in a single process and then once per
---ray actor count on a local Ray (`archiver sweep --ray --ray-actors N`), each in a fresh home, all
+it into a local vault with a fresh SQLite catalog, once in a single process and, with --ray, once
+per --actors count on a local Ray (`archiver sweep --ray --ray-actors N`), each in a fresh home, all
 in this run so the rows share one machine and one load. Reports images per second over the whole
 command, proving alone (the verify step: every render and gate), the start-up (imports, Ray, the
-model; the command's time outside its steps), seconds per image of each step (discover, claim, verify = render + gate, vault, delete) and the load average,
-then the driver's serial share: what every step but verify costs per image, which no number of
-actors shortens, and the ceiling in images per second it sets. Device: CUDA when present, else CPU;
-the gate uses the pretrained LPIPS trunk (`archiver gate install-weights`).
+model; the command's time outside its steps), seconds per image of each step (discover, claim,
+verify = render + gate, vault, delete) and the load average, then the driver's serial share: what
+every step but verify costs per image, which no number of actors shortens, and the ceiling in
+images per second it sets. Device: CUDA when present, else CPU; the gate uses the pretrained LPIPS
+trunk (`archiver gate install-weights`).
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "rumba" / "model")
     parser.add_argument("--images", type=int, default=48, help="sweep the first N of the 48 shoes")
+    parser.add_argument("--ray", action="store_true", help="also sweep on a local Ray, per --actors")
     parser.add_argument(
-        "--ray", type=int, nargs="*", default=[1, 2], metavar="ACTORS", help="actor counts (none: skip Ray)"
+        "--actors", type=int, nargs="+", default=[1, 2], help="Ray actor counts (default 1 2)"
     )
     args = parser.parse_args()
     if not (args.model_dir / "model_index.json").is_file():
@@ -77,7 +79,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         images = min(args.images, 48)
         rows.append(sweep_once(tmp, images, args.model_dir, "single", []))
-        for actors in args.ray:
+        for actors in args.actors if args.ray else []:
             ray = ["--ray-actors", str(actors), "--ray"]
             rows.append(sweep_once(tmp, images, args.model_dir, f"ray-{actors}", ray))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {os.cpu_count()} cores"
