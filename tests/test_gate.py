@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from archiver.errors import ModelError
+from archiver.example.edits import EDITS
 from archiver.example.rumba import (
     DISTRACTOR_LACE,
     LACE_COLOURS,
@@ -137,6 +138,29 @@ def test_one_changed_detail_is_rejected(gate: Gate) -> None:
     report = gate.evaluate(striped, shoe("red"), group(but="red"), rerender_identical=True)
     assert not report.passed and "gate-psnr" in report.failures
     assert report.metrics["worst_tile"] > report.metrics["lpips"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+@pytest.mark.parametrize(("lace", "sole"), [("red", "white"), ("blue", "gum")])
+def test_an_edit_a_person_sees_is_refused_beside_a_faithful_render(
+    gate: Gate, edit: str, lace: str, sole: str
+) -> None:
+    """The hot image was replaced by an edited copy (mirrored, moved a pixel, re-lit, blurred ...):
+    the model's faithful render of the record no longer stands for it, whatever kind the edit is."""
+    original = shoe(lace, sole)
+    faithful = jitter(original, 2)
+    assert gate.evaluate(original, faithful, group(but=lace, sole=sole), rerender_identical=True).passed
+    report = gate.evaluate(
+        EDITS[edit](original), faithful, group(but=lace, sole=sole), rerender_identical=True
+    )
+    assert not report.passed, (edit, report.metrics)
+    assert set(report.failures) <= {
+        "gate-lpips",
+        "gate-worst-tile",
+        "gate-psnr",
+        "gate-colour",
+        "gate-sibling",
+    }
 
 
 def test_worst_tile_catches_a_local_defect_the_average_hides() -> None:
