@@ -7,7 +7,9 @@ model, then judges against that render, with the pretrained LPIPS trunk and defa
 the 48 memorized originals, and distractors drawn by the example's own code and placed under a
 trained key (what a sweep would see if the image had been replaced): a region (the sole or the
 laces) moved by ΔE00 3, 5 and 10 along six CIELAB directions on six colourways, a tinted white,
-an added dot, a removed heel tab, a stripe, another colourway's image, and gold laces. Each row
+an added dot, a removed heel tab, a stripe, another colourway's image, gold laces, and the original
+under generic edits a person sees (`archiver.example.edits`: mirrored, moved a pixel, turned,
+rescaled, blurred, re-lit, washed out, recompressed, grain, a small mark). Each row
 gives how many were refused, the range of every measure, and which checks refused them. The
 table in docs/architecture.md comes from this script.
 """
@@ -31,6 +33,7 @@ from archiver.engine.manifests import read_render_settings  # noqa: E402
 from archiver.engine.registry import load_model, register_model  # noqa: E402
 from archiver.engine.rehydrate import base_spec, render_images  # noqa: E402
 from archiver.engine.rendering import enable_determinism  # noqa: E402
+from archiver.example.edits import EDITS  # noqa: E402
 from archiver.example.rumba import (  # noqa: E402
     DISTRACTOR_LACE,
     LACE_COLOURS,
@@ -89,6 +92,8 @@ def distractors() -> list[tuple[str, str, Image.Image]]:
         made.append(("added stripe", key, draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole], stripe=True)))
         other = list(LACE_COLOURS)[(list(LACE_COLOURS).index(lace) + 1) % len(LACE_COLOURS)]
         made.append(("another colourway's image", key, draw_shoe(LACE_COLOURS[other], SOLE_COLOURS[sole])))
+        for edit, apply in EDITS.items():  # generic edits of the original itself
+            made.append((edit, key, apply(draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole]))))
     for lace in ("red", "blue", "black"):  # white soles tinted blue
         made.append(("tinted white", key_for(lace, "white"), draw_shoe(LACE_COLOURS[lace], TINTED_WHITE)))
     for sole in ("white", "gum", "blue"):
