@@ -51,9 +51,9 @@ def marked(image: Image.Image) -> Image.Image:
 
 def grainy(image: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
     """Gaussian grain of `sigma` levels (seeded): a noisy scan or a high-ISO shot."""
-    pixels = np.asarray(image, dtype=np.float32)
-    pixels = pixels + np.random.default_rng(seed).normal(0.0, sigma, pixels.shape)
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    pixels = np.asarray(image, dtype=np.float64)
+    grained = pixels + np.random.default_rng(seed).normal(0.0, sigma, pixels.shape)
+    return Image.fromarray(np.clip(np.rint(grained), 0, 255).astype(np.uint8))
 
 
 EDITS: dict[str, Callable[[Image.Image], Image.Image]] = {
