@@ -10,7 +10,7 @@ from PIL import Image
 
 from archiver.example.rumba import LACE_COLOURS, SOLE_COLOURS, draw_shoe
 from archiver.gate import psnr
-from archiver.gate.sketch import DEFAULT_MIN_PSNR, SIZE, estimated_psnr, same_image, sketch
+from archiver.gate.sketch import DEFAULT_MIN_PSNR, SIZE, estimated_psnr, same_image, sketch, sketches_psnr
 
 
 def shoe(lace: str = "red", sole: str = "white") -> Image.Image:
@@ -40,6 +40,18 @@ def test_the_estimate_follows_the_true_psnr(amplitude: int) -> None:
     original = shoe("blue", "gum")
     render = noisy(original, amplitude)
     assert estimated_psnr(sketch(original), render) == pytest.approx(psnr(original, render), abs=2.0)
+
+
+@pytest.mark.parametrize("amplitude", [1, 4, 16])
+def test_two_sketches_estimate_the_psnr_between_their_images(amplitude: int) -> None:
+    original = shoe("blue", "gum")
+    render = noisy(original, amplitude)
+    between = sketches_psnr(sketch(original), sketch(render))
+    assert between == pytest.approx(estimated_psnr(sketch(original), render))
+    assert between == pytest.approx(psnr(original, render), abs=2.0)
+    assert sketches_psnr(sketch(original), sketch(original)) == float("inf")
+    with pytest.raises(ValueError, match="not a version-1"):
+        sketches_psnr(sketch(original), sketch(original)[:-2])
 
 
 def test_kernel_drift_passes_and_other_images_fail() -> None:

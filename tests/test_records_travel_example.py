@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -26,7 +25,6 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from test_mount import Mount, _fuse_missing, stop_mount, wait_until
@@ -95,13 +93,6 @@ def records(home: Path) -> dict[str, tuple[str, bytes | None, str]]:
         }
     catalog.close()
     return rows
-
-
-def sketches_psnr(a: bytes, b: bytes) -> float:
-    """The PSNR (dB) between the images two sketches were made of, estimated from the sketches."""
-    x, y = (np.frombuffer(s, dtype="<f2", offset=1).astype(np.float64) for s in (a, b))
-    mse = float(np.mean((x - y) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def test_the_sweep_stores_a_sketch_of_at_most_128_bytes_per_record(swept: Path) -> None:
@@ -233,7 +224,7 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
     assert now.keys() == kept.keys()
     for asset_id, backfilled in now.items():
         assert backfilled is not None and len(backfilled) == sketch.SIZE
-        assert sketches_psnr(backfilled, kept[asset_id]) >= sketch.DEFAULT_MIN_PSNR, asset_id
+        assert sketch.sketches_psnr(backfilled, kept[asset_id]) >= sketch.DEFAULT_MIN_PSNR, asset_id
 
 
 def test_divergent_renders_are_refused_by_the_sketch(swept: Path) -> None:

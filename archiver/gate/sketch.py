@@ -66,13 +66,27 @@ def sketch(image: Image.Image) -> bytes:
     return bytes([VERSION]) + _project(image).astype("<f2").tobytes()
 
 
-def estimated_psnr(stored: bytes, image: Image.Image) -> float:
-    """The PSNR (dB, 8-bit) between `image` and the image `stored` was made from, estimated."""
+def _buckets(stored: bytes) -> np.ndarray:
+    """A stored sketch's buckets, or ValueError if it is not a sketch of this version."""
     if len(stored) != SIZE or stored[0] != VERSION:
         raise ValueError(f"not a version-{VERSION} render sketch ({len(stored)} bytes)")
-    reference = np.frombuffer(stored, dtype="<f2", offset=1).astype(np.float32)
-    mse = float(np.mean((_project(image).astype(np.float16).astype(np.float32) - reference) ** 2))
+    return np.frombuffer(stored, dtype="<f2", offset=1).astype(np.float32)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def estimated_psnr(stored: bytes, image: Image.Image) -> float:
+    """The PSNR (dB, 8-bit) between `image` and the image `stored` was made from, estimated."""
+    reference = _buckets(stored)
+    return _psnr(_project(image).astype(np.float16).astype(np.float32), reference)
+
+
+def sketches_psnr(a: bytes, b: bytes) -> float:
+    """The PSNR (dB, 8-bit) between the images two sketches were made from, estimated."""
+    return _psnr(_buckets(a), _buckets(b))
 
 
 def same_image(stored: bytes, image: Image.Image, min_psnr: float = DEFAULT_MIN_PSNR) -> tuple[bool, float]:
