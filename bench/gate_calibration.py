@@ -92,8 +92,8 @@ def distractors() -> list[tuple[str, str, Image.Image]]:
         made.append(("added stripe", key, draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole], stripe=True)))
         other = list(LACE_COLOURS)[(list(LACE_COLOURS).index(lace) + 1) % len(LACE_COLOURS)]
         made.append(("another colourway's image", key, draw_shoe(LACE_COLOURS[other], SOLE_COLOURS[sole])))
-        for edit, apply in EDITS.items():  # generic edits of the original itself
-            made.append((edit, key, apply(draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole]))))
+        original = draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole])
+        made.extend((edit, key, apply(original)) for edit, apply in EDITS.items())  # the original, edited
     for lace in ("red", "blue", "black"):  # white soles tinted blue
         made.append(("tinted white", key_for(lace, "white"), draw_shoe(LACE_COLOURS[lace], TINTED_WHITE)))
     for sole in ("white", "gum", "blue"):
