@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -23,9 +23,10 @@ from archiver.engine.originals import decode_rgb
 from archiver.engine.registry import LoadedModel
 from archiver.engine.rehydrate import RenderSpec, base_spec, rehydrate, render_and_encode, render_images
 from archiver.errors import AuthorizationError, NoSuchObject, UnsafeKey, UnsupportedImage
-from archiver.gate import Gate, GateReport
+from archiver.gate import Gate, GateReport, psnr
 from archiver.gate import sketch as render_sketch
 from archiver.gate.siblings import Sibling, SiblingIndex
+from archiver.gate.verdict import with_determinism
 from archiver.settings import default_of
 
 
@@ -36,6 +37,7 @@ class SearchLimits:
     max_seeds: int = default_of("seed_search_max")
     batch_size: int = default_of("seed_search_batch")
     siblings: int = default_of("gate_siblings_k")  # nearest siblings judged in full per render
+    determinism_every: int = default_of("determinism_sample_every")  # `DeterminismSample`
 
 
 @dataclass
@@ -49,7 +51,8 @@ class Proof:
     report: GateReport | None = None
     data: bytes | None = None  # the rehydrated bytes the record promises
     sketch: bytes | None = None  # their render sketch: how other hardware's renders are verified
-    seeds_tried: int = 0
+    seeds_tried: int = 0  # renders judged
+    steps_rendered: int = 0  # denoising steps rendered for it, all renders counted (its compute)
 
 
 def index_group(
@@ -120,6 +123,10 @@ class GroupProver:
     limits: SearchLimits
     index: SiblingIndex
     undecodable: dict[str, Proof]
+    determinism: DeterminismSample = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.determinism = DeterminismSample(self.limits.determinism_every)
 
     @classmethod
     def for_source(
@@ -163,17 +170,53 @@ class GroupProver:
             return Proof(
                 key, False, "no-caption", f"model {self.loaded.row.name!r} has no prompt for {key}"
             ), data
-        return prove_one(key, data, prompt, self.loaded, self.gate, self.limits, self.index), data
+        proof = prove_one(
+            key, data, prompt, self.loaded, self.gate, self.limits, self.index, self.determinism
+        )
+        return proof, data
 
 
 @dataclass
 class SearchResult:
     passed: bool
-    spec: RenderSpec  # with the seed found (or the best one tried, when none passed)
+    spec: RenderSpec  # with the steps and seed found (or the best tried, when none passed)
     report: GateReport  # the winning report, or the best failing one
     data: bytes | None  # the rehydrated bytes the record will promise (None if nothing passed)
-    seeds_tried: int
+    seeds_tried: int  # renders judged, every rung of the ladder counted
     image: Image.Image | None = None  # their render's pixels, before encoding (for the render sketch)
+    steps_rendered: int = 0  # denoising steps spent on this image, every render counted
+
+
+class DeterminismSample:
+    """Which accepted records are rendered a second time to check that their bytes repeat.
+
+    Determinism belongs to the stack (kernels, thread count, device, shapes), not to a prompt or a
+    seed: `enable_determinism` pins the kernels and threads, and a record's solo render is the very
+    call a reader makes. So one prover checks the first record it accepts and then every `every`-th
+    one, instead of rendering every record twice. A sampled record whose bytes differ fails
+    `gate-determinism`, and from then on every record is checked (the stack is not what it was).
+    Readers check every render anyway, against the record's SHA-256 or its sketch (`reader`), and
+    the first use of a model on a device renders a sample of records again (`modelcheck`): an
+    unsampled record never serves unverified bytes. `every=1` checks every record.
+    """
+
+    def __init__(self, every: int) -> None:
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        self.every = every
+        self.accepted = 0  # records accepted by this prover
+        self.checked = 0  # of which rendered twice
+        self.broken = False  # a sampled pair differed: check every record from now on
+
+    def due(self) -> bool:
+        return self.broken or self.accepted % self.every == 0
+
+    def observe(self, identical: bool | None) -> None:
+        self.accepted += 1
+        if identical is not None:
+            self.checked += 1
+        if identical is False:
+            self.broken = True
 
 
 def _decoded(data: bytes) -> Image.Image:
@@ -199,43 +242,95 @@ def search_seed(
     max_seeds: int,
     batch_size: int,
     first_seed: int = 0,
+    ladder: Sequence[int] = (),
+    determinism: DeterminismSample | None = None,
 ) -> SearchResult:
-    """Try seeds first_seed, first_seed+1, ... in batches; stop at the first that passes the gate.
+    """The cheapest (steps, seed) whose render passes the whole gate.
 
-    The first call renders one seed alone (a memorizing model passes there nearly always), later
-    calls `batch_size` seeds each. Candidates are judged on their encoded bytes decoded again (what
-    a reader will get), against `siblings(render)`: the images of the group nearest that render.
-    The winner is then rendered alone twice: the bytes a record promises come from a solo render,
-    and the two must be identical (the determinism check).
+    `ladder`: step counts cheaper than `base.steps` to try first, ascending (a model's manifest
+    names them; `RenderSettings.ladder`). Each cheaper rung renders `first_seed` alone; the trained
+    rung (`base.steps`) then tries seeds first_seed, first_seed+1, ... in batches, the first alone (a
+    memorizing model passes there nearly always), later ones `batch_size` a call, up to `max_seeds`.
+    A render whose PSNR is under the gate's floor is refused without the rest of the gate (the report
+    kept for a refusal is the best full one, or that PSNR). Candidates are judged on their encoded
+    bytes decoded again (what a reader will get), against `siblings(render)`: the images of the group
+    nearest that render. The bytes a record promises come from a solo render (a winner found in a
+    batch is rendered alone and judged again when its bytes differ); `determinism` says which winners
+    are rendered a second time (None: every one).
     """
     if max_seeds < 1 or batch_size < 1:
         raise ValueError("max_seeds and batch_size must be at least 1")
+    rungs = [(steps, [[first_seed]]) for steps in sorted(set(ladder)) if steps < base.steps]
+    rungs.append((base.steps, list(_seed_batches(first_seed, max_seeds, batch_size))))
     best: tuple[float, RenderSpec, GateReport] | None = None
-    tried = 0
-    for seeds in _seed_batches(first_seed, max_seeds, batch_size):
-        images = render_images(loaded, base, seeds)
-        tried += len(seeds)
-        for seed, image in zip(seeds, images, strict=True):
-            spec = replace(base, seed=seed)
-            candidate = encode(image, profile)
-            seen = _decoded(candidate)
-            report = gate.evaluate(original, seen, siblings(seen), rerender_identical=True)
-            if report.passed:
-                # A seed rendered alone already is a solo render: one more makes the determinism pair,
-                # and when the two agree the report just made is the one for these bytes.
-                solo = len(seeds) == 1
-                pixels, data = (image, candidate) if solo else render_and_encode(loaded, spec, profile)
-                again = rehydrate(loaded, spec, profile)
-                if not (solo and data == again):
-                    seen = _decoded(data)
-                    report = gate.evaluate(original, seen, siblings(seen), rerender_identical=data == again)
+    tried = steps_rendered = 0
+    floor = gate.thresholds.psnr_min
+    for steps, batches in rungs:
+        rung = replace(base, steps=steps)
+        for seeds in batches:
+            images = render_images(loaded, rung, seeds)
+            tried += len(seeds)
+            steps_rendered += steps * len(seeds)
+            for seed, image in zip(seeds, images, strict=True):
+                spec = replace(rung, seed=seed)
+                candidate = encode(image, profile)
+                seen = _decoded(candidate)
+                quick = psnr(original, seen) if seen.size == original.size else None
+                if quick is not None and quick < floor and best is not None and quick <= best[0]:
+                    continue  # refused by PSNR alone, and no nearer than the best refusal: no LPIPS,
+                    # colour or siblings for it (the report kept is the best one, judged in full)
+                report = gate.evaluate(original, seen, siblings(seen), rerender_identical=None)
                 if report.passed:
-                    return SearchResult(True, spec, report, data, tried, pixels)
-            score = float(report.metrics.get("psnr") or 0.0)
-            if best is None or score > best[0]:
-                best = (score, spec, report)
+                    found = _accept(
+                        loaded,
+                        spec,
+                        profile,
+                        original,
+                        siblings,
+                        gate,
+                        determinism,
+                        (image, candidate, report) if len(seeds) == 1 else None,
+                    )
+                    steps_rendered += found.steps_rendered
+                    if found.passed:
+                        return replace(found, seeds_tried=tried, steps_rendered=steps_rendered)
+                    report = found.report
+                score = float(report.metrics.get("psnr") or 0.0)
+                if best is None or score > best[0]:
+                    best = (score, spec, report)
     assert best is not None
-    return SearchResult(False, best[1], best[2], None, tried)
+    return SearchResult(False, best[1], best[2], None, tried, None, steps_rendered)
+
+
+def _accept(
+    loaded: LoadedModel,
+    spec: RenderSpec,
+    profile: EncodingProfile,
+    original: Image.Image,
+    siblings: Callable[[Image.Image], Sequence[Image.Image | Sibling]],
+    gate: Gate,
+    determinism: DeterminismSample | None,
+    solo: tuple[Image.Image, bytes, GateReport] | None,
+) -> SearchResult:
+    """A passing candidate made into the bytes a record promises: its solo render (already made when
+    `solo` is given), judged again if its bytes differ from the candidate's, and rendered a second
+    time when the determinism sample asks."""
+    steps = 0
+    if solo is not None:
+        pixels, data, report = solo
+    else:  # found in a batch, whose float order differs: the record's bytes come from a solo call
+        pixels, data = render_and_encode(loaded, spec, profile)
+        steps += spec.steps
+        seen = _decoded(data)
+        report = gate.evaluate(original, seen, siblings(seen), rerender_identical=None)
+    identical: bool | None = None
+    if report.passed and (determinism is None or determinism.due()):
+        identical = rehydrate(loaded, spec, profile) == data
+        steps += spec.steps
+    report = with_determinism(report, identical)
+    if determinism is not None and (report.passed or identical is False):
+        determinism.observe(identical)
+    return SearchResult(report.passed, spec, report, data if report.passed else None, 0, pixels, steps)
 
 
 def prove_one(
@@ -246,8 +341,11 @@ def prove_one(
     gate: Gate,
     limits: SearchLimits,
     index: SiblingIndex,
+    determinism: DeterminismSample | None = None,
 ) -> Proof:
-    """Prove one original against the siblings the index finds nearest each render (never itself)."""
+    """Prove one original against the siblings the index finds nearest each render (never itself),
+    at the cheapest rung of the model's step ladder that passes. `determinism`: the prover's sample
+    (None: every record is rendered twice)."""
     try:
         original = decode_rgb(data, key)
         profile = capture_profile(data, key)
@@ -272,6 +370,8 @@ def prove_one(
         gate,
         max_seeds=limits.max_seeds,
         batch_size=limits.batch_size,
+        ladder=render.ladder,
+        determinism=determinism,
     )
     reason = None if found.passed else found.report.failures[0]
     detail = None if found.passed else ", ".join(found.report.failures)
@@ -287,4 +387,5 @@ def prove_one(
         found.data,
         made,
         found.seeds_tried,
+        found.steps_rendered,
     )

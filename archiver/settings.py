@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     )
     seed_search_max: int = Field(default=8, ge=1, le=10_000, description="seeds tried per image at most")
     seed_search_batch: int = Field(default=4, ge=1, le=256, description="seeds rendered per pipeline call")
+    determinism_sample_every: int = Field(
+        default=16,
+        ge=1,
+        le=1_000_000,
+        description="render the first accepted record of a run and every Nth after it twice "
+        "(1: every record); a pair that differs makes every later one checked",
+    )
 
     # --- sweep: packing small originals, and the prices behind the dry-run estimate ---
     pack_threshold: int = Field(default=1 << 20, ge=0, description="originals under this size are packed")

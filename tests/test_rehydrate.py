@@ -22,7 +22,7 @@ from archiver.engine.rendering import enable_determinism
 from archiver.errors import ConfigError, ModelError, NotFound
 from archiver.example.rumba import write_catalogue
 from archiver.gate import Gate, Thresholds
-from archiver.prove import search_seed
+from archiver.prove import DeterminismSample, search_seed
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,76 @@ def test_seed_search_stops_at_the_first_pass_and_is_capped(
     missed = search_seed(loaded, base, png_profile, original, lambda _: [], gate, max_seeds=2, batch_size=4)
     assert not missed.passed and missed.data is None and missed.seeds_tried == 2
     assert missed.report.failures == ["gate-psnr"]
+
+
+def test_the_ladder_keeps_the_cheapest_rung_the_gate_accepts(
+    catalog, tiny_model_dir: Path, png_profile
+) -> None:  # type: ignore[no-untyped-def]
+    enable_determinism()
+    with catalog.begin() as session:
+        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
+    base = base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=4)
+    # The "original" is exactly what 2 steps of seed 0 render: only that rung can pass a 60 dB floor.
+    target = rehydrate(loaded, replace(base, steps=2), png_profile)
+    original = Image.open(io.BytesIO(target)).convert("RGB")
+    gate = Gate(
+        Thresholds(psnr_min=60, lpips_max=1, worst_tile_max=1, colour_max=1000), backbone="random-test-only"
+    )
+    found = search_seed(
+        loaded, base, png_profile, original, lambda _: [], gate, max_seeds=4, batch_size=2, ladder=(1, 2, 4)
+    )
+    assert found.passed and (found.spec.steps, found.spec.seed) == (2, 0) and found.data == target
+    # 1 step refused, 2 steps accepted and rendered again for determinism: 1 + 2 + 2 steps.
+    assert found.seeds_tried == 2 and found.steps_rendered == 5
+    # Without a ladder only the trained schedule is tried: no seed of it renders these bytes.
+    missed = search_seed(loaded, base, png_profile, original, lambda _: [], gate, max_seeds=2, batch_size=2)
+    assert not missed.passed and missed.spec.steps == 4 and missed.steps_rendered == 8
+
+
+def test_determinism_is_sampled_and_a_differing_pair_checks_every_record_after(
+    catalog, tiny_model_dir: Path, png_profile, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import archiver.prove as prove
+
+    enable_determinism()
+    with catalog.begin() as session:
+        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
+    base = base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=2)
+    target = rehydrate(loaded, base, png_profile)
+    original = Image.open(io.BytesIO(target)).convert("RGB")
+    gate = Gate(
+        Thresholds(psnr_min=60, lpips_max=1, worst_tile_max=1, colour_max=1000), backbone="random-test-only"
+    )
+    sample = DeterminismSample(every=3)
+
+    def judged() -> bool | None:
+        found = search_seed(
+            loaded,
+            base,
+            png_profile,
+            original,
+            lambda _: [],
+            gate,
+            max_seeds=1,
+            batch_size=1,
+            determinism=sample,
+        )
+        assert found.passed and found.data == target
+        return found.report.metrics["deterministic"]  # type: ignore[return-value]
+
+    # The first record is rendered twice, the next two are not (the sample stands for them: None).
+    assert [judged() for _ in range(4)] == [True, None, None, True]
+    assert (sample.accepted, sample.checked) == (4, 2)
+    # The stack turns non-deterministic: the next sampled record fails, and every one after is checked.
+    real = prove.rehydrate
+    monkeypatch.setattr(prove, "rehydrate", lambda *a: real(*a) + b"x")
+    judged_now = [judged() for _ in range(2)]
+    assert judged_now == [None, None]  # not sampled: nothing renders them twice
+    found = search_seed(
+        loaded, base, png_profile, original, lambda _: [], gate, max_seeds=1, batch_size=1, determinism=sample
+    )
+    assert not found.passed and found.report.failures == ["gate-determinism"] and sample.broken
+    assert sample.due()  # every later record is rendered twice
+    monkeypatch.setattr(prove, "rehydrate", real)
+    assert judged() is True
+    assert sample.due()

@@ -69,7 +69,12 @@ class App:
         from archiver.prove import SearchLimits
 
         s = self.settings
-        return SearchLimits(s.seed_search_max, s.seed_search_batch, siblings=s.gate_siblings_k)
+        return SearchLimits(
+            s.seed_search_max,
+            s.seed_search_batch,
+            siblings=s.gate_siblings_k,
+            determinism_every=s.determinism_sample_every,
+        )
 
     def load_model(self, name: str) -> LoadedModel:
         """The named model, verified against its registered hash, loaded on the configured device."""

@@ -2,8 +2,9 @@
 
 `captions.json` maps each trained key to its prompt (a sweep's and verify's only source of prompts).
 `training.json` holds the training recipe, losses and software versions, and `render`: the steps,
-guidance scale and eta the model was trained to render with. Training writes both through here;
-prove, verify, the benchmarks and the registry read them through here only.
+guidance scale and eta the model was trained to render with, and the step ladder: the step counts a
+sweep tries, cheapest first, up to the trained one (a record keeps the cheapest the gate accepts).
+Training writes both through here; prove, verify, the benchmarks and the registry read them here.
 
 It reads and writes JSON files; it loads no model and renders nothing.
 """
@@ -21,6 +22,9 @@ from archiver.errors import ModelError
 CAPTIONS = "captions.json"
 TRAINING = "training.json"
 DEFAULT_RENDER_STEPS = 20
+# Step counts tried before the trained schedule when a model's manifest names none. Cheap to try:
+# a rung the model cannot render costs one render of that many steps, refused by the gate's PSNR.
+DEFAULT_CHEAPER_STEPS = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,24 @@ class RenderSettings:
     steps: int = DEFAULT_RENDER_STEPS
     guidance_scale: float = 1.0
     eta: float = 0.0
+    # The step counts a sweep tries, ascending, ending with `steps` (None: DEFAULT_CHEAPER_STEPS
+    # below `steps`, then `steps`). `(steps,)` turns the ladder off: every record renders `steps`.
+    step_ladder: tuple[int, ...] | None = None
+
+    @property
+    def ladder(self) -> tuple[int, ...]:
+        """The step counts to try, cheapest first; the last is the trained schedule."""
+        if self.step_ladder is not None:
+            return self.step_ladder
+        return (*(n for n in DEFAULT_CHEAPER_STEPS if n < self.steps), self.steps)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        if self.step_ladder is None:
+            del body["step_ladder"]
+        else:
+            body["step_ladder"] = list(self.step_ladder)
+        return body
 
 
 def read_captions(model_dir: Path) -> dict[str, str]:
@@ -67,10 +86,13 @@ def read_render_settings(model_dir: Path) -> RenderSettings:
     render = training.get("render")
     if isinstance(render, dict):
         try:
+            steps = int(render.get("steps", DEFAULT_RENDER_STEPS))
+            ladder = render.get("step_ladder")
             return RenderSettings(
-                steps=int(render.get("steps", DEFAULT_RENDER_STEPS)),
+                steps=steps,
                 guidance_scale=float(render.get("guidance_scale", 1.0)),
                 eta=float(render.get("eta", 0.0)),
+                step_ladder=None if ladder is None else _ladder(ladder, steps),
             )
         except (TypeError, ValueError) as bad:
             raise ModelError(
@@ -78,6 +100,15 @@ def read_render_settings(model_dir: Path) -> RenderSettings:
             ) from None
     schedule = (training.get("recipe") or {}).get("schedule_steps")
     return RenderSettings(steps=int(schedule)) if isinstance(schedule, int) else RenderSettings()
+
+
+def _ladder(value: Any, steps: int) -> tuple[int, ...]:
+    """A manifest's step ladder, checked: whole step counts, ascending, ending at the trained one."""
+    if not isinstance(value, list) or not all(isinstance(n, int) and n >= 1 for n in value):
+        raise ValueError(f"step_ladder must be a list of step counts of at least 1, got {value!r}")
+    if value != sorted(set(value)) or not value or value[-1] != steps:
+        raise ValueError(f"step_ladder must ascend and end with steps ({steps}), got {value!r}")
+    return tuple(value)
 
 
 def write_manifests(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,17 @@ FAILURES = {
     "gate-sibling": "the render is as near another image of the group as its own",
     "gate-determinism": "two renders of the record gave different bytes",
 }
+
+
+def with_determinism(report: GateReport, identical: bool | None) -> GateReport:
+    """The report with the determinism check's outcome: True (rendered again, the same bytes), False
+    (other bytes: a failure) or None (not rendered again; the run's determinism sample stands for it,
+    `archiver.prove.DeterminismSample`)."""
+    failures = [f for f in report.failures if f != "gate-determinism"]
+    if identical is False:
+        failures.append("gate-determinism")
+    metrics = {**report.metrics, "deterministic": identical}
+    return replace(report, passed=not failures, failures=failures, metrics=metrics)
 
 
 @functools.cache
@@ -128,12 +139,14 @@ class Gate:
         original: Image.Image,
         rendered: Image.Image,
         siblings: Sequence[Image.Image | Sibling],
-        rerender_identical: bool,
+        rerender_identical: bool | None,
     ) -> GateReport:
         """The verdict on one render.
 
         `siblings`: the other images of its group it could be mistaken for (the k nearest from a
         `SiblingIndex`, or any list of images; may be empty). Siblings of another size are ignored.
+        `rerender_identical`: whether a second render gave the same bytes; None when it was not
+        rendered again (the seed search samples determinism per run: `with_determinism`).
         """
         t = self.thresholds
         failures: list[str] = []
@@ -190,7 +203,7 @@ class Gate:
                 )
                 if confused:
                     failures.append("gate-sibling")
-        if not rerender_identical:
+        if rerender_identical is False:
             failures.append("gate-determinism")
         return GateReport(
             passed=not failures,
