@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     pack_threshold: int = Field(default=1 << 20, ge=0, description="originals under this size are packed")
     pack_target: int = Field(default=64 << 20, ge=1, description="bytes at which a pack is cut")
     claim_lease_minutes: float = Field(default=30, gt=0, description="how long a sweep's claim lasts")
+    sweep_bank_every: int = Field(
+        default=128,
+        ge=1,
+        description="a sweep vaults, journals and releases what it proved after this many proofs",
+    )
+    sweep_bank_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="... or after this many seconds since it last did, whichever comes first",
+    )
     review_required: bool = Field(
         default=False,
         description="a person approves each image before its hot copy goes (`sweep --require-review`, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unicodedata
@@ -193,8 +194,10 @@ def test_an_unreachable_catalog_stops_the_sweep_before_it_touches_anything(
     assert not (env / "vault").exists()
 
 
-def sweep_process(home: Path, source: Path, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ARCHIVER_HOME": str(home)}
+def sweep_process(
+    home: Path, source: Path, kill_at: str | None = None, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARCHIVER_HOME": str(home), **settings}
     env.pop(KILL_AT_ENV, None)
     if kill_at:
         env[KILL_AT_ENV] = kill_at
@@ -205,6 +208,83 @@ def sweep_process(home: Path, source: Path, kill_at: str | None = None) -> subpr
         text=True,
         timeout=300,
     )
+
+
+def test_a_sweep_stopped_halfway_has_archived_what_it_banked(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Banks every 2 proofs; SIGKILLed right after its third proof is committed: the first two were
+    vaulted, journaled and released before it, the third waits (verified) for the next run."""
+    register(capsys, memorized)
+    files: dict[str, bytes] = memorized["files"]  # type: ignore[assignment]
+    run = sweep_process(env, source, kill_at="verified:3", ARCHIVER_SWEEP_BANK_EVERY="2")
+    assert run.returncode == -9, run.stderr[-500:]
+    assets = assert_nothing_lost(env, source, files)
+    proved = {k: a.state for k, a in assets.items() if a.state != AssetState.CANDIDATE}
+    assert len(proved) == 3, proved
+    archived = {k for k, state in proved.items() if state == AssetState.ARCHIVED}
+    assert archived and archived <= MEMORIZED, proved
+    assert all(not (source / key).exists() for key in archived)
+    # Only the proof after the last bank is left to finish: verified, or rejected (nothing to bank).
+    assert [s for s in proved.values() if s == AssetState.VERIFIED] in ([], [AssetState.VERIFIED])
+    final = sweep_process(env, source)
+    assert final.returncode == 0, final.stderr[-500:]
+    assets = assert_nothing_lost(env, source, files)
+    assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_then_resumed_loses_nothing(
+    env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL at random moments, not only at the named boundaries, with a bank after every proof so
+    that proving, vaulting, journaling and deleting interleave; each run resumes the last one's."""
+    import random
+    import time
+
+    register(capsys, memorized)
+    files: dict[str, bytes] = memorized["files"]  # type: ignore[assignment]
+    settings = {**os.environ, "ARCHIVER_HOME": str(env), "ARCHIVER_SWEEP_BANK_EVERY": "1"}
+    settings.pop(KILL_AT_ENV, None)
+    argv = [sys.executable, "-m", "archiver", "sweep", str(source), "--model", "tiny", "--json"]
+    # How long a whole run takes here (a twin home and source), so kills land inside the work.
+    twin_home, twin_source = env.parent / "twin-home", env.parent / "twin-hot"
+    shutil.copytree(source, twin_source)
+    subprocess.run(
+        [*argv[:3], "model", "add", str(memorized["model"]), "--name", "tiny"],
+        env={**settings, "ARCHIVER_HOME": str(twin_home)},
+        check=True,
+        capture_output=True,
+    )
+    started = time.monotonic()
+    twin = subprocess.run(
+        [*argv[:4], str(twin_source), *argv[5:]],
+        env={**settings, "ARCHIVER_HOME": str(twin_home)},
+        capture_output=True,
+        text=True,
+    )
+    whole = time.monotonic() - started
+    assert twin.returncode == 0, twin.stderr[-500:]
+    draw = random.Random(25)
+    killed = 0
+    for round_ in range(4):
+        process = subprocess.Popen(argv, env=settings, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=draw.uniform(0.4, 1.0) * whole)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            killed += 1
+        assert process.returncode in (0, -9), f"round {round_}: {process.stderr.read()[-500:]!r}"  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+        assert_nothing_lost(env, source, files)
+        assert_nothing_lost_without_the_catalog(env, source, files, env.parent / f"rebuilt-{round_}.db")
+    assert killed >= 2, f"only {killed} of 4 runs were killed before they finished"
+    final = subprocess.run(argv, env=settings, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-500:]
+    assets = assert_nothing_lost(env, source, files)
+    assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
+    assert all(a.claimed_by is None for a in assets.values())
 
 
 @pytest.mark.slow

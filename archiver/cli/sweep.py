@@ -148,6 +148,8 @@ def sweep(
         journal_storage_class=settings.vault_journal_storage_class,
         caption_keys=caption_keys,
         require_review=settings.review_required if require_review is None else require_review,
+        bank_every=settings.sweep_bank_every,
+        bank_seconds=settings.sweep_bank_seconds,
     )
     try:
         if ray_address is None:
@@ -184,6 +186,8 @@ def sweep(
         *((f"rejected: {k}", v) for k, v in report["rejected"].items()),
         *((f"vaulted, hot copy kept: {k}", v) for k, v in report["not_deleted"].items()),
         *([("held for review (hot copy kept)", summary.held)] if summary.held else []),
+        *((f"records at {n} steps", v) for n, v in sorted(summary.steps.items())),
+        ("denoising steps rendered", summary.steps_rendered),
         ("vault objects written", summary.vault_objects),
         ("bytes freed", human_bytes(summary.bytes_freed)),
         (

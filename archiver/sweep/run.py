@@ -7,6 +7,9 @@ modules):
            ─record journaled in the vault─► ─delete if unchanged─► archived
                                                  (or rejected, with a reason; stays hot)
 
+It banks as it goes: after every `bank_every` proofs (or `bank_seconds`, whichever comes first) the
+verified originals so far are vaulted (packs cut there), journaled and released, so a sweep stopped
+anywhere has archived what it proved before its last bank, and the next run frees the rest.
 Each arrow is committed on its own, and a step only starts from the state the previous one
 committed, so a sweep killed anywhere resumes where it stopped and re-running a finished sweep
 changes nothing. The hot copy is deleted only after (a) the record and gate report are committed,
@@ -60,11 +63,21 @@ HOT_BYTES_KEPT = 256 * 1024 * 1024  # verified originals held for the vault step
 BOUNDARIES = ("claimed", "verified", "vault-uploaded", "vaulted", "journaled", "hot-deleted", "archived")
 
 
+_passed: Counter[str] = Counter()
+
+
 def boundary(name: str) -> None:
-    """A named point between two steps; the crash tests die here (a real SIGKILL, no cleanup)."""
+    """A named point between two steps; the crash tests die here (a real SIGKILL, no cleanup):
+    `ARCHIVER_TEST_KILL_AT=verified` at the first time, `verified:5` at the fifth."""
     assert name in BOUNDARIES, name
-    if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    wanted = os.environ.get(KILL_AT_ENV)
+    if not wanted:
+        return
+    at, _, nth = wanted.partition(":")
+    if at == name:
+        _passed[name] += 1
+        if _passed[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def new_worker_id() -> str:
@@ -97,6 +110,10 @@ class SweepConfig:
     caption_keys: CaptionKeys = SAME_KEYS  # where the model was trained at another root
     # Keep vaulted assets' hot copies until a person approves them (archiver/review/, `release`).
     require_review: bool = False
+    # Bank as it goes: vault, journal and release what was proved after this many proofs, or this
+    # many seconds since the last bank, whichever comes first (and at the end).
+    bank_every: int = 128
+    bank_seconds: float = 30.0
 
 
 @dataclass
@@ -114,7 +131,10 @@ class SweepSummary:
     held: int = 0  # vaulted, hot copy kept until a person approves (`--require-review`)
     bytes_freed: int = 0
     archived_sizes: list[int] = field(default_factory=list)  # for the saving estimate
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step, summed over banks
+    banks: int = 0  # times the run vaulted, journaled and released what it had proved so far
+    steps_rendered: int = 0  # denoising steps rendered by the proofs this run committed
+    steps: Counter[int] = field(default_factory=Counter)  # records made, by their step count
     # Entries of the source that are not addressable objects (symlink, not-a-file, unsafe-key): counted
     # in `skipped` like the filters' reasons, and named here (the first UNLISTED_NAMED of them).
     unlisted: list[tuple[str, str]] = field(default_factory=list)
@@ -144,6 +164,9 @@ class SweepSummary:
             "held": self.held,
             "bytes_freed": self.bytes_freed,
             "seconds": {step: round(t, 3) for step, t in self.seconds.items()},
+            "banks": self.banks,
+            "steps_rendered": self.steps_rendered,
+            "records_by_steps": {str(n): count for n, count in sorted(self.steps.items())},
             "hint": self.hint,
         }
 
@@ -196,12 +219,8 @@ class Sweep:
         boundary("claimed")
         try:
             self.hold_for_review(source_id)  # a reviewer is not kept waiting for this run's gate
-            with self._timed("verify"):
-                self.verify(source_id, listed)
-            with self._timed("vault"):
-                self.vault_verified(source_id)
-            with self._timed("delete"):
-                self.delete_vaulted(source_id)
+            self.verify(source_id, listed)  # banks as it goes
+            self.bank(source_id)  # what is left, and what an earlier run verified or vaulted
             self.summary.hint = self.caption_hint()
         finally:
             # Normally every claim was released step by step; after an error, hand the rest back
@@ -216,7 +235,16 @@ class Sweep:
         try:
             yield
         finally:
-            self.summary.seconds[step] = time.perf_counter() - started
+            seconds = self.summary.seconds
+            seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - started
+
+    def bank(self, source_id: int) -> None:
+        """Vault what this run verified, journal it and release the hot copies (steps 4 and 5)."""
+        with self._timed("vault"):
+            self.vault_verified(source_id)
+        with self._timed("delete"):
+            self.delete_vaulted(source_id)
+        self.summary.banks += 1
 
     @contextmanager
     def _session_for(self, source_id: int) -> Iterator[tuple[Any, Source]]:
@@ -340,11 +368,24 @@ class Sweep:
             self._progress.start(len(to_prove))
         # Each proof is committed as it comes, whoever made it: a run killed between two commits
         # resumes with the keys not yet committed (still candidates, claimed by a dead worker).
+        # Banks interleave: what was proved is vaulted and released while the rest is proved. The
+        # verify step's time is the proving alone; banks count as vault and delete.
+        started = time.perf_counter()
+        banked_seconds = 0.0
+        since_bank, last_bank = 0, started
         for proof, data, model_id in self.prove(to_prove):
             self._commit_proof(source_id, proof.key, proof, data, listed[proof.key], model_id)
             boundary("verified")
             if self._progress:
                 self._progress.advance(proof.key, proof.passed)
+            since_bank += 1
+            now = time.perf_counter()
+            if since_bank >= self.config.bank_every or now - last_bank >= self.config.bank_seconds:
+                self.bank(source_id)
+                last_bank = time.perf_counter()
+                banked_seconds += last_bank - now
+                since_bank = 0
+        self.summary.seconds["verify"] = time.perf_counter() - started - banked_seconds
 
     def prove(self, keys: list[str]) -> Iterator[tuple[Proof, bytes | None, int]]:
         """Each key's Proof (in any order), the original bytes it judged, and the id of the model
@@ -372,6 +413,7 @@ class Sweep:
         seen: ObjectInfo | None,
         model_id: int | None,
     ) -> None:
+        self.summary.steps_rendered += proof.steps_rendered  # a refusal's renders cost as much
         with self._session_for(source_id) as (session, source):
             asset = queries.find_asset(session, source, key)
             assert asset is not None
@@ -392,6 +434,7 @@ class Sweep:
             assert proof.spec and proof.profile and proof.report and proof.data is not None
             assert data is not None and seen is not None and model_id is not None
             self._keep_hot_bytes(key, data)
+            self.summary.steps[proof.spec.steps] += 1
             profile = proof.profile
             encoding = queries.get_or_add_profile(
                 session, profile.profile_id, profile.format, profile.to_json()
@@ -435,7 +478,9 @@ class Sweep:
         singles: list[tuple[str, bytes]] = []
         small: list[tuple[str, bytes]] = []
         for key, sha256, size in assets:
-            data = self._hot_bytes.get(key)
+            data = self._hot_bytes.pop(key, None)
+            if data is not None:
+                self._hot_bytes_total -= len(data)
             if data is None:  # a resumed run: read the hot copy again and make sure it is the verified one
                 try:
                     data = self.store.get(key)
