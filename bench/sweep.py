@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument(
         "--before", help="also sweep with the code of this commit (e.g. main before a change)"
     )
+    parser.add_argument("--after", help="sweep with the code of this commit, not the working tree")
     parser.add_argument("--concurrent", type=int, default=4, help="sweeps at once (0: none)")
     parser.add_argument("--concurrent-images", type=int, default=12, help="shoes in each concurrent sweep")
     args = parser.parse_args()
