@@ -145,6 +145,9 @@ class Settings(BaseSettings):
         default=256 << 20, ge=0, description="bytes of verified reads the mount also keeps in memory"
     )
     render_workers: int = Field(default=2, ge=1, le=64, description="renders the mount runs at once")
+    train_threads: int = Field(
+        default=2, ge=1, le=256, description="torch threads per `archiver train` step (each holds a CPU slot)"
+    )
     mount_read_timeout: float = Field(
         default=120, gt=0, description="seconds an open waits for a render before it fails with ETIMEDOUT"
     )

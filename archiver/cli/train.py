@@ -38,6 +38,12 @@ from archiver.errors import ConfigError
 @click.option("--steps", type=click.IntRange(1), default=2000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="Torch threads per training step [ARCHIVER_TRAIN_THREADS, default 2]; each step holds that many "
+    "of the machine's CPU slots, so training beside a sweep or a mount takes turns with their renders.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--register", "register_as", help="Register the trained model under this name.")
@@ -53,6 +59,7 @@ def train(
     steps: int,
     batch_size: int,
     lr: float,
+    threads: int | None,
     seed: int,
     resume: bool,
     register_as: str | None,
@@ -101,6 +108,9 @@ def train(
         )
     if not examples:
         raise ConfigError(f"no captioned images in {source}: check that caption keys are relative to it")
+    import torch
+
+    torch.set_num_threads(threads or app.settings.train_threads)
     if base_dir is None:
         from archiver.training.tiny import train_tiny
 

@@ -8,15 +8,20 @@ choose seeds (that is the seed search), check images (the gate) or encode bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 
+from archiver.cpuslots import cpu_slots
+
 # Thread count the engine pins for CPU renders. Measured on this project's 2-core build machine:
 # see bench/train_notes.md ("Determinism"). Fixing it keeps renders independent of the host's
-# default (which follows the number of cores and OMP_NUM_THREADS).
+# default (which follows the number of cores and OMP_NUM_THREADS): the bytes depend on it (1 thread
+# rendered other bytes than 2 for 1 of 6 example prompts at 1 step, 3 of 6 at 20). Processes
+# sharing a machine take turns through `archiver.cpuslots` rather than rendering on fewer threads.
 CPU_THREADS = 2
 
 
@@ -71,7 +76,10 @@ def render_batch(
         raise ValueError(f"pipeline is on {pipe.device}, not on {device}: move it first")
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     count = len(seeds)
-    with torch.inference_mode():
+    # On the CPU, the render holds one machine-wide slot per thread: processes rendering at once
+    # take turns instead of oversubscribing the cores (`archiver.cpuslots`).
+    threads = torch.get_num_threads() if actual.type == "cpu" else 0
+    with cpu_slots(threads) if threads else contextlib.nullcontext(), torch.inference_mode():
         out = pipe(
             prompt=[prompt] * count,
             negative_prompt=None if negative_prompt is None else [negative_prompt] * count,

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
+from archiver.cpuslots import cpu_slots
 from archiver.gate.colour import colour_difference_lab, lab_lowpass
 from archiver.gate.perceptual import Backbone, load_lpips, lpips_map, psnr, worst_tile
 from archiver.gate.siblings import Sibling
@@ -147,7 +149,18 @@ class Gate:
         `SiblingIndex`, or any list of images; may be empty). Siblings of another size are ignored.
         `rerender_identical`: whether a second render gave the same bytes; None when it was not
         rendered again (the seed search samples determinism per run: `with_determinism`).
+        It holds a machine-wide CPU slot per torch thread while it measures (`archiver.cpuslots`).
         """
+        with cpu_slots(torch.get_num_threads()):
+            return self._evaluate(original, rendered, siblings, rerender_identical)
+
+    def _evaluate(
+        self,
+        original: Image.Image,
+        rendered: Image.Image,
+        siblings: Sequence[Image.Image | Sibling],
+        rerender_identical: bool | None,
+    ) -> GateReport:
         t = self.thresholds
         failures: list[str] = []
         metrics: dict[str, float | bool | None] = {

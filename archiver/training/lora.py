@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from archiver.cpuslots import each_in_slots
 from archiver.engine.manifests import RenderSettings
 from archiver.engine.pipeline import load_pipeline
 from archiver.training.common import (
@@ -128,7 +129,7 @@ def train_lora(
     loss_value = float("nan")
     unet.train()
     try:
-        for step in range(start, steps):
+        for step in each_in_slots(range(start, steps), torch.get_num_threads()):
             gen = step_generator(seed, step)
             index = torch.randint(count, (batch_size,), generator=gen)
             timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)

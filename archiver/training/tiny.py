@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from archiver.cpuslots import each_in_slots
 from archiver.engine.manifests import DEFAULT_RENDER_STEPS, RenderSettings
 from archiver.engine.pipeline import TinySpec, build_tiny_pipeline
 from archiver.training.common import (
@@ -174,7 +175,7 @@ def train_tiny(
             if checkpoint is not None and state is not None:
                 load_checkpoint_optimizer(checkpoint, optimizer, state)
             vae.train()
-            for step in range(start, vae_steps):
+            for step in each_in_slots(range(start, vae_steps), torch.get_num_threads()):
                 gen = step_generator(seed, step)
                 batch = pixels[torch.randperm(count, generator=gen)[: min(vae_batch_size, count)]]
                 for group in optimizer.param_groups:
@@ -210,7 +211,7 @@ def train_tiny(
         text_encoder.train(train_text_encoder)
         prediction = scheduler.config.prediction_type
         choices = _training_timesteps(scheduler, schedule_steps)
-        for step in range(max(start, vae_steps), total):
+        for step in each_in_slots(range(max(start, vae_steps), total), torch.get_num_threads()):
             local = step - vae_steps
             gen = step_generator(seed, step)
             if batch_size <= count:
