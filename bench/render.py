@@ -1,11 +1,15 @@
 """Benchmark: render latency and batched seed-search throughput. Prints a table, then a JSON line.
 
-    .venv/bin/python bench/render.py [--model-dir examples/rumba/model] [--images 8] [--steps N]
+    .venv/bin/python bench/render.py [--model-dir examples/rumba/model] [--images 8] [--steps N ...]
 
 CPU: the example model (cold first render, warm per-image latency, throughput of one pipeline call
-over batches of seeds). With CUDA: also a full-size Stable Diffusion 1.5-architecture pipeline built
-from configs with random weights (512x512, 20 steps, float16, batch 1 and 8): the speed of a real
-model's shape, without downloading one.
+over batches of seeds) at the trained schedule, then the cost of one warm render at each step count
+of the model's ladder (default: its manifest's, `RenderSettings.ladder`): wall-clock p50 and the
+CPU time it took in core-seconds (process CPU time: every thread counted), beside the break-even
+for a 50 KB CDN miss (its egress, $4.5e-6 at $0.09/GB, buys about 0.4 CPU-core-seconds on demand or
+23 ms of an L4 GPU). With CUDA: also a full-size Stable Diffusion 1.5-architecture pipeline built
+from configs with random weights (512x512, float32 and float16, batch 1 and 8, at each step count):
+the speed of a real model's shape, without downloading one.
 """
 
 from __future__ import annotations
@@ -36,6 +40,52 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - started, out
+
+
+BREAK_EVEN_CORE_S = 0.4  # a 50 KB miss's egress buys this much on-demand CPU (DESIGN.md)
+BREAK_EVEN_GPU_MS = 23.0  # ... or this much of an L4 GPU
+
+
+def ladder_costs(model_dir: Path, images: int, ladder: list[int], device: str) -> list[dict[str, object]]:
+    """One warm render per prompt at each step count: p50 wall ms and core-seconds (CPU time)."""
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    pipe = load_pipeline(model_dir, device=device, dtype=dtype)
+    prompts = list(read_captions(model_dir).values())[:images] or ["a product photo"]
+    render = read_render_settings(model_dir)
+    size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+    rows: list[dict[str, object]] = []
+    for steps in ladder:
+        kwargs = dict(
+            negative_prompt=None,
+            steps=steps,
+            guidance_scale=render.guidance_scale,
+            width=size,
+            height=size,
+            eta=render.eta,
+            device=device,
+        )
+        render_batch(pipe, prompt=prompts[0], seeds=[0], **kwargs)  # warm
+        walls, cores = [], []
+        for prompt in prompts:
+            cpu = time.process_time()
+            wall, _ = timed(render_batch, pipe, prompt=prompt, seeds=[0], **kwargs)
+            walls.append(wall)
+            cores.append(time.process_time() - cpu)
+        p50_ms = statistics.median(walls) * 1000
+        core_s = statistics.median(cores)
+        rows.append(
+            {
+                "steps": steps,
+                "size": f"{size}x{size}",
+                "p50_ms": p50_ms,
+                "core_s": core_s,
+                "break_even": BREAK_EVEN_GPU_MS if device == "cuda" else BREAK_EVEN_CORE_S,
+                "of_break_even": (p50_ms / BREAK_EVEN_GPU_MS)
+                if device == "cuda"
+                else core_s / BREAK_EVEN_CORE_S,
+            }
+        )
+    return rows
 
 
 def bench_example(model_dir: Path, images: int, steps: int | None, device: str) -> list[dict[str, object]]:
@@ -81,8 +131,9 @@ def bench_example(model_dir: Path, images: int, steps: int | None, device: str) 
     return rows
 
 
-def bench_sd15_shape() -> list[dict[str, object]]:
-    """SD 1.5's architecture with random weights, float16 on CUDA (configs only, nothing downloaded)."""
+def bench_sd15_shape(ladder: list[int]) -> list[dict[str, object]]:
+    """SD 1.5's architecture with random weights on CUDA, float32 and float16, at each step count
+    (configs only, nothing downloaded)."""
     import tempfile
 
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -135,34 +186,37 @@ def bench_sd15_shape() -> list[dict[str, object]]:
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
-    ).to("cuda", torch.float16)
-    pipe.set_progress_bar_config(disable=True)
-    kwargs = dict(
-        prompt="a product photo of a shoe",
-        negative_prompt=None,
-        steps=20,
-        guidance_scale=7.5,
-        width=512,
-        height=512,
-        eta=0.0,
-        device="cuda",
     )
-    render_batch(pipe, seeds=[0], **kwargs)  # warm-up: kernels, allocator
+    pipe.set_progress_bar_config(disable=True)
     rows: list[dict[str, object]] = []
-    for batch in (1, 8):
-        runs = [timed(render_batch, pipe, seeds=list(range(batch)), **kwargs)[0] for _ in range(3)]
-        seconds = statistics.median(runs)
-        rows.append(
-            {
-                "case": "SD1.5 shape, random weights",
-                "batch": batch,
-                "seconds": seconds,
-                "images_per_s": batch / seconds,
-                "steps": 20,
-                "size": "512x512",
-                "dtype": "float16",
-            }
-        )
+    for dtype in (torch.float32, torch.float16):
+        pipe = pipe.to("cuda", dtype)
+        for steps in ladder:
+            kwargs = dict(
+                prompt="a product photo of a shoe",
+                negative_prompt=None,
+                steps=steps,
+                guidance_scale=7.5,
+                width=512,
+                height=512,
+                eta=0.0,
+                device="cuda",
+            )
+            render_batch(pipe, seeds=[0], **kwargs)  # warm-up: kernels, allocator
+            for batch in (1, 8):
+                runs = [timed(render_batch, pipe, seeds=list(range(batch)), **kwargs)[0] for _ in range(3)]
+                seconds = statistics.median(runs)
+                rows.append(
+                    {
+                        "case": "SD1.5 shape, random weights",
+                        "batch": batch,
+                        "seconds": seconds,
+                        "images_per_s": batch / seconds,
+                        "steps": steps,
+                        "size": "512x512",
+                        "dtype": str(dtype).removeprefix("torch."),
+                    }
+                )
     return rows
 
 
@@ -170,7 +224,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "rumba" / "model")
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=None, help="default: the model's training.json")
+    parser.add_argument(
+        "--steps", type=int, nargs="*", default=None, help="step counts to cost (default: the model's ladder)"
+    )
     args = parser.parse_args()
     if not (args.model_dir / "model_index.json").is_file():
         sys.exit(f"bench/render: no model at {args.model_dir}: pass --model-dir (a save_pretrained dir)")
@@ -181,9 +237,11 @@ def main() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = bench_example(args.model_dir, args.images, args.steps, device)
+    ladder = args.steps or list(read_render_settings(args.model_dir).ladder)
+    rows = bench_example(args.model_dir, args.images, None, device)
+    costs = ladder_costs(args.model_dir, args.images, ladder, device)
     if device == "cuda":
-        rows += bench_sd15_shape()
+        rows += bench_sd15_shape(ladder)
     machine = (
         torch.cuda.get_device_name()
         if device == "cuda"
@@ -197,7 +255,18 @@ def main() -> None:
             f"{r['case']:44} {r['batch']:>5} {r['steps']:>5} {r['size']:>9} {r['dtype']:>8} "
             f"{r['seconds']:>9.3f} {ips:>8}"
         )
-    print(json.dumps({"bench": "render", "device": machine, "rows": rows}))
+    unit = "GPU ms" if device == "cuda" else "core-s"
+    print(
+        f"\none warm render per step count ({args.images} prompts; break-even for a 50 KB miss: "
+        f"{BREAK_EVEN_GPU_MS if device == 'cuda' else BREAK_EVEN_CORE_S} {unit})"
+    )
+    print(f"{'steps':>5} {'size':>9} {'p50 ms':>8} {'core-s':>8} {'of break-even':>14}")
+    for c in costs:
+        print(
+            f"{c['steps']:>5} {c['size']:>9} {c['p50_ms']:>8.1f} {c['core_s']:>8.3f} "
+            f"{c['of_break_even']:>13.2f}x"
+        )
+    print(json.dumps({"bench": "render", "device": machine, "rows": rows, "ladder": costs}))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/sketch_calibration.py [--model-dir examples/rumba/model]
 
-The accepted renders are the shipped model's seed-0 renders of the example's 48 keys, made here.
-Drift class (must pass): the same records rendered again in fresh processes told to take other
-CPU code paths, as another CPU generation would (`ATEN_CPU_CAPABILITY=default`,
-`ONEDNN_MAX_CPU_ISA=SSE41`), and on CUDA in float32 and float16 when a GPU is present.
-Divergence class (must fail): another seed (1, 2), another step count (10, 30), each key's
-neighbour's render (another prompt of the group), the sibling originals, and the gate's
-distractor images put in the render's place. For each: the true PSNR to the accepted render, the
-PSNR the sketch estimates, and the verdict at the default tolerance.
+The accepted renders are the records a sweep makes today: `archiver verify` over the example's 48
+keys (in a temporary home) says each key's (steps, seed), the cheapest rung of the model's step
+ladder the gate accepts, and each is rendered here. Drift class (must pass): the same records
+rendered again in fresh processes told to take other CPU code paths, as another CPU generation
+would (`ATEN_CPU_CAPABILITY=default`, `ONEDNN_MAX_CPU_ISA=SSE41`), and on CUDA (float16) when a GPU
+is present. Divergence class (must fail): another seed (the record's + 1 and + 2, at its steps),
+another step count (each other rung of the ladder, seed kept), each key's neighbour's render
+(another prompt of the group), the sibling originals, and the gate's distractor images put in the
+render's place. For each: the true PSNR to the accepted render, the PSNR the sketch estimates, and
+the verdict at the default tolerance.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from archiver.engine.manifests import read_render_settings  # noqa: E402
 from archiver.example.rumba import (  # noqa: E402
     LACE_COLOURS,
     SOLE_COLOURS,
@@ -44,40 +47,58 @@ import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from archiver.catalog.database import open_catalog
-from archiver.engine.manifests import read_render_settings
 from archiver.engine.registry import load_model, register_model
 from archiver.engine.rehydrate import base_spec, render_images
 from archiver.engine.rendering import enable_determinism
 from archiver.example.rumba import LACE_COLOURS, SOLE_COLOURS, key_for, prompt_for
-model, out, seed, steps, device = Path({model!r}), Path({out!r}), {seed}, {steps}, {device!r}
+model, out, plan, device = Path({model!r}), Path({out!r}), {plan!r}, {device!r}
 enable_determinism()
 with tempfile.TemporaryDirectory() as tmp:
     catalog = open_catalog(f"sqlite:///{{tmp}}/c.db")
     with catalog.begin() as session:
         loaded = load_model(register_model(session, model, "m"), device=device)
     catalog.close()
-steps = steps or read_render_settings(model).steps
-wanted = set({keys!r})
 for lace in LACE_COLOURS:
     for sole in SOLE_COLOURS:
-        if key_for(lace, sole) not in wanted:
+        key = key_for(lace, sole)
+        if key not in plan:
             continue
+        steps, seed = plan[key]
         spec = base_spec(loaded, prompt=prompt_for(lace, sole), width=64, height=64, steps=steps)
         (image,) = render_images(loaded, spec, [seed])
-        image.save(out / (key_for(lace, sole).replace("/", "_") + ".png"))
+        image.save(out / (key.replace("/", "_") + ".png"))
 """
 
 
 def render_all(
-    model: Path, out: Path, *, seed: int = 0, steps: int = 0, device: str = "cpu", **env: str
+    model: Path, out: Path, plan: dict[str, tuple[int, int]], *, device: str = "cpu", **env: str
 ) -> dict:
-    """Render every key in a fresh process (so environment switches take effect); {key: image}."""
+    """Render every key at its planned (steps, seed) in a fresh process (so environment switches
+    take effect); {key: image}."""
     out.mkdir(parents=True, exist_ok=True)
-    code = RENDER.format(
-        repo=str(REPO), model=str(model), out=str(out), seed=seed, steps=steps, device=device, keys=KEYS
-    )
+    code = RENDER.format(repo=str(REPO), model=str(model), out=str(out), plan=plan, device=device)
     subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True)
-    return {key: Image.open(out / (key.replace("/", "_") + ".png")).convert("RGB") for key in KEYS}
+    return {key: Image.open(out / (key.replace("/", "_") + ".png")).convert("RGB") for key in plan}
+
+
+def records_made_today(model: Path, root: Path) -> dict[str, tuple[int, int]]:
+    """Each example key's (steps, seed) as `archiver verify` chooses them with today's defaults."""
+    from archiver.example.rumba import write_catalogue
+
+    write_catalogue(root / "rumba")
+    env = {**os.environ, "ARCHIVER_HOME": str(root / "home")}
+    run = [sys.executable, "-m", "archiver"]
+    subprocess.run(
+        [*run, "model", "add", str(model), "--name", "m"], env=env, check=True, capture_output=True
+    )
+    done = subprocess.run(
+        [*run, "verify", str(root / "rumba"), "--model", "m", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    rows = json.loads(done.stdout)["images"]
+    return {r["key"]: (r["steps"], r["seed"]) for r in rows if r["passed"] and r["key"] in KEYS}
 
 
 def main() -> None:
@@ -89,34 +110,43 @@ def main() -> None:
     args = parser.parse_args()
     global KEYS
     KEYS = KEYS[:: args.every]
+    by_steps: dict[int, int] = {}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        accepted = render_all(args.model_dir, root / "accepted")
+        model = args.model_dir
+        plan = records_made_today(model, root)
+        KEYS = [key for key in KEYS if key in plan]  # a key the gate refused has no record to judge
+        for steps, _ in plan.values():
+            by_steps[steps] = by_steps.get(steps, 0) + 1
+        accepted = render_all(model, root / "accepted", plan)
         sketches = {key: sketch(image) for key, image in accepted.items()}
         drift = {
             "ATEN_CPU_CAPABILITY=default": render_all(
-                args.model_dir, root / "aten", ATEN_CPU_CAPABILITY="default"
+                model, root / "aten", plan, ATEN_CPU_CAPABILITY="default"
             ),
-            "ONEDNN_MAX_CPU_ISA=SSE41": render_all(
-                args.model_dir, root / "onednn", ONEDNN_MAX_CPU_ISA="SSE41"
-            ),
+            "ONEDNN_MAX_CPU_ISA=SSE41": render_all(model, root / "onednn", plan, ONEDNN_MAX_CPU_ISA="SSE41"),
         }
         try:
             import torch
 
             if torch.cuda.is_available():
-                drift["CUDA float16"] = render_all(args.model_dir, root / "cuda", device="cuda")
+                drift["CUDA float16"] = render_all(model, root / "cuda", plan, device="cuda")
         except ImportError:
             pass
         neighbour = {key: KEYS[(i + 1) % len(KEYS)] for i, key in enumerate(KEYS)}
+        ladder = read_render_settings(model).ladder
         divergence = {
-            "seed 1": render_all(args.model_dir, root / "seed1", seed=1),
-            "seed 2": render_all(args.model_dir, root / "seed2", seed=2),
-            "10 steps": render_all(args.model_dir, root / "steps10", steps=10),
-            "30 steps": render_all(args.model_dir, root / "steps30", steps=30),
-            "another prompt's render": {key: accepted[neighbour[key]] for key in KEYS},
+            "seed + 1": render_all(model, root / "seed1", {k: (n, s + 1) for k, (n, s) in plan.items()}),
+            "seed + 2": render_all(model, root / "seed2", {k: (n, s + 2) for k, (n, s) in plan.items()}),
         }
+        for other in ladder:  # every other rung, the record's seed: one image, rendered cheaper or dearer
+            moved = {k: (other, s) for k, (n, s) in plan.items() if n != other}
+            if moved:
+                divergence[f"{other} steps (record's seed)"] = render_all(
+                    model, root / f"steps{other}", moved
+                )
+        divergence["another prompt's render"] = {key: accepted[neighbour[key]] for key in KEYS}
         originals = {
             key_for(lace, sole): draw_shoe(LACE_COLOURS[lace], SOLE_COLOURS[sole])
             for lace in LACE_COLOURS
@@ -142,7 +172,17 @@ def main() -> None:
             f" {r['sketch_psnr'][0]:>7.1f}-{r['sketch_psnr'][1]:<8.1f}"
             f" {r['passed']:>5}"
         )
-    print(json.dumps({"bench": "sketch_calibration", "min_psnr": DEFAULT_MIN_PSNR, "rows": rows}))
+    print("records by steps: " + ", ".join(f"{n} steps: {c}" for n, c in sorted(by_steps.items())))
+    print(
+        json.dumps(
+            {
+                "bench": "sketch_calibration",
+                "min_psnr": DEFAULT_MIN_PSNR,
+                "records_by_steps": by_steps,
+                "rows": rows,
+            }
+        )
+    )
 
 
 def measure(kind: str, name: str, pairs: list, accepted: dict, sketches: dict) -> dict:
