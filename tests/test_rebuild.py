@@ -228,5 +228,10 @@ def test_db_backup_refuses_what_it_cannot_do(
     assert code == ExitCode.CONFIG and "pg_dump" in err
     code, _, err = cli(capsys, "db", "rebuild")
     assert code == ExitCode.USAGE and "--from-vault" in err
+    # A mistyped vault path is an error, not a new empty vault and an empty catalog (issue 28, item 6).
+    typo = tmp_path / "vualt"
+    code, _, err = cli(capsys, "db", "rebuild", "--from-vault", str(typo))
+    assert code == ExitCode.NOT_FOUND and f"no vault at {typo}" in err and err.count("\n") == 1
+    assert not typo.exists()
     code, _, err = cli(capsys, "model", "fetch", "0" * 64, str(tmp_path / "m"))
     assert code == ExitCode.NOT_FOUND and "no model" in err

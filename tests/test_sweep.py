@@ -102,6 +102,19 @@ def test_big_originals_are_single_objects(
     assert all(not assets[k].vault_object.is_pack for k in MEMORIZED)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unknown_model_stops_the_sweep_before_it_writes_anything(
+    env: Path, source: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+) -> None:
+    code, _, err = cli(capsys, "sweep", str(source), "--model", "nope", *(["--dry-run"] if dry_run else []))
+    assert (
+        code == ExitCode.NOT_FOUND and "no model named 'nope'" in err and len(err.strip().splitlines()) == 1
+    )
+    assert catalog_assets(env) == {}  # no source, no candidate
+    with open_catalog(f"sqlite:///{env / 'catalog.db'}").begin() as session:
+        assert session.query(Event).count() == 0
+
+
 def test_dry_run_changes_nothing(
     env: Path, source: Path, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:

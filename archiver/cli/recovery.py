@@ -44,7 +44,17 @@ def db_rebuild(app: App, from_vault: str | None, no_source_check: bool, as_json:
 
     if from_vault is None:
         raise click.UsageError("say where to rebuild from: --from-vault [VAULT]")
-    vault = app.open_vault(from_vault) if from_vault else app.vault
+    from archiver.errors import NotFound
+    from archiver.storage import parse_store_url
+
+    url = from_vault or app.settings.vault_url
+    kind, where, _ = parse_store_url(url)
+    if kind != "s3" and not Path(where).expanduser().is_dir():
+        # A mistyped path must not become a new, empty vault and an empty catalog.
+        raise NotFound(
+            f"no vault at {where}: check the path (a vault directory holds journal/ and originals/)"
+        )
+    vault = app.open_vault(url)
     report = rebuild(app.catalog, vault, None if no_source_check else app.open_source)
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True))

@@ -130,6 +130,10 @@ def sweep(
         access_log=load_access_log(access_log) if access_log else None,
     )
     catalog = app.catalog  # an unreachable catalog stops the sweep before it touches anything
+    from archiver.catalog.queries import get_model
+
+    with catalog.begin() as session:  # an unknown model too, before a source or candidate is written
+        get_model(session, model_name)
     store = app.open_source(source)
     if dry_run:
         _dry_run(app, store, filters, as_json)

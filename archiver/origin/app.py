@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -68,6 +69,16 @@ def _validators(rep: Representation) -> dict[str, str]:
 
 def _failure(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return PlainTextResponse(message + "\n", status, headers={"cache-control": "no-store", **(headers or {})})
+
+
+class AnyPathConvertor(PathConvertor):
+    """Starlette's `path` is `.*`, which stops at a newline: a key with a control character would
+    match no route and get a bare 404. This one matches every path, so `safe_key` answers it: 400."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", AnyPathConvertor())
 
 
 def create_app(assets: Assets, metrics: Metrics, *, refresh_seconds: float = 30.0) -> ASGIApp:
@@ -166,7 +177,7 @@ def create_app(assets: Assets, metrics: Metrics, *, refresh_seconds: float = 30.
         routes=[
             Route("/healthz", healthz, methods=methods),
             Route("/metrics", metrics_page, methods=methods),
-            Route("/{key:path}", asset, methods=methods),
+            Route("/{key:anypath}", asset, methods=methods),
         ],
         lifespan=lifespan,
     )
