@@ -37,6 +37,15 @@ def test_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) 
     assert "status" in out and "db" in out and "4 catalog" in out
 
 
+def test_restore_help_shows_what_restore_key_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`restore KEY` is a hidden default command: its options are shown under `restore --help`."""
+    code, out, _ = run(capsys, "restore", "--help")
+    assert code == 0
+    for option in ("--original", "--prefix", "--tier", "--wait", "--days"):
+        assert option in out, option
+    assert "status" in out
+
+
 def test_status_json_on_a_fresh_home(archiver_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "status", "--json")
     assert (code, err) == (0, "")

@@ -27,6 +27,22 @@ class DefaultGroup(click.Group):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """`restore --help` shows the default command's options too: they are what `restore KEY`
+        takes (--prefix, --original, --tier, --wait), and the command itself is not listed."""
+        command = self.commands[self.default_command]
+        sub = click.Context(command, info_name=self.default_command, parent=ctx)
+        records = [
+            record
+            for param in command.get_params(sub)
+            if isinstance(param, click.Option)
+            and "--help" not in param.opts
+            and (record := param.get_help_record(sub)) is not None
+        ]
+        with formatter.section("Options of `restore KEY`"):
+            formatter.write_dl(records)
+        super().format_options(ctx, formatter)
+
 
 @cli.group(cls=DefaultGroup)
 def restore() -> None:
