@@ -245,59 +245,71 @@ def search_seed(
     ladder: Sequence[int] = (),
     determinism: DeterminismSample | None = None,
 ) -> SearchResult:
-    """The cheapest (steps, seed) whose render passes the whole gate.
+    """The cheapest render of a proven (steps, seed): the record a reader will render.
 
-    `ladder`: step counts cheaper than `base.steps` to try first, ascending (a model's manifest
-    names them; `RenderSettings.ladder`). Each cheaper rung renders `first_seed` alone; the trained
-    rung (`base.steps`) then tries seeds first_seed, first_seed+1, ... in batches, the first alone (a
-    memorizing model passes there nearly always), later ones `batch_size` a call, up to `max_seeds`.
-    A render whose PSNR is under the gate's floor is refused without the rest of the gate (the report
-    kept for a refusal is the best full one, or that PSNR). Candidates are judged on their encoded
-    bytes decoded again (what a reader will get), against `siblings(render)`: the images of the group
-    nearest that render. The bytes a record promises come from a solo render (a winner found in a
-    batch is rendered alone and judged again when its bytes differ); `determinism` says which winners
-    are rendered a second time (None: every one).
+    First the image is proven at the trained schedule (`base.steps`), exactly as before there was a
+    ladder: seeds first_seed, first_seed+1, ... in batches, the first alone (a memorizing model passes
+    there nearly always), later ones `batch_size` a call, up to `max_seeds`. Only a seed that passes
+    there goes down the ladder: `ladder`'s step counts cheaper than the schedule (a model's manifest
+    names them; `RenderSettings.ladder`) render that seed alone, cheapest first, and the first whose
+    render passes the whole gate is the record; else the trained render is. So the ladder never adds
+    an attempt a distractor could pass by luck: every accepted image passed the trained schedule's
+    search too, and the record's render passed the gate on its own.
+
+    A render whose PSNR is under the gate's floor, and no nearer than the best refusal so far, is
+    refused without the rest of the gate (the report kept for a refusal is the best one judged in
+    full). Candidates are judged on their encoded bytes decoded again (what a reader will get),
+    against `siblings(render)`: the images of the group nearest that render. The bytes a record
+    promises come from a solo render (a winner found in a batch is rendered alone and judged again
+    when its bytes differ); `determinism` says which records are rendered a second time (None: all).
     """
     if max_seeds < 1 or batch_size < 1:
         raise ValueError("max_seeds and batch_size must be at least 1")
-    rungs = [(steps, [[first_seed]]) for steps in sorted(set(ladder)) if steps < base.steps]
-    rungs.append((base.steps, list(_seed_batches(first_seed, max_seeds, batch_size))))
+    cheaper = sorted(steps for steps in set(ladder) if steps < base.steps)
     best: tuple[float, RenderSpec, GateReport] | None = None
     tried = steps_rendered = 0
     floor = gate.thresholds.psnr_min
-    for steps, batches in rungs:
-        rung = replace(base, steps=steps)
-        for seeds in batches:
-            images = render_images(loaded, rung, seeds)
-            tried += len(seeds)
-            steps_rendered += steps * len(seeds)
-            for seed, image in zip(seeds, images, strict=True):
-                spec = replace(rung, seed=seed)
-                candidate = encode(image, profile)
-                seen = _decoded(candidate)
-                quick = psnr(original, seen) if seen.size == original.size else None
-                if quick is not None and quick < floor and best is not None and quick <= best[0]:
-                    continue  # refused by PSNR alone, and no nearer than the best refusal: no LPIPS,
-                    # colour or siblings for it (the report kept is the best one, judged in full)
-                report = gate.evaluate(original, seen, siblings(seen), rerender_identical=None)
-                if report.passed:
+    for seeds in _seed_batches(first_seed, max_seeds, batch_size):
+        images = render_images(loaded, base, seeds)
+        tried += len(seeds)
+        steps_rendered += base.steps * len(seeds)
+        for seed, image in zip(seeds, images, strict=True):
+            spec = replace(base, seed=seed)
+            candidate = encode(image, profile)
+            seen = _decoded(candidate)
+            quick = psnr(original, seen) if seen.size == original.size else None
+            if quick is not None and quick < floor and best is not None and quick <= best[0]:
+                continue  # refused by PSNR alone, and no nearer than the best refusal: no LPIPS,
+                # colour or siblings for it (the report kept is the best one, judged in full)
+            report = gate.evaluate(original, seen, siblings(seen), rerender_identical=None)
+            if report.passed:  # proven: now the cheapest render of this seed the gate accepts
+                for steps in cheaper:
+                    rung = replace(spec, steps=steps)
+                    (pixels,) = render_images(loaded, rung, [seed])
+                    tried += 1
+                    steps_rendered += steps
+                    data = encode(pixels, profile)
+                    shown = _decoded(data)
+                    judged = gate.evaluate(original, shown, siblings(shown), rerender_identical=None)
+                    if not judged.passed:
+                        continue
                     found = _accept(
-                        loaded,
-                        spec,
-                        profile,
-                        original,
-                        siblings,
-                        gate,
-                        determinism,
-                        (image, candidate, report) if len(seeds) == 1 else None,
+                        loaded, rung, profile, original, siblings, gate, determinism, (pixels, data, judged)
                     )
                     steps_rendered += found.steps_rendered
                     if found.passed:
                         return replace(found, seeds_tried=tried, steps_rendered=steps_rendered)
-                    report = found.report
-                score = float(report.metrics.get("psnr") or 0.0)
-                if best is None or score > best[0]:
-                    best = (score, spec, report)
+                found = _accept(
+                    loaded, spec, profile, original, siblings, gate, determinism,
+                    (image, candidate, report) if len(seeds) == 1 else None,
+                )  # fmt: skip
+                steps_rendered += found.steps_rendered
+                if found.passed:
+                    return replace(found, seeds_tried=tried, steps_rendered=steps_rendered)
+                report = found.report
+            score = float(report.metrics.get("psnr") or 0.0)
+            if best is None or score > best[0]:
+                best = (score, spec, report)
     assert best is not None
     return SearchResult(False, best[1], best[2], None, tried, None, steps_rendered)
 
