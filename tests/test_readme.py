@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,12 @@ def test_the_readme_using_it_block_runs_as_written(
         elif argv[:2] == ["archiver", "train"]:
             shutil.rmtree(work / "model", ignore_errors=True)
             shutil.copytree(model, work / "model")  # stands in for minutes of training
+        elif argv[0] == "python3":  # a Python reader of the mount
+            if not fuse:
+                continue
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+            assert done.returncode == 0, done.stderr
+            assert int(done.stdout) == len(kept["shoes/rumba-red-white.png"][1])
         elif argv[0] == "getfattr":
             if not fuse:
                 continue
