@@ -144,28 +144,40 @@ def test_seed_search_stops_at_the_first_pass_and_is_capped(
     assert missed.report.failures == ["gate-psnr"]
 
 
+def loaded_tiny(catalog, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny model registered and loaded, with deterministic rendering on."""
+    enable_determinism()
+    with catalog.begin() as session:
+        return load_model(register_model(session, tiny_model_dir, "tiny"))
+
+
+def psnr_gate(floor: float) -> Gate:
+    """A gate whose only working check is a PSNR floor (the others cannot refuse)."""
+    thresholds = Thresholds(psnr_min=floor, lpips_max=1, worst_tile_max=1, colour_max=1000)
+    return Gate(thresholds, backbone="random-test-only")
+
+
+def decoded(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
 def test_the_ladder_keeps_the_cheapest_render_of_a_seed_the_trained_schedule_proved(
     catalog, tiny_model_dir: Path, png_profile
 ) -> None:  # type: ignore[no-untyped-def]
     from archiver.gate.perceptual import psnr
 
-    enable_determinism()
-    with catalog.begin() as session:
-        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
+    loaded = loaded_tiny(catalog, tiny_model_dir)
     base = base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=4)
     # The "original" is what the trained schedule (4 steps) renders at seed 0; a PSNR floor between
     # what 1 and 2 steps of that seed reach lets exactly the nearer of the two pass.
     target = rehydrate(loaded, base, png_profile)
-    original = Image.open(io.BytesIO(target)).convert("RGB")
+    original = decoded(target)
     cheap = {n: rehydrate(loaded, replace(base, steps=n), png_profile) for n in (1, 2)}
-    reach = {n: psnr(original, Image.open(io.BytesIO(data)).convert("RGB")) for n, data in cheap.items()}
+    reach = {n: psnr(original, decoded(data)) for n, data in cheap.items()}
     assert reach[1] != reach[2]
     nearer = max(reach, key=reach.__getitem__)
     floor = (reach[1] + reach[2]) / 2
-    gate = Gate(
-        Thresholds(psnr_min=floor, lpips_max=1, worst_tile_max=1, colour_max=1000),
-        backbone="random-test-only",
-    )
+    gate = psnr_gate(floor)
     found = search_seed(
         loaded, base, png_profile, original, lambda _: [], gate, max_seeds=4, batch_size=2, ladder=(1, 2, 4)
     )
@@ -180,15 +192,11 @@ def test_the_ladder_adds_no_attempt_a_refused_image_could_pass_by(
 ) -> None:  # type: ignore[no-untyped-def]
     """An image only a 1-step render matches is refused: the trained schedule must prove a seed before
     any cheaper rung renders it, so the ladder gives a distractor no extra chance."""
-    enable_determinism()
-    with catalog.begin() as session:
-        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
+    loaded = loaded_tiny(catalog, tiny_model_dir)
     base = base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=4)
     target = rehydrate(loaded, replace(base, steps=1), png_profile)
-    original = Image.open(io.BytesIO(target)).convert("RGB")
-    gate = Gate(
-        Thresholds(psnr_min=60, lpips_max=1, worst_tile_max=1, colour_max=1000), backbone="random-test-only"
-    )
+    original = decoded(target)
+    gate = psnr_gate(60)
     missed = search_seed(
         loaded, base, png_profile, original, lambda _: [], gate, max_seeds=2, batch_size=2, ladder=(1, 2, 4)
     )
@@ -201,15 +209,11 @@ def test_determinism_is_sampled_and_a_differing_pair_checks_every_record_after(
 ) -> None:  # type: ignore[no-untyped-def]
     import archiver.prove as prove
 
-    enable_determinism()
-    with catalog.begin() as session:
-        loaded = load_model(register_model(session, tiny_model_dir, "tiny"))
+    loaded = loaded_tiny(catalog, tiny_model_dir)
     base = base_spec(loaded, prompt=PROMPT, width=64, height=64, steps=2)
     target = rehydrate(loaded, base, png_profile)
-    original = Image.open(io.BytesIO(target)).convert("RGB")
-    gate = Gate(
-        Thresholds(psnr_min=60, lpips_max=1, worst_tile_max=1, colour_max=1000), backbone="random-test-only"
-    )
+    original = decoded(target)
+    gate = psnr_gate(60)
     sample = DeterminismSample(every=3)
 
     def judged() -> bool | None:
