@@ -51,6 +51,10 @@ def test_status_json_on_a_fresh_home(archiver_env: Path, capsys: pytest.CaptureF
     assert (code, err) == (0, "")
     report = json.loads(out)
     assert report["assets"] == 0 and report["bytes"] == 0
+    # Asking does not create the catalog (issue 28, item 23): nothing was swept into this home yet.
+    assert report["catalog_exists"] is False and not (archiver_env / "catalog.db").exists()
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "no catalog at" in out and not (archiver_env / "catalog.db").exists()
     assert set(report["states"]) == {
         "discovered",
         "candidate",
@@ -60,7 +64,6 @@ def test_status_json_on_a_fresh_home(archiver_env: Path, capsys: pytest.CaptureF
         "rejected",
         "restored",
     }
-    assert (archiver_env / "catalog.db").is_file()
 
 
 def test_status_table(archiver_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
