@@ -492,3 +492,39 @@ def test_sweep_an_s3_bucket_into_s3_glacier(
         "assets": 4,
         "bytes": sum(len(files[k]) for k in MEMORIZED),
     }
+
+
+def test_first_renders_batched_across_images_prove_what_one_at_a_time_proves(
+    memorized: dict[str, object], tmp_path: Path
+) -> None:
+    """The sweep renders the trained schedule's first try of several images in one pipeline call
+    (`GroupProver.prove_many`); a batch's bytes are never a record's, so the records are the ones
+    proving each image alone makes: the same verdicts, steps, seeds and bytes."""
+    from archiver.engine.registry import load_model, register_model
+    from archiver.engine.rendering import enable_determinism
+    from archiver.gate import Gate
+    from archiver.prove import GroupProver, SearchLimits
+
+    enable_determinism()
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with catalog.begin() as session:
+        loaded = load_model(register_model(session, memorized["model"], "tiny"))  # type: ignore[arg-type]
+    catalog.close()
+    files: dict[str, bytes] = memorized["files"]  # type: ignore[assignment]
+    limits, gate = SearchLimits(max_seeds=2, batch_size=1), Gate()
+    alone = GroupProver.for_source(files, files.__getitem__, loaded, gate, limits)
+    together = GroupProver.for_source(files, files.__getitem__, loaded, gate, limits)
+    one = {key: alone.prove(key)[0] for key in sorted(files)}
+    many = {proof.key: proof for proof, _ in together.prove_many(sorted(files), batch=3)}
+    assert many.keys() == one.keys()
+    for key, proof in one.items():
+        other = many[key]
+        assert (other.passed, other.reason) == (proof.passed, proof.reason), key
+        if proof.passed:
+            assert other.spec is not None and proof.spec is not None
+            assert (other.spec.steps, other.spec.seed, other.data) == (
+                proof.spec.steps,
+                proof.spec.seed,
+                proof.data,
+            )
+    assert {key for key, proof in many.items() if proof.passed} == MEMORIZED

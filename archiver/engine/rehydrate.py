@@ -136,6 +136,30 @@ def render_images(loaded: LoadedModel, spec: RenderSpec, seeds: list[int]) -> li
     )
 
 
+def render_specs(loaded: LoadedModel, specs: list[RenderSpec]) -> list[Image.Image]:
+    """Several records' renders in one pipeline call (their prompts and seeds; every other field the
+    same). A batch changes the float order: these are candidates, never a record's bytes."""
+    first = specs[0]
+    shared = {name: getattr(first, name) for name in RENDER_FIELDS}
+    if any({name: getattr(spec, name) for name in RENDER_FIELDS} != shared for spec in specs):
+        raise ValueError("render_specs batches specs that differ only in prompt and seed")
+    if any(spec.negative_prompt != first.negative_prompt for spec in specs):
+        raise ValueError("render_specs batches specs that share one negative prompt")
+    _pin(loaded, first)
+    return render_batch(
+        loaded.pipeline,
+        prompt=[spec.prompt for spec in specs],
+        negative_prompt=first.negative_prompt or None,
+        seeds=[spec.seed for spec in specs],
+        steps=first.steps,
+        guidance_scale=first.guidance_scale,
+        width=first.width,
+        height=first.height,
+        eta=first.eta,
+        device=loaded.device,
+    )
+
+
 def render_and_encode(
     loaded: LoadedModel, spec: RenderSpec, profile: EncodingProfile
 ) -> tuple[Image.Image, bytes]:

@@ -43,7 +43,7 @@ def enable_determinism(cpu_threads: int | None = CPU_THREADS) -> None:
 def render_batch(
     pipe: DiffusionPipeline,
     *,
-    prompt: str,
+    prompt: str | list[str],
     negative_prompt: str | None,
     seeds: list[int],
     steps: int,
@@ -53,7 +53,8 @@ def render_batch(
     eta: float,
     device: str | torch.device,
 ) -> list[PIL.Image.Image]:
-    """Render `prompt` once per seed in a single pipeline call; image i belongs to seeds[i].
+    """Render `prompt` once per seed in a single pipeline call; image i belongs to seeds[i]. A list
+    of prompts (one per seed) renders several records' prompts in one call.
 
     The scheduler is the one configured in the pipeline (the record names it). `device` must be
     the device the pipeline sits on; it only checks that, since noise is drawn on the CPU.
@@ -64,6 +65,8 @@ def render_batch(
     """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
+    if not isinstance(prompt, str) and len(prompt) != len(seeds):
+        raise ValueError(f"{len(prompt)} prompts for {len(seeds)} seeds: pass one prompt per seed")
     if any(not 0 <= s < 2**63 for s in seeds):
         raise ValueError(f"seeds must lie in [0, 2**63): got {seeds}")
     if steps < 1:
@@ -81,7 +84,7 @@ def render_batch(
     threads = torch.get_num_threads() if actual.type == "cpu" else 0
     with cpu_slots(threads) if threads else contextlib.nullcontext(), torch.inference_mode():
         out = pipe(
-            prompt=[prompt] * count,
+            prompt=[prompt] * count if isinstance(prompt, str) else list(prompt),
             negative_prompt=None if negative_prompt is None else [negative_prompt] * count,
             num_inference_steps=steps,
             guidance_scale=guidance_scale,

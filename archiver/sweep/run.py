@@ -400,8 +400,7 @@ class Sweep:
             self.limits,
             self.config.caption_keys,
         )
-        for key in keys:
-            proof, data = prover.prove(key)
+        for proof, data in prover.prove_many(keys):  # first renders batched across images
             yield proof, data, loaded.row.id
 
     def _commit_proof(
