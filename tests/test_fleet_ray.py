@@ -124,10 +124,11 @@ def test_a_ray_sweep_with_an_actor_killed_mid_batch_archives_what_a_single_proce
         os.kill(int(killed.read_text()), 0)
     fleet = json.loads(out)
     # The same summary, but for where and how long (banks follow the clock), and the renders spent:
-    # each actor samples determinism from its own first record, so two actors render one more twice.
+    # each actor samples determinism from its own first record, and one process batches its first
+    # tries (a batch winner is rendered alone again) where an actor renders each alone.
     for summary in (alone, fleet):
         summary.pop("seconds"), summary.pop("source"), summary.pop("banks")
-    assert fleet.pop("steps_rendered") >= alone.pop("steps_rendered")
+        assert summary.pop("steps_rendered") > 0
     assert fleet == alone and fleet["archived"] == len(MEMORIZED)
     assert states(home) == states(env)
     assert {k for k, (state, *_) in states(home).items() if state == AssetState.ARCHIVED} == MEMORIZED
