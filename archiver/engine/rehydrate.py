@@ -121,19 +121,8 @@ def _pin(loaded: LoadedModel, spec: RenderSpec) -> None:
 
 
 def render_images(loaded: LoadedModel, spec: RenderSpec, seeds: list[int]) -> list[Image.Image]:
-    _pin(loaded, spec)
-    return render_batch(
-        loaded.pipeline,
-        prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt or None,
-        seeds=seeds,
-        steps=spec.steps,
-        guidance_scale=spec.guidance_scale,
-        width=spec.width,
-        height=spec.height,
-        eta=spec.eta,
-        device=loaded.device,
-    )
+    """`spec`'s prompt once per seed, in one pipeline call."""
+    return _render(loaded, spec, spec.prompt, seeds)
 
 
 def render_specs(loaded: LoadedModel, specs: list[RenderSpec]) -> list[Image.Image]:
@@ -145,17 +134,24 @@ def render_specs(loaded: LoadedModel, specs: list[RenderSpec]) -> list[Image.Ima
         raise ValueError("render_specs batches specs that differ only in prompt and seed")
     if any(spec.negative_prompt != first.negative_prompt for spec in specs):
         raise ValueError("render_specs batches specs that share one negative prompt")
-    _pin(loaded, first)
+    return _render(loaded, first, [spec.prompt for spec in specs], [spec.seed for spec in specs])
+
+
+def _render(
+    loaded: LoadedModel, spec: RenderSpec, prompt: str | list[str], seeds: list[int]
+) -> list[Image.Image]:
+    """The pipeline pinned to `spec`, called once: `prompt` (one, or one per seed) for each seed."""
+    _pin(loaded, spec)
     return render_batch(
         loaded.pipeline,
-        prompt=[spec.prompt for spec in specs],
-        negative_prompt=first.negative_prompt or None,
-        seeds=[spec.seed for spec in specs],
-        steps=first.steps,
-        guidance_scale=first.guidance_scale,
-        width=first.width,
-        height=first.height,
-        eta=first.eta,
+        prompt=prompt,
+        negative_prompt=spec.negative_prompt or None,
+        seeds=seeds,
+        steps=spec.steps,
+        guidance_scale=spec.guidance_scale,
+        width=spec.width,
+        height=spec.height,
+        eta=spec.eta,
         device=loaded.device,
     )
 
