@@ -18,7 +18,7 @@ from PIL import Image
 
 from archiver.captionkeys import SAME_KEYS, CaptionKeys
 from archiver.engine.encoding import EncodingProfile, capture_profile, encode
-from archiver.engine.manifests import read_captions, read_render_settings
+from archiver.engine.manifests import RenderSettings, read_captions, read_render_settings
 from archiver.engine.originals import decode_rgb
 from archiver.engine.registry import LoadedModel
 from archiver.engine.rehydrate import (
@@ -135,9 +135,11 @@ class GroupProver:
     index: SiblingIndex
     undecodable: dict[str, Proof]
     determinism: DeterminismSample = field(init=False)
+    render: RenderSettings = field(init=False)  # the model's manifest, read once for the group
 
     def __post_init__(self) -> None:
         self.determinism = DeterminismSample(self.limits.determinism_every)
+        self.render = read_render_settings(Path(self.loaded.row.path))
 
     @classmethod
     def for_source(
@@ -165,11 +167,13 @@ class GroupProver:
 
         A file that is not a readable image says so before anything else, caption or not."""
         refused, data = self._admit(key)
-        if refused is not None or data is None:
-            return refused or Proof(key, False, "vanished", f"{key} could not be read"), data
+        if refused is not None:
+            return refused, data
+        assert data is not None
         proof = prove_one(
-            key, data, self.prompts[key], self.loaded, self.gate, self.limits, self.index, self.determinism
-        )
+            key, data, self.prompts[key], self.loaded, self.gate, self.limits, self.index,
+            self.determinism, self.render,
+        )  # fmt: skip
         return proof, data
 
     def prove_many(
@@ -188,28 +192,30 @@ class GroupProver:
             yield from self._prove_chunk(chunk)
 
     def _prove_chunk(self, keys: list[str]) -> Iterator[tuple[Proof, bytes | None]]:
-        ready: dict[str, tuple[bytes, RenderSpec]] = {}
+        ready: dict[str, tuple[bytes, Image.Image, EncodingProfile, RenderSpec]] = {}
         for key in keys:
             refused, data = self._admit(key)
-            if refused is not None or data is None:
-                yield refused or Proof(key, False, "vanished", f"{key} could not be read"), data
+            if refused is not None:
+                yield refused, data
                 continue
-            try:
-                width, height = decode_rgb(data, key).size
-            except UnsupportedImage:  # prove_one says so
-                yield self.prove(key)
+            assert data is not None
+            opened = _open_original(key, data)
+            if isinstance(opened, Proof):
+                yield opened, data
                 continue
-            ready[key] = (data, trained_spec(self.loaded, self.prompts[key], width, height))
+            original, profile = opened
+            base = trained_spec(self.loaded, self.render, self.prompts[key], original.width, original.height)
+            ready[key] = (data, original, profile, base)
         by_shape: dict[tuple[int, int], list[str]] = {}
-        for key, (_, spec) in ready.items():
-            by_shape.setdefault((spec.width, spec.height), []).append(key)
+        for key, (*_, base) in ready.items():
+            by_shape.setdefault((base.width, base.height), []).append(key)
         for same in by_shape.values():
-            firsts = render_specs(self.loaded, [ready[key][1] for key in same])
+            firsts = render_specs(self.loaded, [ready[key][3] for key in same])
             for key, first in zip(same, firsts, strict=True):
-                data = ready[key][0]
-                proof = prove_one(
-                    key, data, self.prompts[key], self.loaded, self.gate, self.limits, self.index,
-                    self.determinism, first_render=first,
+                data, original, profile, base = ready[key]
+                proof = _prove_opened(
+                    key, original, profile, base, self.render.ladder, self.loaded, self.gate, self.limits,
+                    self.index, self.determinism, first,
                 )  # fmt: skip
                 yield proof, data
 
@@ -234,9 +240,10 @@ class GroupProver:
         return None, data
 
 
-def trained_spec(loaded: LoadedModel, prompt: str, width: int, height: int) -> RenderSpec:
-    """Seed 0 of `prompt` at the schedule the model was trained for (its manifest's render settings)."""
-    render = read_render_settings(Path(loaded.row.path))
+def trained_spec(
+    loaded: LoadedModel, render: RenderSettings, prompt: str, width: int, height: int
+) -> RenderSpec:
+    """Seed 0 of `prompt` at the schedule the model was trained for (its manifest's `render`)."""
     return base_spec(
         loaded,
         prompt=prompt,
@@ -346,9 +353,10 @@ def search_seed(
     tried = steps_rendered = 0
     floor = gate.thresholds.psnr_min
     for seeds in _seed_batches(first_seed, max_seeds, batch_size):
-        given = first_render is not None and seeds == [first_seed]
-        images = [first_render] if first_render is not None and given else render_images(loaded, base, seeds)
-        solo = len(seeds) == 1 and not given  # a solo call's bytes are the record's own
+        if first_render is not None and seeds == [first_seed]:
+            images, solo = [first_render], False  # rendered in a batch: never a record's bytes
+        else:
+            images, solo = render_images(loaded, base, seeds), len(seeds) == 1  # one seed: a reader's call
         tried += len(seeds)
         steps_rendered += base.steps * len(seeds)
         for seed, image in zip(seeds, images, strict=True):
@@ -363,10 +371,9 @@ def search_seed(
             if report.passed:  # proven: now the cheapest render of this seed the gate accepts
                 for steps in cheaper:
                     rung = replace(spec, steps=steps)
-                    (pixels,) = render_images(loaded, rung, [seed])
+                    pixels, data = render_and_encode(loaded, rung, profile)  # alone: the record's call
                     tried += 1
                     steps_rendered += steps
-                    data = encode(pixels, profile)
                     shown = _decoded(data)
                     judged = gate.evaluate(original, shown, siblings(shown), rerender_identical=None)
                     if not judged.passed:
@@ -432,18 +439,46 @@ def prove_one(
     limits: SearchLimits,
     index: SiblingIndex,
     determinism: DeterminismSample | None = None,
-    first_render: Image.Image | None = None,
+    render: RenderSettings | None = None,
 ) -> Proof:
     """Prove one original against the siblings the index finds nearest each render (never itself),
     at the cheapest rung of the model's step ladder that passes. `determinism`: the prover's sample
-    (None: every record is rendered twice)."""
+    (None: every record is rendered twice); `render`: the model's render settings (None: read from
+    its manifest)."""
+    opened = _open_original(key, data)
+    if isinstance(opened, Proof):
+        return opened
+    original, profile = opened
+    render = render or read_render_settings(Path(loaded.row.path))
+    base = trained_spec(loaded, render, prompt, original.width, original.height)
+    return _prove_opened(
+        key, original, profile, base, render.ladder, loaded, gate, limits, index, determinism
+    )
+
+
+def _open_original(key: str, data: bytes) -> tuple[Image.Image, EncodingProfile] | Proof:
+    """The original's pixels and how it was encoded, or the refusal of an image archiver cannot
+    write back (an odd JPEG subsampling, say)."""
     try:
-        original = decode_rgb(data, key)
-        profile = capture_profile(data, key)
-    except UnsupportedImage as bad:  # an encoding archiver cannot write back, e.g. odd JPEG subsampling
+        return decode_rgb(data, key), capture_profile(data, key)
+    except UnsupportedImage as bad:
         return Proof(key, False, bad.reason, str(bad))
-    render = read_render_settings(Path(loaded.row.path))
-    base = trained_spec(loaded, prompt, original.width, original.height)
+
+
+def _prove_opened(
+    key: str,
+    original: Image.Image,
+    profile: EncodingProfile,
+    base: RenderSpec,
+    ladder: Sequence[int],
+    loaded: LoadedModel,
+    gate: Gate,
+    limits: SearchLimits,
+    index: SiblingIndex,
+    determinism: DeterminismSample | None,
+    first_render: Image.Image | None = None,
+) -> Proof:
+    """`prove_one` for an original already opened, its trained-schedule spec made (`base`)."""
     found: SearchResult = search_seed(
         loaded,
         base,
@@ -453,7 +488,7 @@ def prove_one(
         gate,
         max_seeds=limits.max_seeds,
         batch_size=limits.batch_size,
-        ladder=render.ladder,
+        ladder=ladder,
         determinism=determinism,
         first_render=first_render,
     )
