@@ -20,14 +20,16 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from archiver.engine.manifests import read_captions, read_render_settings  # noqa: E402
+from archiver.engine.manifests import RenderSettings, read_captions, read_render_settings  # noqa: E402
 from archiver.engine.pipeline import load_pipeline  # noqa: E402
 from archiver.engine.rendering import enable_determinism, render_batch  # noqa: E402
 
@@ -46,66 +48,74 @@ BREAK_EVEN_CORE_S = 0.4  # a 50 KB miss's egress buys this much on-demand CPU (D
 BREAK_EVEN_GPU_MS = 23.0  # ... or this much of an L4 GPU
 
 
-def ladder_costs(model_dir: Path, images: int, ladder: list[int], device: str) -> list[dict[str, object]]:
+@dataclass
+class Example:
+    """The example model loaded once for every figure: its load time, first prompts and render size."""
+
+    pipe: Any
+    load_s: float
+    prompts: list[str]
+    settings: RenderSettings
+    size: int
+    device: str
+    dtype: torch.dtype
+
+    @classmethod
+    def load(cls, model_dir: Path, images: int, device: str) -> Example:
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        load_s, pipe = timed(load_pipeline, model_dir, device=device, dtype=dtype)
+        prompts = list(read_captions(model_dir).values())[:images] or ["a product photo"]
+        size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+        return cls(pipe, load_s, prompts, read_render_settings(model_dir), size, device, dtype)
+
+    def render(self, prompt: str, seeds: list[int], steps: int) -> tuple[float, Any]:
+        """Seconds for one pipeline call of `prompt` per seed at `steps`, and its images."""
+        return timed(
+            render_batch,
+            self.pipe,
+            prompt=prompt,
+            negative_prompt=None,
+            seeds=seeds,
+            steps=steps,
+            guidance_scale=self.settings.guidance_scale,
+            width=self.size,
+            height=self.size,
+            eta=self.settings.eta,
+            device=self.device,
+        )
+
+
+def ladder_costs(example: Example, ladder: list[int]) -> list[dict[str, object]]:
     """One warm render per prompt at each step count: p50 wall ms and core-seconds (CPU time)."""
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    pipe = load_pipeline(model_dir, device=device, dtype=dtype)
-    prompts = list(read_captions(model_dir).values())[:images] or ["a product photo"]
-    render = read_render_settings(model_dir)
-    size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+    cuda = example.device == "cuda"
     rows: list[dict[str, object]] = []
     for steps in ladder:
-        kwargs = dict(
-            negative_prompt=None,
-            steps=steps,
-            guidance_scale=render.guidance_scale,
-            width=size,
-            height=size,
-            eta=render.eta,
-            device=device,
-        )
-        render_batch(pipe, prompt=prompts[0], seeds=[0], **kwargs)  # warm
+        example.render(example.prompts[0], [0], steps)  # warm
         walls, cores = [], []
-        for prompt in prompts:
+        for prompt in example.prompts:
             cpu = time.process_time()
-            wall, _ = timed(render_batch, pipe, prompt=prompt, seeds=[0], **kwargs)
-            walls.append(wall)
+            walls.append(example.render(prompt, [0], steps)[0])
             cores.append(time.process_time() - cpu)
         p50_ms = statistics.median(walls) * 1000
         core_s = statistics.median(cores)
         rows.append(
             {
                 "steps": steps,
-                "size": f"{size}x{size}",
+                "size": f"{example.size}x{example.size}",
                 "p50_ms": p50_ms,
                 "core_s": core_s,
-                "break_even": BREAK_EVEN_GPU_MS if device == "cuda" else BREAK_EVEN_CORE_S,
-                "of_break_even": (p50_ms / BREAK_EVEN_GPU_MS)
-                if device == "cuda"
-                else core_s / BREAK_EVEN_CORE_S,
+                "break_even": BREAK_EVEN_GPU_MS if cuda else BREAK_EVEN_CORE_S,
+                "of_break_even": p50_ms / BREAK_EVEN_GPU_MS if cuda else core_s / BREAK_EVEN_CORE_S,
             }
         )
     return rows
 
 
-def bench_example(model_dir: Path, images: int, steps: int | None, device: str) -> list[dict[str, object]]:
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    load_s, pipe = timed(load_pipeline, model_dir, device=device, dtype=dtype)
-    prompts = list(read_captions(model_dir).values())[:images] or ["a product photo"]
-    render = read_render_settings(model_dir)
-    steps = steps or render.steps
-    size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
-    kwargs = dict(
-        negative_prompt=None,
-        steps=steps,
-        guidance_scale=render.guidance_scale,
-        width=size,
-        height=size,
-        eta=render.eta,
-        device=device,
-    )
-    cold_s, _ = timed(render_batch, pipe, prompt=prompts[0], seeds=[0], **kwargs)
-    warm = [timed(render_batch, pipe, prompt=p, seeds=[0], **kwargs)[0] for p in prompts]
+def bench_example(example: Example) -> list[dict[str, object]]:
+    steps = example.settings.steps
+    cold_s, _ = example.render(example.prompts[0], [0], steps)
+    warm = [example.render(p, [0], steps)[0] for p in example.prompts]
+    load_s = example.load_s
     rows: list[dict[str, object]] = [
         {"case": "example: load model", "batch": 0, "seconds": load_s, "images_per_s": None},
         {"case": "example: cold first render", "batch": 1, "seconds": cold_s, "images_per_s": 1 / cold_s},
@@ -117,7 +127,7 @@ def bench_example(model_dir: Path, images: int, steps: int | None, device: str) 
         },
     ]
     for batch in (4, 8, 16):
-        seconds, _ = timed(render_batch, pipe, prompt=prompts[0], seeds=list(range(batch)), **kwargs)
+        seconds, _ = example.render(example.prompts[0], list(range(batch)), steps)
         rows.append(
             {
                 "case": "example: seed search, one call",
@@ -127,7 +137,11 @@ def bench_example(model_dir: Path, images: int, steps: int | None, device: str) 
             }
         )
     for row in rows:
-        row.update(steps=steps, size=f"{size}x{size}", dtype=str(dtype).removeprefix("torch."))
+        row.update(
+            steps=steps,
+            size=f"{example.size}x{example.size}",
+            dtype=str(example.dtype).removeprefix("torch."),
+        )
     return rows
 
 
@@ -238,8 +252,9 @@ def main() -> None:
     transformers.utils.logging.disable_progress_bar()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ladder = args.steps or list(read_render_settings(args.model_dir).ladder)
-    rows = bench_example(args.model_dir, args.images, None, device)
-    costs = ladder_costs(args.model_dir, args.images, ladder, device)
+    example = Example.load(args.model_dir, args.images, device)
+    rows = bench_example(example)
+    costs = ladder_costs(example, ladder)
     if device == "cuda":
         rows += bench_sd15_shape(ladder)
     machine = (
