@@ -10,9 +10,11 @@ hash. Nothing here reads the catalog (`catalog.queries.record_stacks` does) or r
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Distributions whose builds change rendered bytes or the gate's verdict, by their metadata names:
@@ -39,6 +41,50 @@ def running_stack(device: str | None = None) -> dict[str, str]:
     if torch.backends.cudnn.is_available():
         stack["cudnn"] = _cudnn_version(torch.backends.cudnn.version())
     stack["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return stack
+
+
+def _install_fingerprint() -> dict[str, str]:
+    """What `running_stack` depends on, read without importing torch: the interpreter, each
+    package's installed version, and what decides the device (the GPU device files and the variables
+    that hide GPUs). When none of it changed, neither did the stack."""
+    import glob
+    import os
+    import sys
+
+    found = {"python": platform.python_version(), "executable": sys.executable}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    found["gpu_files"] = ",".join(sorted(glob.glob("/dev/nvidia*")))
+    for name in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"):
+        found[name] = os.environ.get(name, "")
+    return found
+
+
+def running_stack_cached(cache: Path) -> dict[str, str]:
+    """`running_stack()`, remembered in `cache` (a JSON file) while nothing it depends on changed:
+    `archiver status` answers in a fraction of a second instead of importing torch each time. A
+    missing, unreadable or stale cache is recomputed (importing torch) and rewritten."""
+    import json
+
+    fingerprint = _install_fingerprint()
+    try:
+        kept = json.loads(cache.read_text())
+        if kept.get("fingerprint") == fingerprint and isinstance(kept.get("stack"), dict):
+            return {str(k): str(v) for k, v in kept["stack"].items()}
+    except (OSError, ValueError):
+        pass
+    stack = running_stack()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(f".{cache.name}.{os.getpid()}")
+        temporary.write_text(json.dumps({"fingerprint": fingerprint, "stack": stack}))
+        temporary.replace(cache)  # whole or not at all: a reader never sees half a file
+    except OSError:
+        pass  # a read-only home still answers, just slower next time
     return stack
 
 
@@ -107,8 +153,6 @@ KERNEL_OVERRIDES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OM
 def device_fingerprint(device: str, dtype: str) -> dict[str, str]:
     """What makes this machine's renders what they are: the stack, the device's name, the dtype,
     torch's CPU capability and any kernel overrides. `fingerprint_id` names it in the catalog."""
-    import os
-
     import torch
 
     doc = running_stack(device) | {"dtype": dtype, "cpu_capability": torch.backends.cpu.get_cpu_capability()}

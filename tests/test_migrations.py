@@ -36,6 +36,38 @@ def test_upgrade_head_matches_models(catalog_url: str) -> None:
         assert schema_status(conn).current == head_revision()
 
 
+def test_the_schema_head_named_in_code_is_the_newest_migration() -> None:
+    """Opening a catalog compares with `SCHEMA_HEAD` instead of importing Alembic: a new migration
+    must bump it."""
+    from alembic.script import ScriptDirectory
+
+    from archiver.catalog.database import SCHEMA_HEAD, alembic_config, known_revisions
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [SCHEMA_HEAD] == [head_revision()]
+    assert SCHEMA_HEAD in known_revisions() and len(known_revisions()) == len(list(script.walk_revisions()))
+
+
+def test_the_install_names_every_package_and_no_top_level_migrations(tmp_path: Path) -> None:
+    import tomllib
+
+    named = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("archiver", "fusefs")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert named == folders | {"archiver._migrations"}
+    # From outside the repository (so the working directory is not on the path): the catalog's
+    # migrations are found under archiver, and there is no `migrations` package to import.
+    probe = (
+        "import importlib.util as u; from archiver.catalog.database import migrations_dir; "
+        "print(u.find_spec('migrations'), migrations_dir().name)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.split() == ["None", "migrations"], done.stderr
+
+
 def test_downgrade_to_base_and_back(catalog_url: str) -> None:
     from alembic import command
 

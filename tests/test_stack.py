@@ -15,7 +15,15 @@ from support import cli, sweep_memorized
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Record
-from archiver.stack import PACKAGES, _cudnn_version, compare, mismatches, running_stack
+from archiver.stack import (
+    PACKAGES,
+    _cudnn_version,
+    _install_fingerprint,
+    compare,
+    mismatches,
+    running_stack,
+    running_stack_cached,
+)
 
 TORCH = importlib.metadata.version("torch")
 OLD_TORCH = "2.13.0" if TORCH != "2.13.0" else "2.12.0"
@@ -80,6 +88,23 @@ def _age_torch(catalog_url: str, records: int) -> None:
         for record in session.scalars(select(Record).order_by(Record.asset_id).limit(records)):
             record.software = {**record.software, "torch": OLD_TORCH}
     catalog.close()
+
+
+def test_the_cached_stack_is_used_only_while_the_install_is_unchanged(tmp_path: Path) -> None:
+    cache = tmp_path / "cache" / "stack.json"
+    assert running_stack_cached(cache) == running_stack()  # computed and remembered
+    kept = json.loads(cache.read_text())
+    assert kept["fingerprint"] == _install_fingerprint()
+    # What the cache holds is what is answered while the install is the same ...
+    cache.write_text(json.dumps({**kept, "stack": {**kept["stack"], "cudnn": "remembered"}}))
+    assert running_stack_cached(cache)["cudnn"] == "remembered"
+    # ... and recomputed once any package's version differs from the one it was made under.
+    stale = {**kept["fingerprint"], "torch": OLD_TORCH}
+    cache.write_text(json.dumps({"fingerprint": stale, "stack": {**kept["stack"], "cudnn": "stale"}}))
+    assert running_stack_cached(cache) == running_stack()
+    assert json.loads(cache.read_text())["fingerprint"]["torch"] == TORCH
+    cache.write_text("{half a fi")  # torn or foreign: recomputed, not an error
+    assert running_stack_cached(cache) == running_stack()
 
 
 def test_status_names_records_made_with_another_torch(

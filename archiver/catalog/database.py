@@ -12,37 +12,54 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-import migrations
 from archiver.errors import CatalogUnreachable, ConfigError, SchemaMismatch
 
-MIGRATIONS_DIR = Path(migrations.__file__).parent
+if TYPE_CHECKING:  # alembic takes a third of a second to import: only upgrades and mismatches need it
+    from alembic.config import Config
+
+# The schema revision this code reads and writes: the newest file in migrations/versions/. Named
+# here so that opening a catalog needs no Alembic import; a new migration bumps it, and
+# tests/test_migrations.py fails until it does.
+SCHEMA_HEAD = "0005"
+
+
+def migrations_dir() -> Path:
+    """migrations/ (at the repository's top level), which the install maps to `archiver._migrations`:
+    found without importing it, and no top-level `migrations` package is installed."""
+    spec = find_spec("archiver._migrations")
+    assert spec is not None and spec.submodule_search_locations, "archiver is installed without migrations/"
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at migrations/, optionally bound to an open connection."""
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
         config.attributes["connection"] = connection
     return config
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "migrations/ has no revisions"
-    return head
+    return SCHEMA_HEAD
+
+
+def known_revisions() -> set[str]:
+    """Every revision in migrations/versions/, as Alembic reads them."""
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
 def parse_url(url: str) -> URL:
@@ -109,14 +126,19 @@ class SchemaStatus:
 
 
 def schema_status(connection: Connection) -> SchemaStatus:
-    current = MigrationContext.configure(connection).get_current_revision()
-    tables = set(inspect(connection).get_table_names()) - {"alembic_version"}
+    tables = set(inspect(connection).get_table_names())
+    current = None
+    if "alembic_version" in tables:  # read as Alembic's MigrationContext does, without importing it
+        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    tables.discard("alembic_version")
     return SchemaStatus(
         current=current, head=head_revision(), has_foreign_tables=current is None and bool(tables)
     )
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(connection), revision)
 
 
@@ -168,8 +190,7 @@ def check_schema(status: SchemaStatus, url: str) -> None:
             f"the database at {where} holds tables that are not an archiver catalog: "
             "point ARCHIVER_DATABASE_URL at an empty database"
         )
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if status.current in known:
+    if status.current in known_revisions():
         raise SchemaMismatch(
             f"the catalog at {where} is at schema revision {status.current}, this archiver needs "
             f"{status.head}: run `archiver db upgrade` (back up the catalog first)"

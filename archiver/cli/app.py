@@ -18,8 +18,7 @@ from archiver import __version__
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.queries import get_model
 from archiver.settings import Settings, load_settings
-from archiver.storage import HotStore, Vault, make_s3_client, open_hot_store, open_vault, source_url
-from archiver.storage.s3 import S3Client
+from archiver.storage import HotStore, S3Client, Vault, open_hot_store, open_vault, source_url
 
 if TYPE_CHECKING:  # torch and diffusers take seconds to import: only commands that render pay for it
     from archiver.engine.registry import LoadedModel
@@ -41,6 +40,8 @@ class App:
         return load_settings(**self._cli_settings)
 
     def _s3_client(self) -> S3Client:
+        from archiver.storage.s3 import make_s3_client  # boto3: only when an S3 URL is opened
+
         return make_s3_client(
             endpoint_url=self.settings.s3_endpoint_url, max_attempts=self.settings.s3_max_attempts
         )

@@ -15,7 +15,7 @@ from archiver.catalog.models import AssetState
 from archiver.catalog.queries import StateTotal, device_checks, record_stacks, state_totals
 from archiver.cli.app import App, cli, pass_app
 from archiver.modelcheck import describe_device, device_check_report
-from archiver.stack import mismatches, running_stack
+from archiver.stack import mismatches, running_stack_cached
 
 
 def human_bytes(count: int) -> str:
@@ -57,8 +57,10 @@ def status(app: App, as_json: bool) -> None:
             totals = state_totals(session)
             stacks = record_stacks(session)
             devices = [device_check_report(c) for c in device_checks(session)]
-    # running_stack imports torch (seconds): only when there are records to compare it with
-    differing = mismatches(stacks, running_stack()) if stacks else []
+    # running_stack imports torch (seconds): only when there are records to compare it with, and
+    # then remembered in the home's cache until the install changes
+    cache = app.settings.cache_dir / "stack.json"
+    differing = mismatches(stacks, running_stack_cached(cache)) if stacks else []
     catalog_url = describe(app.settings.catalog_url)
     if as_json:
         report = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from archiver.errors import ConfigError, UnsafeKey
@@ -34,7 +35,11 @@ from archiver.storage.base import (
     safe_key,
 )
 from archiver.storage.local import LocalHotStore, LocalVault
-from archiver.storage.s3 import S3Client, S3HotStore, S3Vault, make_s3_client, translate_error
+
+if TYPE_CHECKING:
+    from archiver.storage.s3 import S3HotStore, S3Vault, make_s3_client, translate_error
+
+S3Client = Any  # boto3 ships no type stubs; the client is typed loosely on purpose
 
 __all__ = [
     "ARCHIVE_CLASSES",
@@ -61,6 +66,26 @@ __all__ = [
 ]
 
 ClientFactory = Callable[[], S3Client]
+
+_S3_NAMES = {"S3HotStore", "S3Vault", "make_s3_client", "translate_error"}
+
+
+def __getattr__(name: str) -> Any:
+    """The S3 backend's names, imported on first use: boto3 takes a tenth of a second to import, and
+    commands over local stores (or none) never need it."""
+    if name in _S3_NAMES:
+        from archiver.storage import s3
+
+        return getattr(s3, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_s3_client_lazily() -> S3Client:
+    """The default `client_factory`: make_s3_client, importing boto3 only when an S3 URL is opened."""
+    from archiver.storage.s3 import make_s3_client
+
+    return make_s3_client()
+
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # AWS's rules for general purpose bucket names, so a typo fails here and not at the first request.
@@ -130,17 +155,21 @@ def source_url(url: str) -> str:
     return Path(where).expanduser().absolute().as_uri()
 
 
-def open_hot_store(url: str, *, client_factory: ClientFactory = make_s3_client) -> HotStore:
+def open_hot_store(url: str, *, client_factory: ClientFactory = make_s3_client_lazily) -> HotStore:
     """The hot store at `url` (see the module docstring); ConfigError for a malformed URL.
 
     An S3 URL's prefix selects what `list` lists; the store's keys are full object keys."""
     kind, where, prefix = parse_store_url(url)
     if kind == "s3":
+        from archiver.storage.s3 import S3HotStore
+
         return S3HotStore(where, "", client_factory(), select=prefix)
     return LocalHotStore(Path(where).expanduser())
 
 
-def open_vault(url: str, storage_class: str, *, client_factory: ClientFactory = make_s3_client) -> Vault:
+def open_vault(
+    url: str, storage_class: str, *, client_factory: ClientFactory = make_s3_client_lazily
+) -> Vault:
     """The vault at `url`, writing `storage_class` (GLACIER, DEEP_ARCHIVE or GLACIER_IR).
 
     A local vault directory is created if missing; it emulates the storage class's restore rules.
@@ -152,5 +181,7 @@ def open_vault(url: str, storage_class: str, *, client_factory: ClientFactory = 
         )
     kind, where, prefix = parse_store_url(url)
     if kind == "s3":
+        from archiver.storage.s3 import S3Vault
+
         return S3Vault(where, prefix, storage_class, client_factory())
     return LocalVault(Path(where).expanduser(), storage_class)

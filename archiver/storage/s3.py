@@ -63,7 +63,7 @@ from archiver.storage.base import (
 
 log = logging.getLogger(__name__)
 
-S3Client = Any  # boto3 ships no type stubs; the client is typed loosely on purpose
+S3Client = Any  # boto3 ships no type stubs; the client is typed loosely on purpose (as in storage/)
 
 _AUTH_CODES = frozenset(
     {
