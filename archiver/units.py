@@ -1,4 +1,5 @@
-"""Quantities a user types: ages like ``90d`` and sizes like ``5MiB``, parsed once for every command.
+"""Quantities a user types: ages like ``90d`` and sizes like ``5MiB``, parsed once for every command,
+and byte counts written the way a person reads them.
 
 Owns the accepted spellings and the one-line ConfigError that names them. Pure: no I/O.
 """
@@ -64,3 +65,13 @@ def parse_size(text: str) -> int:
         raise ConfigError(f"size {text!r} is not understood: use {_SIZE_FORMS}")
     # Decimal, not float: "1.1GB" must be exactly 1,100,000,000 bytes.
     return round(Decimal(match[1]) * _SIZE_UNITS[unit])
+
+
+def human_bytes(count: int) -> str:
+    """A byte count as a person reads it: "812 B", "6.2 KiB", "1.4 GiB" (powers of 1024)."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

@@ -63,7 +63,9 @@ class App:
 
     @cached_property
     def gate(self) -> Gate:
-        return gate_for(self.settings)
+        from archiver.gate import Gate
+
+        return Gate.from_settings(self.settings)
 
     @property
     def search_limits(self) -> SearchLimits:
@@ -93,22 +95,6 @@ class App:
         catalog = open_catalog(self.settings.catalog_url)
         self._ctx.call_on_close(catalog.close)
         return catalog
-
-
-def gate_for(s: Settings) -> Gate:
-    """The gate the settings describe (loading LPIPS is the slow part: build it once per process).
-    A plain function of picklable settings, so a fleet worker builds the same gate (`archiver.fleet`)."""
-    from archiver.gate import Gate, Thresholds
-
-    thresholds = Thresholds(
-        lpips_max=s.gate_lpips_max,
-        worst_tile_max=s.gate_worst_tile_max,
-        psnr_min=s.gate_psnr_min,
-        colour_max=s.gate_colour_max,
-        sibling_margin_db=s.gate_sibling_margin_db,
-    )
-    allowed = [sha for sha in s.lpips_allow_trunk.split(",") if sha]
-    return Gate(thresholds, backbone=s.lpips_backbone, trunk_path=s.lpips_weights, allowed_trunks=allowed)
 
 
 pass_app = click.make_pass_decorator(App)

@@ -12,9 +12,9 @@ from rich.table import Table
 from archiver.catalog import queries
 from archiver.catalog.models import Asset, Record
 from archiver.cli.app import App, canonical_source, cli, pass_app
-from archiver.cli.status import human_bytes
 from archiver.errors import NotFound
 from archiver.modelcheck import describe_device, device_check_report
+from archiver.units import human_bytes
 
 
 @cli.command("ls")

@@ -24,8 +24,7 @@ def release(app: App, prefix: str, source: str | None, as_json: bool) -> None:
     every guard of a sweep: the vault copy's checksum asked again, the record journaled in the
     vault, and the hot object unchanged since it was verified (else it is rejected, and stays).
     """
-    from archiver.sweep.filters import Filters
-    from archiver.sweep.run import Sweep, SweepConfig
+    from archiver.sweep.run import release_approved
 
     with app.catalog.begin() as session:
         scope = queries.scoped_source(session, source)
@@ -33,22 +32,14 @@ def release(app: App, prefix: str, source: str | None, as_json: bool) -> None:
     settings = app.settings
     reports: list[dict[str, Any]] = []
     for url in urls:
-        run = Sweep(
+        summary = release_approved(
             app.catalog,
             app.open_source(url),
             app.vault,
-            SweepConfig(
-                model="",
-                filters=Filters(),
-                lease=timedelta(minutes=settings.claim_lease_minutes),
-                journal_storage_class=settings.vault_journal_storage_class,
-                require_review=True,
-            ),
-            load_model=_no_model,
-            gate=_no_model,
-            limits=app.search_limits,
+            prefix,
+            lease=timedelta(minutes=settings.claim_lease_minutes),
+            journal_storage_class=settings.vault_journal_storage_class,
         )
-        summary = run.release(prefix)
         reports.append(
             {
                 "source": url,
@@ -72,7 +63,3 @@ def release(app: App, prefix: str, source: str | None, as_json: bool) -> None:
         )
     if not reports and not as_json:
         click.echo(f"nothing under {prefix!r} to release")
-
-
-def _no_model() -> Any:
-    raise AssertionError("release renders nothing and judges nothing")

@@ -18,8 +18,8 @@ from rich.table import Table
 from archiver.catalog import queries
 from archiver.catalog.models import AssetState
 from archiver.cli.app import App, canonical_source, cli, pass_app
-from archiver.cli.status import human_bytes
 from archiver.errors import SourceInUse
+from archiver.units import human_bytes
 
 
 @cli.group("sources", invoke_without_command=True)

@@ -16,15 +16,7 @@ from archiver.catalog.queries import StateTotal, device_checks, record_stacks, s
 from archiver.cli.app import App, cli, pass_app
 from archiver.modelcheck import describe_device, device_check_report
 from archiver.stack import mismatches, running_stack_cached
-
-
-def human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+from archiver.units import human_bytes
 
 
 def _missing_sqlite_catalog(url: str) -> str | None:

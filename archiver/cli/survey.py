@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from archiver.cli.app import App, cli, pass_app, ray_options
-from archiver.cli.status import human_bytes
+from archiver.units import human_bytes
 
 
 class RichSurveyProgress:

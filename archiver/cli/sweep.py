@@ -14,7 +14,7 @@ from rich.table import Table
 
 from archiver.captionkeys import CaptionKeys
 from archiver.cli.app import App, caption_options, cli, pass_app, ray_options
-from archiver.cli.status import human_bytes
+from archiver.units import human_bytes
 
 
 class RichSweepProgress:
@@ -218,9 +218,9 @@ def _fleet_sweep(
     """The same sweep with its prove step on a Ray actor pool (`archiver.fleet.sweep`)."""
     import functools
 
-    from archiver.cli.app import gate_for
     from archiver.fleet.cluster import connected
     from archiver.fleet.sweep import FleetSweep, SourceReader
+    from archiver.gate import Gate
 
     settings = app.settings
     with connected(address, settings.catalog_url) as cluster:
@@ -237,7 +237,7 @@ def _fleet_sweep(
             # The store's own URL: a directory as an absolute file:// URL, an S3 source as its bucket.
             reader=SourceReader(store.url, settings.s3_endpoint_url, settings.s3_max_attempts),
             device=settings.resolved_device,  # resolved on each actor: CUDA where Ray gave it a GPU
-            gate=functools.partial(gate_for, settings),
+            gate=functools.partial(Gate.from_settings, settings),
             limits=app.search_limits,
             batch_size=batch,
             progress=progress,

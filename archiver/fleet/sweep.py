@@ -185,6 +185,7 @@ class FleetSweep(Sweep):
 
     def prove(self, keys: list[str]) -> Iterator[tuple[Proof, bytes | None, int]]:
         ray = self.cluster.ray
+        limits = self.proving_limits()
         with self.catalog.begin() as session:
             model = ModelRef.of(queries.get_model(session, self.config.model))
             captions = self._model_captions(session)
@@ -194,7 +195,7 @@ class FleetSweep(Sweep):
             self._source_images,
             self.reader,
             captions,
-            k=self.limits.siblings,
+            k=limits.siblings,
             caption_keys=self.config.caption_keys,
         )
         group_ref = ray.put(group)
@@ -206,7 +207,7 @@ class FleetSweep(Sweep):
                 "model": model,
                 "device": self.device,
                 "gate": self._gate,
-                "limits": self.limits,
+                "limits": limits,
                 "threads": self.pool.threads,
                 "kill_token": os.environ.get(KILL_ACTOR_ENV),
             },

@@ -13,7 +13,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from archiver.gate.siblings import Sibling
 from archiver.settings import default_of
 from archiver.stack import running_stack
 
+if TYPE_CHECKING:
+    from archiver.settings import Settings
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -37,6 +40,21 @@ class Thresholds:
     colour_max: float = default_of("gate_colour_max")  # ΔE00 of the worst 1% of the low-passed image
     sibling_margin_db: float = default_of("gate_sibling_margin_db")  # own PSNR minus a sibling's
     tiles: int = 4  # the spatial map is cut into tiles x tiles
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Thresholds:
+        """The limits the settings name (a rejection's measures are shown against these)."""
+        return cls(
+            lpips_max=s.gate_lpips_max,
+            worst_tile_max=s.gate_worst_tile_max,
+            psnr_min=s.gate_psnr_min,
+            colour_max=s.gate_colour_max,
+            sibling_margin_db=s.gate_sibling_margin_db,
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        """Every limit as a float, as a gate report lists them."""
+        return {k: float(v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -136,6 +154,18 @@ class Gate:
         self.thresholds = thresholds or Thresholds()
         self.net, self.backbone = load_lpips(backbone, trunk_path=trunk_path, allowed_trunks=allowed_trunks)
 
+    @classmethod
+    def from_settings(cls, s: Settings) -> Gate:
+        """The gate the settings describe. Loading LPIPS is the slow part: build it once per process.
+        Takes only picklable settings, so a fleet worker builds the same gate (`archiver.fleet`)."""
+        allowed = [sha for sha in s.lpips_allow_trunk.split(",") if sha]
+        return cls(
+            Thresholds.from_settings(s),
+            backbone=s.lpips_backbone,
+            trunk_path=s.lpips_weights,
+            allowed_trunks=allowed,
+        )
+
     def evaluate(
         self,
         original: Image.Image,
@@ -222,7 +252,7 @@ class Gate:
             passed=not failures,
             failures=failures,
             metrics={k: _finite(v) for k, v in metrics.items()},
-            thresholds={k: float(v) for k, v in asdict(t).items()},
+            thresholds=t.to_dict(),
             backbone=self.backbone,
             software=software_versions(),
             nearest_sibling=nearest_key,

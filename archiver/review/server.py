@@ -16,15 +16,12 @@ from archiver.storage import HotStore, Vault
 from archiver.sweep.run import new_worker_id
 
 
-def thresholds(settings: Settings) -> dict[str, float]:
-    """The gate's thresholds in force (a gate rejection's measures are shown against them)."""
-    return {
-        "lpips_max": settings.gate_lpips_max,
-        "worst_tile_max": settings.gate_worst_tile_max,
-        "psnr_min": settings.gate_psnr_min,
-        "colour_max": settings.gate_colour_max,
-        "sibling_margin_db": settings.gate_sibling_margin_db,
-    }
+def _limits(settings: Settings) -> dict[str, float]:
+    """The gate's limits in force, as a gate report lists them (a rejection's measures are shown
+    against them)."""
+    from archiver.gate import Thresholds
+
+    return Thresholds.from_settings(settings).to_dict()
 
 
 def build(
@@ -49,7 +46,7 @@ def build(
         policy,
         open_source,
         journal,
-        thresholds=thresholds(settings),
+        thresholds=_limits(settings),
         reviewer=reviewer,
         prefix=prefix,
         source=source,

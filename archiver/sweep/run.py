@@ -177,7 +177,8 @@ class SweepProgress(Protocol):
 
 
 class Sweep:
-    """One sweep of one source. Collaborators are handed in; the model loads only if needed."""
+    """One sweep of one source. Collaborators are handed in; the model loads only if needed.
+    Without `load_model`, `gate` and `limits` it can only `release` (see `release_approved`)."""
 
     def __init__(
         self,
@@ -186,9 +187,9 @@ class Sweep:
         vault: Vault,
         config: SweepConfig,
         *,
-        load_model: Callable[[], LoadedModel],
-        gate: Callable[[], Gate],
-        limits: SearchLimits,
+        load_model: Callable[[], LoadedModel] | None = None,
+        gate: Callable[[], Gate] | None = None,
+        limits: SearchLimits | None = None,
         progress: SweepProgress | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -387,17 +388,26 @@ class Sweep:
                 since_bank = 0
         self.summary.seconds["verify"] = time.perf_counter() - started - banked_seconds
 
+    def proving_limits(self) -> SearchLimits:
+        """The seed search's limits; a Sweep made only to release has none."""
+        if self.limits is None:
+            raise TypeError("this Sweep was made to release approved assets: it proves nothing")
+        return self.limits
+
     def prove(self, keys: list[str]) -> Iterator[tuple[Proof, bytes | None, int]]:
         """Each key's Proof (in any order), the original bytes it judged, and the id of the model
         that made its record. Here, in this process; the fleet path (`archiver.fleet.sweep`)
         replaces this step alone, so every commit, guard and boundary stays the one above."""
+        limits = self.proving_limits()
+        if self._load_model is None or self._gate is None:
+            raise TypeError("this Sweep was made to release approved assets: it has no model or gate")
         loaded = self._load_model()
         prover = GroupProver.for_source(
             self._source_images,
             self.store.get,
             loaded,
             self._gate(),
-            self.limits,
+            limits,
             self.config.caption_keys,
         )
         for proof, data in prover.prove_many(keys):  # first renders batched across images
@@ -674,3 +684,24 @@ class Sweep:
             self.summary.bytes_freed += size
             self.summary.archived_sizes.append(size)
             boundary("archived")
+
+
+def release_approved(
+    catalog: Catalog,
+    store: HotStore,
+    vault: Vault,
+    prefix: str,
+    *,
+    lease: timedelta,
+    journal_storage_class: str,
+) -> SweepSummary:
+    """Finish the swap for the approved assets of `store` under `prefix` that a
+    `sweep --require-review` vaulted and kept hot (`Sweep.release`). Renders and judges nothing."""
+    config = SweepConfig(
+        model="",
+        filters=Filters(),
+        lease=lease,
+        journal_storage_class=journal_storage_class,
+        require_review=True,
+    )
+    return Sweep(catalog, store, vault, config).release(prefix)
