@@ -15,6 +15,7 @@ from support import cli, sweep_memorized
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Record
+from archiver.catalog.queries import set_record_software
 from archiver.stack import (
     PACKAGES,
     _cudnn_version,
@@ -86,7 +87,7 @@ def _age_torch(catalog_url: str, records: int) -> None:
     catalog = open_catalog(catalog_url)
     with catalog.begin() as session:
         for record in session.scalars(select(Record).order_by(Record.asset_id).limit(records)):
-            record.software = {**record.software, "torch": OLD_TORCH}
+            set_record_software(session, record, {**record.software, "torch": OLD_TORCH})
     catalog.close()
 
 

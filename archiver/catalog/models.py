@@ -31,7 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
 from archiver.catalog import profiles
@@ -454,18 +454,6 @@ class Record(Base):
     def software(self) -> dict[str, Any]:
         """The software stack the record's renders were made with (its render profile's)."""
         return dict(self.render_profile.software)
-
-    @software.setter
-    def software(self, value: dict[str, Any]) -> None:
-        """Point the record at the render profile that differs from its own only by `value`."""
-        from archiver.catalog import queries
-
-        session = object_session(self)
-        if session is None:
-            raise ValueError("a record's software can only change within a session")
-        self.render_profile = queries.get_or_add_render_profile(
-            session, {name: getattr(self.render_profile, name) for name in profiles.RENDER_FIELDS}, value
-        )
 
 
 class DeviceCheck(Base):

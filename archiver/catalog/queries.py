@@ -258,6 +258,13 @@ def get_or_add_render_profile(
     return profile
 
 
+def set_record_software(session: Session, record: Record, software: Mapping[str, Any]) -> None:
+    """Point `record` at the render profile that differs from its own only by `software` (records
+    share profiles, so a record's stack is changed by choosing another profile, never by editing one)."""
+    spec = {name: getattr(record.render_profile, name) for name in profiles.RENDER_FIELDS}
+    record.render_profile = get_or_add_render_profile(session, spec, software)
+
+
 def get_or_add_gate_profile(session: Session, report: Mapping[str, Any]) -> GateProfile:
     """The gate profile of a report (`GateReport.to_dict()`): thresholds, trunk, metric names."""
     doc = profiles.gate_profile_doc(report)
