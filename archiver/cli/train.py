@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from archiver.cli.app import App, cli, pass_app
-from archiver.errors import ConfigError
 
 
 @cli.command()
@@ -68,46 +67,25 @@ def train(
 
     The output directory carries captions.json (key -> prompt), so a sweep knows each key's prompt.
     """
-    from archiver.engine.originals import decode_rgb
-    from archiver.errors import UnsupportedImage
-    from archiver.imagetypes import is_image_key
-    from archiver.training.captions import load_captions, load_key_list, template_captions
+    from archiver.training.captions import load_key_list
+    from archiver.training.inputs import gather_examples
 
     wanted = load_key_list(keys_file) if keys_file is not None else None
     if captions_file is None and caption_template is None and wanted is not None:
         caption_template = wanted.caption_template
     if (captions_file is None) == (caption_template is None):
         raise click.UsageError("give exactly one of --captions FILE or --caption-template TEMPLATE")
-    store = app.open_source(source)
-    keys = [o.key for o in store.list() if is_image_key(o.key)]
-    if wanted is not None:
-        listed = set(keys)
-        absent = [key for key in wanted.keys if key not in listed]
-        if absent:
-            click.echo(
-                f"archiver: {len(absent)} keys of {keys_file} are not in {source} (first: {absent[0]})",
-                err=True,
-            )
-        chosen = set(wanted.keys)
-        keys = [key for key in keys if key in chosen]
-    captions = (
-        load_captions(captions_file) if captions_file else template_captions(keys, caption_template or "")
+    gathered = gather_examples(
+        app.open_source(source),
+        source,
+        captions_file=captions_file,
+        caption_template=caption_template,
+        wanted=wanted,
+        keys_file=keys_file,
     )
-    examples = []
-    for key in keys:
-        if key not in captions:
-            continue
-        try:
-            examples.append((key, captions[key], decode_rgb(store.get(key), key)))
-        except UnsupportedImage as bad:
-            click.echo(f"archiver: skipping {key}: {bad}", err=True)
-    missing = sorted(set(captions) - set(keys))
-    if missing:
-        click.echo(
-            f"archiver: {len(missing)} captioned keys are not in {source} (first: {missing[0]})", err=True
-        )
-    if not examples:
-        raise ConfigError(f"no captioned images in {source}: check that caption keys are relative to it")
+    for warning in gathered.warnings:
+        click.echo(f"archiver: {warning}", err=True)
+    examples = gathered.require_examples()
     import torch
 
     torch.set_num_threads(threads or app.settings.train_threads)
