@@ -29,6 +29,7 @@ from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset, Model, Record
 from archiver.errors import IntegrityError, NotFound, NotRestored
 from archiver.gate import sketch as render_sketch
+from archiver.read.models import load_for_reads
 from archiver.storage import RestoreStatus, Vault
 from archiver.storage.vault_format import PackMember, read_member
 
@@ -166,7 +167,8 @@ class AssetReader:
         # device there (archiver/modelcheck.py `check_first_use`).
         self.on_model_loaded: Callable[[Model], None] | None = None
         self.on_close: Callable[[], None] | None = None  # stops what that hook started
-        self._load = load
+        # How a model is loaded: a front end's `ModelPreload.load`, else on demand (archiver/read/models.py)
+        self._load = load or load_for_reads
         self._models: dict[int, LoadedModel] = {}
         # The last packs read, least recently used first: restoring several members of one pack
         # downloads it once.
@@ -184,14 +186,7 @@ class AssetReader:
 
     def _model(self, model: Model) -> LoadedModel:
         if model.id not in self._models:
-            if self._load is not None:
-                self._models[model.id] = self._load(model, self.device)
-            else:
-                from archiver.engine.registry import load_model
-                from archiver.engine.rendering import enable_determinism
-
-                enable_determinism()
-                self._models[model.id] = load_model(model, device=self.device)
+            self._models[model.id] = self._load(model, self.device)
             if self.on_model_loaded is not None:
                 self.on_model_loaded(model)
         return self._models[model.id]

@@ -288,7 +288,11 @@ def test_unknown_keys_404_bad_keys_400_other_methods_405(home: Path) -> None:
             refused = http.request(method, "/shoes/tiny-red.png", content=b"x")
             assert refused.status_code == 405, method
             assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD"}
-        assert http.get("/healthz").text == "ok: 4 keys\n"
+        deadline = time.monotonic() + 60
+        while (health := http.get("/healthz")).status_code == 503:  # the model still loading
+            assert health.text == "not ready: loading models (4 keys)\n" and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert health.text == "ok: 4 keys\n"
         assert origin.metric("archiver_origin_requests_total", status="400") == 7
         assert origin.renders() == 0
 
@@ -428,9 +432,13 @@ def test_archiver_serve_in_a_subprocess_serves_logs_and_stops_cleanly_on_sigterm
             assert time.monotonic() < deadline, "archiver serve did not start"
             time.sleep(0.1)
         url = found.group(1)
-        assert "loaded model tiny" in log.read_text()  # before listening: no request pays for it
         with httpx.Client(base_url=url, timeout=60) as http:
-            assert http.get("/healthz").status_code == 200
+            # it listened at once; /healthz says 503 "not ready" until the preload loaded the model
+            while (health := http.get("/healthz")).status_code != 200:
+                assert health.status_code == 503 and health.text.startswith("not ready"), health.text
+                assert time.monotonic() < deadline, "archiver serve never became ready"
+                time.sleep(0.05)
+            assert "model tiny loaded on cpu" in log.read_text()
             for key in MEMORIZED:
                 got = http.get(f"/{key}")
                 assert got.status_code == 200 and sha256(got.content) == record_sha(swept, key)

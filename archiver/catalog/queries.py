@@ -113,6 +113,18 @@ def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.name)))
 
 
+def models_in_use(session: Session) -> list[Model]:
+    """The models that records render with, the most records first (a read path preloads these;
+    a registered model no record names is never rendered)."""
+    counts = select(Record.model_id, func.count().label("records")).group_by(Record.model_id).subquery()
+    rows = session.scalars(
+        select(Model)
+        .join(counts, counts.c.model_id == Model.id)
+        .order_by(counts.c.records.desc(), Model.name)
+    )
+    return list(rows)
+
+
 # --- the sweep: discovering, claiming and moving assets through their states ---
 
 

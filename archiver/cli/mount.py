@@ -17,26 +17,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.errors import MountError
 
-if TYPE_CHECKING:
-    from PIL import Image
-
-    from archiver.catalog.models import Model
-    from archiver.engine.registry import LoadedModel
-    from archiver.reader import ArchivedAsset, AssetReader
-
 MOUNT_WAIT_SECONDS = 120  # a background mount loads the catalog index before it mounts
-PRELOAD_MODELS = 4  # models loaded as the mount starts; each holds its pipeline in memory
 
 
 def mounted(path: Path) -> bool:
@@ -127,8 +116,10 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     except (OSError, ImportError) as exc:  # mfusepy raises OSError without libfuse3
         raise MountError(f"cannot load libfuse 3 ({exc}): apt-get install fuse3") from None
     from archiver.cache import DiskCache
-    from archiver.catalog.queries import list_models, record_stacks, scoped_source
+    from archiver.catalog.queries import models_in_use, record_stacks, scoped_source
     from archiver.modelcheck import check_first_use
+    from archiver.read.models import ModelPreload
+    from archiver.reader import AssetReader
     from archiver.readpolicy import ReadPolicy
     from archiver.stack import mismatches, running_stack
     from fusefs.tree import Tree
@@ -148,9 +139,8 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     # resolved_device imports torch (seconds); an explicit cpu leaves that to the first render
     device = "cpu" if settings.device == "cpu" else settings.resolved_device()
     with catalog.begin() as session:
-        models = list_models(session)
-    preload = Preload(models, device)
-    reader = preloaded_reader(preload, catalog, app.vault, device=device, load=preload.load)
+        preload = ModelPreload(models_in_use(session), device)
+    reader = AssetReader(catalog, app.vault, device=device, load=preload.load)
     check_first_use(catalog, reader)
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
     policy = ReadPolicy(
@@ -201,72 +191,6 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     finally:
         policy.shutdown()
     logging.getLogger("fusefs").info("unmounted %s", point)
-
-
-class Preload:
-    """The catalog's models loaded in a background thread as the mount starts (at most PRELOAD_MODELS,
-    by name; others load at their first render), handed to the reader as its `load`: a render that
-    comes before its model is ready waits for that load (the read policy's timeout still applies)
-    instead of loading it a second time."""
-
-    def __init__(self, models: list[Model], device: str) -> None:
-        self.device = device
-        self._futures: dict[int, Future[LoadedModel]] = {m.id: Future() for m in models[:PRELOAD_MODELS]}
-        self._models = models[:PRELOAD_MODELS]
-        self._thread = threading.Thread(target=self._run, name="model-preload", daemon=True)
-        self.done = threading.Event()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._preload()
-        finally:
-            self.done.set()
-
-    def _preload(self) -> None:
-        log = logging.getLogger("fusefs")
-        for model in self._models:
-            started = time.monotonic()
-            future = self._futures[model.id]
-            try:
-                future.set_result(self._load(model))
-            except Exception as exc:  # the first render loads it again and says why it cannot
-                log.warning("preloading model %s failed: %s", model.name, exc)
-                future.set_exception(exc)
-                continue
-            log.info("model %s loaded in %.1f s", model.name, time.monotonic() - started)
-        log.info("ready: %d models loaded", len(self._models))
-
-    def _load(self, model: Model) -> LoadedModel:
-        from archiver.engine.registry import load_model
-        from archiver.engine.rendering import enable_determinism
-
-        enable_determinism()
-        return load_model(model, device=self.device)
-
-    def load(self, model: Model, device: str) -> LoadedModel:
-        future = self._futures.get(model.id)
-        if future is not None and device == self.device:
-            try:
-                return future.result()
-            except Exception:
-                pass  # loaded again below: its error is the one to report
-        return self._load(model)
-
-
-def preloaded_reader(preload: Preload, *args: Any, **kwargs: Any) -> AssetReader:
-    """An AssetReader whose renders start once the preload is done: the engine's imports (diffusers'
-    lazy modules) are not safe to run in two threads at once."""
-    from archiver.reader import AssetReader
-
-    class Reader(AssetReader):
-        def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
-            preload.done.wait()
-            return super().render(asset)
-
-    return Reader(*args, **kwargs)
 
 
 def _mount_in_background(

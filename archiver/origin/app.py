@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -47,6 +47,7 @@ log = logging.getLogger("archiver.origin")
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Requests waiting for a render hold a worker thread each (32 readers of one cold key: 32 threads);
 # anyio's default of 40 would make a burst of them queue before they even reach the read policy.
+READY_RETRY_SECONDS = 5  # /healthz's Retry-After while the models load
 REQUEST_THREADS = 256
 
 # The read policy's outcomes as statuses (archiver/readpolicy.py says what each means).
@@ -81,8 +82,15 @@ class AnyPathConvertor(PathConvertor):
 register_url_convertor("anypath", AnyPathConvertor())
 
 
-def create_app(assets: Assets, metrics: Metrics, *, refresh_seconds: float = 30.0) -> ASGIApp:
-    """The origin over `assets`; its lifespan re-checks the key index every `refresh_seconds`."""
+def create_app(
+    assets: Assets,
+    metrics: Metrics,
+    *,
+    refresh_seconds: float = 30.0,
+    ready: Callable[[], bool] = lambda: True,
+) -> ASGIApp:
+    """The origin over `assets`; its lifespan re-checks the key index every `refresh_seconds`.
+    /healthz answers 503 until `ready()` (the models it renders with are loaded)."""
 
     async def asset(request: Request) -> Response:
         key: str = request.path_params["key"]
@@ -156,6 +164,12 @@ def create_app(assets: Assets, metrics: Metrics, *, refresh_seconds: float = 30.
         return Response(served.data, headers=headers, media_type=rep.content_type)
 
     async def healthz(request: Request) -> Response:
+        if not ready():  # a load balancer keeps traffic away; a request sent anyway waits for the models
+            return PlainTextResponse(
+                f"not ready: loading models ({len(assets)} keys)\n",
+                503,
+                headers={"cache-control": "no-store", "retry-after": str(READY_RETRY_SECONDS)},
+            )
         return PlainTextResponse(f"ok: {len(assets)} keys\n", headers={"cache-control": "no-store"})
 
     async def metrics_page(request: Request) -> Response:

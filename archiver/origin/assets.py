@@ -22,19 +22,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
-from archiver.catalog.models import Model
 from archiver.errors import NotFound
 from archiver.readpolicy import Origin, ReadPolicy, Served
-
-if TYPE_CHECKING:
-    from archiver.engine.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -202,33 +197,3 @@ class CatalogAssets:
 
     def close(self) -> None:
         self.policy.shutdown()
-
-
-def preloading_loader(catalog: Catalog, device: str) -> Callable[[Model, str], LoadedModel]:
-    """Load every registered model now (verified against its hash), for `AssetReader(load=...)`.
-
-    An origin pays torch's import and each model's load at start, not in its first request. A model
-    that cannot be loaded now (missing, changed on disk) is reported and left to the read policy:
-    its renders fail, and its assets are served from the vault or answered 503.
-    """
-    from archiver.engine.registry import load_model
-    from archiver.engine.rendering import enable_determinism
-    from archiver.errors import ArchiverError
-
-    enable_determinism()
-    loaded: dict[int, LoadedModel] = {}
-    with catalog.begin() as session:
-        models = queries.list_models(session)
-        for model in models:
-            try:
-                loaded[model.id] = load_model(model, device=device)
-                log.info("loaded model %s (sha256 %s…) on %s", model.name, model.sha256[:12], device)
-            except ArchiverError as exc:
-                log.error("model %s cannot be loaded: %s; its assets fall back to the vault", model.name, exc)
-
-    def load(model: Model, on: str) -> LoadedModel:
-        if model.id in loaded and on == device:
-            return loaded[model.id]
-        return load_model(model, device=on)
-
-    return load

@@ -1,6 +1,6 @@
 """Putting an origin together from the settings, and running it under uvicorn.
 
-Owns the wiring (`build`: reader with the models loaded up front, disk cache, read policy with a
+Owns the wiring (`build`: reader with the models loading in the background, disk cache, read policy with a
 bounded render queue, the catalog-backed `Assets`, metrics, the app), the listening socket
 (`bind`), and the run with a clean stop on SIGTERM/SIGINT (`run`). `archiver serve` calls these
 three; the tests call `build` and run the app in a thread. It must not answer requests itself.
@@ -11,18 +11,21 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from archiver.cache import DiskCache
+from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.errors import ConfigError
 from archiver.modelcheck import check_first_use
 from archiver.origin.app import create_app
-from archiver.origin.assets import CatalogAssets, preloading_loader
+from archiver.origin.assets import CatalogAssets
 from archiver.origin.metrics import Metrics
+from archiver.read.models import ModelPreload
 from archiver.reader import AssetReader
 from archiver.readpolicy import ReadPolicy
 from archiver.settings import Settings
@@ -78,11 +81,19 @@ def build(
     reader: AssetReader | None = None,
 ) -> Origin:
     """An origin over the catalog; the key index is loaded now, so a bad catalog or `source` fails
-    here. Without `reader`, every registered model is loaded first (seconds: torch's import)."""
+    here. Without `reader`, the models records use start loading in the background: the origin can
+    listen at once, /healthz says "not ready" until they are loaded, and a request that needs a
+    render meanwhile waits for them (within the render timeout)."""
+    ready: Callable[[], bool] = lambda: True  # noqa: E731
     if reader is None:
-        device = settings.resolved_device()
-        reader = AssetReader(catalog, vault, device=device, load=preloading_loader(catalog, device))
+        # an explicit cpu spares torch's import (seconds) until the preload imports it anyway
+        device = "cpu" if settings.device == "cpu" else settings.resolved_device()
+        with catalog.begin() as session:
+            preload = ModelPreload(queries.models_in_use(session), device)
+        reader = AssetReader(catalog, vault, device=device, load=preload.load)
         check_first_use(catalog, reader)
+        preload.start()
+        ready = lambda: preload.ready  # noqa: E731
     metrics = Metrics()
     policy = http_read_policy(settings, catalog, reader, observer=metrics, requested_by="origin")
     assets = CatalogAssets(catalog, policy, source=source)
@@ -92,7 +103,7 @@ def build(
         assets.close()
         raise
     metrics.track_queue(assets.queue_depth)
-    app = create_app(assets, metrics, refresh_seconds=settings.mount_refresh_seconds)
+    app = create_app(assets, metrics, refresh_seconds=settings.mount_refresh_seconds, ready=ready)
     return Origin(app, assets, metrics)
 
 
