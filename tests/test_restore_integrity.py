@@ -210,3 +210,26 @@ def test_fsck_lists_what_a_killed_write_left_and_says_what_to_do(
     left.unlink()
     code, out, _ = cli(capsys, "fsck", "--json")
     assert code == 0 and json.loads(out)["leftovers"] == []
+
+
+def test_a_stale_catalog_size_reads_by_the_manifest_and_damage_still_fails() -> None:
+    """A catalog from before schema 0006 may hold a render's size for a pack member (the upgrade
+    cannot know the original's): the pack's manifest gives it, the SHA-256 still decides."""
+    from dataclasses import replace
+
+    from archiver.errors import IntegrityError
+    from archiver.storage.vault_format import build_pack, read_catalogued_member, read_member
+
+    files = {"shoes/a.png": b"a" * 3000, "shoes/b.png": b"b" * 1234}
+    pack, members = build_pack(list(files.items()))
+    member = members[0]
+    stale = replace(member, size=member.size + 77)
+    with pytest.raises(IntegrityError, match="claims"):
+        read_member(pack, stale)
+    assert read_catalogued_member(pack, stale) == files[member.key]
+    with pytest.raises(IntegrityError):  # another SHA-256: no manifest entry vouches for it
+        read_catalogued_member(pack, replace(stale, sha256="00" * 32))
+    damaged = bytearray(pack)
+    damaged[member.offset + member.length // 2] ^= 0xFF
+    with pytest.raises(IntegrityError, match="damaged"):
+        read_catalogued_member(bytes(damaged), stale)
