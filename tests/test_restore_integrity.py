@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ import pytest
 from PIL import Image
 from support import MEMORIZED, catalog_assets, cli, register
 
+from archiver.catalog.database import open_catalog
 from archiver.errors import ExitCode
+from archiver.fsck import fsck as run_fsck
+from archiver.storage import LocalVault
 
 RED = "shoes/tiny-red.png"
 
@@ -145,7 +149,7 @@ def local_sweep(
 
 
 def test_fsck_read_data_reads_what_a_local_vault_thaws_at_once(
-    local_sweep: Path, capsys: pytest.CaptureFixture[str]
+    env: Path, local_sweep: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Item 2: nothing in a local vault is left `thawing`: its restores are done when asked."""
     code, out, err = cli(capsys, "fsck", "--read-data", "--json")
@@ -153,6 +157,17 @@ def test_fsck_read_data_reads_what_a_local_vault_thaws_at_once(
     assert code == 0 and report["clean"] and report["objects"] == 3, out + err
     code, out, err = cli(capsys, "fsck", "--read-data")
     assert code == 0 and "3 vault objects (read and hashed)" in out and "clean" in out, err
+    # A vault that does take time (an hour here), two days on, when those restored copies have
+    # expired: the thaws are asked for and reported pending, exit 7.
+    later = datetime.now(UTC) + timedelta(days=2)
+    slow = LocalVault(local_sweep, "GLACIER", restore_delay=timedelta(hours=1), clock=lambda: later)
+    catalog = open_catalog(f"sqlite:///{env / 'catalog.db'}")
+    try:
+        report = run_fsck(catalog, slow, read_data=True)
+    finally:
+        catalog.close()
+    assert report.pending_only and {f.kind for f in report.findings} == {"thawing"}
+    assert len(report.findings) == 3
 
 
 def test_plain_fsck_reports_a_single_original_changed_in_place(
