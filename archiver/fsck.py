@@ -5,8 +5,11 @@ object, with the checksum the catalog recorded (a HEAD with the checksum mode; w
 the bytes are read and hashed, each pack member too, after a thaw where the tier needs one);
 every asset the journal holds is in the catalog with the same record, and every archived asset
 is in the journal; and no original sits in the vault that neither the catalog nor the journal
-names (an orphan). Findings are data; the command decides the exit code. Nothing is changed,
-except that `read_data` asks the vault to thaw what it cannot read yet.
+names (an orphan). A HEAD that reports no checksum (an object overwritten by another tool, a
+local file written since it was stored) is not clean: `read_data` settles it. Partial writes that
+an interrupted command left (`Vault.leftovers`) are listed apart: they are not damage.
+Findings are data; the command decides the exit code. Nothing is changed, except that `read_data`
+asks the vault to thaw what it cannot read yet (a vault that thaws at once is read at once).
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ from archiver.catalog.database import Catalog
 from archiver.catalog.models import AssetState
 from archiver.errors import IntegrityError, NoSuchObject, StorageError
 from archiver.journal import latest, read_journal
-from archiver.storage import RestoreTier, Vault
-from archiver.storage.vault_format import DATA_PREFIXES, PackMember, read_member
+from archiver.storage import Leftover, RestoreTier, Vault
+from archiver.storage.vault_format import DATA_PREFIXES, PackMember, read_catalogued_member
 
 # Problems, and what each means. "thawing" is not damage: the bytes could not be read yet.
 KINDS = {
     "missing": "the vault object the catalog names does not exist",
     "checksum": "the vault reports another SHA-256 than the catalog recorded",
+    "unverified": (
+        "the vault holds no checksum for it, or its bytes changed since they were stored: "
+        "run fsck --read-data to read and hash them"
+    ),
     "corrupt": "the bytes read back do not hash to what was recorded",
     "unreadable": "the vault refused to read it",
     "thawing": "in an archive tier: a restore was requested, run fsck --read-data again once it is done",
@@ -56,6 +63,9 @@ class FsckReport:
     assets: int = 0
     journal_entries: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # Partial writes left behind (a temporary file, an incomplete upload): not damage, nothing
+    # refers to them; reported with the command that removes them, and no effect on the exit code.
+    leftovers: list[Leftover] = field(default_factory=list)
 
     @property
     def pending_only(self) -> bool:
@@ -73,6 +83,15 @@ class FsckReport:
             "journal_entries": self.journal_entries,
             "problems": dict(sorted(counts.items())),
             "findings": [f.to_dict() for f in self.findings],
+            "leftovers": [
+                {
+                    "where": left.where,
+                    "size": left.size,
+                    "at": left.last_modified.isoformat(),
+                    "remove": left.remove,
+                }
+                for left in self.leftovers
+            ],
             "clean": not self.findings,
         }
 
@@ -128,6 +147,7 @@ def fsck(
         for info in vault.list(prefix_):
             if info.key not in named:
                 report.findings.append(Finding("orphan", info.key, f"{info.size} bytes: {KINDS['orphan']}"))
+    report.leftovers = list(vault.leftovers())
     return report
 
 
@@ -150,10 +170,12 @@ def _check_object(
     if head.sha256 is not None and head.sha256 != sha256:
         return [Finding("checksum", key, f"the vault says {head.sha256}, the catalog {sha256}")]
     if not read_data:
+        if head.sha256 is None:  # nothing vouches for the bytes: never call that clean
+            return [Finding("unverified", key, f"{KINDS['unverified']} (the catalog's: {sha256})")]
         return []
     try:
-        if not vault.restore_state(key).readable:
-            vault.request_restore(key, thaw_tier, 1)
+        # A vault that thaws at once (a local one, or a restore already done) is read now.
+        if not vault.restore_state(key).readable and not vault.request_restore(key, thaw_tier, 1).readable:
             return [Finding("thawing", key, f"{KINDS['thawing']} (tier {thaw_tier})")]
         data = vault.get(key)
     except IntegrityError as exc:
@@ -166,7 +188,7 @@ def _check_object(
     if is_pack:
         for name, member in members:
             try:
-                read_member(data, member)
+                read_catalogued_member(data, member)
             except IntegrityError as exc:
                 found.append(Finding("corrupt", key, f"{name}: {exc}"))
     return found

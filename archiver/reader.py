@@ -31,7 +31,7 @@ from archiver.errors import IntegrityError, NotFound, NotRestored
 from archiver.gate import sketch as render_sketch
 from archiver.read.models import load_for_reads
 from archiver.storage import RestoreStatus, Vault
-from archiver.storage.vault_format import PackMember, read_member
+from archiver.storage.vault_format import PackMember, read_catalogued_member
 
 if TYPE_CHECKING:
     from archiver.engine.registry import LoadedModel
@@ -55,6 +55,7 @@ class ArchivedAsset:
     rendered_sha256: str | None
     rendered_size: int | None
     render_sketch: bytes | None = None
+    hot_sha256: str | None = None  # what a restore put hot (the original, or a render), if any
 
 
 Mode = Literal["exact", "within-tolerance", "original"]
@@ -133,6 +134,7 @@ def snapshot(asset: Asset) -> ArchivedAsset:
         rendered_sha256=record.rendered_sha256 if record is not None else None,
         rendered_size=record.rendered_size if record is not None else None,
         render_sketch=record.render_sketch if record is not None else None,
+        hot_sha256=asset.hot_sha256,
     )
 
 
@@ -284,7 +286,7 @@ class AssetReader:
             member = PackMember(
                 asset.key, asset.sha256, asset.size, asset.vault_offset or 0, asset.vault_length or 0
             )
-            data = read_member(self._pack(asset.vault_key), member)
+            data = read_catalogued_member(self._pack(asset.vault_key), member)
         else:
             # A single original is read by itself: nothing else needs its bytes, so none are kept.
             data = self.vault.get(asset.vault_key)

@@ -387,3 +387,71 @@ def test_0005_stops_on_an_event_kind_it_has_no_code_for(catalog_url: str) -> Non
     with connect(catalog_url) as conn:
         assert schema_status(conn).current == "0004"
     assert _raw(catalog_url, "SELECT kind FROM events WHERE kind = 'teleported'") == [("teleported",)]
+
+
+# --- 0006: what a restore put hot, apart from the original's identity ---
+
+
+def test_0006_moves_a_restored_copy_off_the_original_identity(catalog_url: str) -> None:
+    """Restored assets as the 0005 code left them: a rehydrated restore had overwritten the row's
+    size and ETag with the render's. The upgrade moves those to hot_*, gives a single original its
+    size back from its vault object, and leaves an asset never restored as it was."""
+    import json
+
+    from alembic import command
+
+    from archiver.catalog.database import alembic_config, open_catalog
+    from archiver.catalog.models import Asset
+
+    _write_0001_catalog(catalog_url)
+    with connect(catalog_url) as conn:
+        upgrade(conn, "0005")
+    detail = "CAST(:detail AS JSON)" if catalog_url.startswith("postgresql") else ":detail"
+    with connect(catalog_url) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO vault_objects (id, uri, key, storage_class, sha256, size, is_pack, created_at) "
+                "SELECT 2, 'file:///vault/originals/2', 'originals/2', 'GLACIER', :sha, 777, :no, created_at "
+                "FROM vault_objects WHERE id = 1"
+            ),
+            {"sha": f"{2:064x}", "no": False},
+        )
+        conn.execute(text("UPDATE assets SET state = 7, size = 444, etag = '\"hot1\"' WHERE id = 1"))
+        conn.execute(
+            text(
+                "UPDATE assets SET state = 7, size = 555, etag = '\"hot2\"', vault_object_id = 2, "
+                "vault_offset = NULL, vault_length = NULL WHERE id = 2"
+            )
+        )
+        for asset_id, size, sha in ((1, 444, "aa"), (2, 555, "bb")):
+            doc = {
+                "job": asset_id,
+                "size": size,
+                "sha256": sha * 32,
+                "etag": f'"hot{asset_id}"',
+                "verified": "exact",
+            }
+            conn.execute(
+                text(
+                    f"INSERT INTO events (at, asset_id, kind, detail) "
+                    f"SELECT at, :asset, 11, {detail} FROM events WHERE asset_id = :asset ORDER BY id LIMIT 1"
+                ),
+                {"asset": asset_id, "detail": json.dumps(doc)},
+            )
+        conn.commit()
+    with connect(catalog_url) as conn:
+        upgrade(conn)
+    assert schema_diff(catalog_url) == []
+    catalog = open_catalog(catalog_url)
+    with catalog.begin() as session:
+        rows = {
+            a.id: (a.size, a.etag, a.sha256, a.hot_sha256, a.hot_size, a.hot_etag)
+            for a in session.query(Asset)
+        }
+    catalog.close()
+    assert rows[1] == (444, None, f"{1:064x}", "aa" * 32, 444, '"hot1"')  # a pack member: see the reader
+    assert rows[2] == (777, None, f"{2:064x}", "bb" * 32, 555, '"hot2"')
+    assert rows[3] == (1003, '"3"', f"{3:064x}", None, None, None)
+    with connect(catalog_url) as conn:
+        command.downgrade(alembic_config(conn), "0005")
+        assert "hot_size" not in {c["name"] for c in inspect(conn).get_columns("assets")}

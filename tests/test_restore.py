@@ -90,9 +90,19 @@ def test_rehydrate_restore_writes_the_recorded_bytes(
     assert asset.state == AssetState.RESTORED
     with Image.open(io.BytesIO(data)) as image:
         assert (image.format, image.size) == ("PNG", (64, 64))
-    # Asking again is idempotent: the same bytes are already there.
+    # Asking again says it is already restored, and renders nothing (no new job). These originals
+    # are the model's exact renders, so the bytes back hot are the original's.
     code, out, _ = cli(capsys, "restore", "shoes/tiny-red.png", "--json")
-    assert code == 0 and json.loads(out)["jobs"][0]["state"] == "done"
+    assert code == 0 and json.loads(out) == {
+        "jobs": [],
+        "already_restored": [
+            {"key": "shoes/tiny-red.png", "source": swept.hot.as_uri(), "restored": "original"}
+        ],
+    }
+    code, out, _ = cli(capsys, "restore", "shoes/tiny-red.png")
+    assert code == 0 and "shoes/tiny-red.png is already restored (original)" in out
+    code, out, _ = cli(capsys, "restore", "status", "shoes/tiny-red.png", "--json")
+    assert len(json.loads(out)["jobs"]) == 1
     assert (swept.hot / "shoes/tiny-red.png").read_bytes() == data
 
 

@@ -389,12 +389,19 @@ class Asset(Base):
     state: Mapped[AssetState] = mapped_column(CodedState(), index=True, default=AssetState.DISCOVERED)
     reason: Mapped[str | None] = mapped_column(String(64))  # machine code, e.g. "gate-lpips"
     reason_detail: Mapped[str | None] = mapped_column(Text)
-    # The original as last seen in the source.
+    # The original as last seen in the source; from `vaulted` on, what the vault copy holds and is
+    # checked against. Only a sweep that finds other bytes at the key changes them (`observe`).
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str | None] = mapped_column(String(200))
     last_modified: Mapped[datetime]
     content_type: Mapped[str | None] = mapped_column(String(200))
     sha256: Mapped[str | None] = mapped_column(Sha256)
+    # What a restore put hot (the original, or a render of the record), as its store reported it:
+    # kept apart from the original's identity, so that a rehydrated copy never changes what the
+    # vault copy is checked against. NULL until a restore copies; cleared when a sweep sees new bytes.
+    hot_sha256: Mapped[str | None] = mapped_column(Sha256)
+    hot_size: Mapped[int | None] = mapped_column(BigInteger)
+    hot_etag: Mapped[str | None] = mapped_column(String(200))
     # Where the original sits in the vault: a whole object, or a member of a pack.
     vault_object_id: Mapped[int | None] = mapped_column(ForeignKey("vault_objects.id"))
     vault_offset: Mapped[int | None] = mapped_column(BigInteger)

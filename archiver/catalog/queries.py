@@ -155,7 +155,23 @@ def observe(asset: Asset, *, size: int, etag: str | None, last_modified: datetim
     if asset.etag != etag:
         was["was_etag"] = asset.etag
     asset.size, asset.etag, asset.last_modified = size, etag, last_modified
+    # New bytes at the key are a new original: what a restore once put there is history.
+    asset.hot_sha256 = asset.hot_size = asset.hot_etag = None
     return was
+
+
+def hot_identity(asset: Asset) -> tuple[str | None, int]:
+    """(ETag, size) of what should be hot at the asset's key now: what a restore put there, else
+    the original as last seen. A sweep compares a listing with it to see whether the key changed."""
+    if asset.hot_size is not None:
+        return asset.hot_etag, asset.hot_size
+    return asset.etag, asset.size
+
+
+def set_hot_copy(asset: Asset, *, sha256: str, size: int, etag: str | None) -> None:
+    """Record what a restore put hot, leaving the original's identity (size, ETag, SHA-256: what
+    the vault copy is checked against) as it is."""
+    asset.hot_sha256, asset.hot_size, asset.hot_etag = sha256, size, etag
 
 
 def set_state(

@@ -163,7 +163,8 @@ class _Bar:
 def fsck(app: App, prefix: str, read_data: bool, tier: str, as_json: bool) -> int:
     """Check that every archived asset under PREFIX has its vault copy with the right checksum,
     that the vault's journal and the catalog agree, and list orphans. Exit 0 when clean, 8 on any
-    problem, 7 when only thaws are pending."""
+    problem, 7 when only thaws are pending. Partial writes an interrupted command left (temporary
+    files, incomplete uploads) are listed with how to remove them; they are not damage."""
     from archiver.fsck import KINDS
     from archiver.fsck import fsck as run_fsck
 
@@ -189,6 +190,17 @@ def fsck(app: App, prefix: str, read_data: bool, tier: str, as_json: bool) -> in
         )
         for kind in sorted({f.kind for f in report.findings}):
             click.echo(f"  {kind}: {KINDS[kind]}", err=True)
+        for left in report.leftovers:
+            click.echo(f"leftover\t{left.where}\t{left.size} bytes, {left.last_modified:%Y-%m-%d %H:%M} UTC")
+        if report.leftovers:
+            click.echo(
+                f"  leftover: {len(report.leftovers)} partial write(s) that an interrupted command left; "
+                "nothing refers to them and nothing is damaged. Once no archiver command is writing "
+                "to this vault, remove each: "
+                + "; ".join(left.remove for left in report.leftovers[:3])
+                + (" …" if len(report.leftovers) > 3 else ""),
+                err=True,
+            )
     if not report.findings:
         return ExitCode.OK
     return ExitCode.PENDING if report.pending_only else ExitCode.INTEGRITY

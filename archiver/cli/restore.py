@@ -69,9 +69,21 @@ def _job_rows(jobs: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _print(jobs: list[Any], as_json: bool) -> None:
+def _print(jobs: list[Any], as_json: bool, already: list[dict[str, str]] | None = None) -> None:
+    """The jobs as a table (or JSON); `already`: the assets that were back hot as asked, each with
+    how ("rehydrated" or "original"), for which no job ran."""
     if as_json:
-        click.echo(json.dumps({"jobs": _job_rows(jobs)}, sort_keys=True))
+        doc: dict[str, Any] = {"jobs": _job_rows(jobs)}
+        if already is not None:
+            doc["already_restored"] = already
+        click.echo(json.dumps(doc, sort_keys=True))
+        return
+    for item in already or []:
+        click.echo(
+            f"{item['key']} is already restored ({item['restored']}) at its hot location in "
+            f"{item['source']}: nothing to do"
+        )
+    if not jobs and already:
         return
     table = Table()
     for column in ("job", "key", "mode", "tier", "state", "reason"):
@@ -124,8 +136,12 @@ def restore_request(
     poll: float,
     as_json: bool,
 ) -> int:
-    """Restore KEY (or every asset under --prefix); exit 7 while a job is still pending."""
-    from archiver.restore.jobs import request_restore
+    """Restore KEY (or every asset under --prefix); exit 7 while a job is still pending.
+
+    An asset already back at its key as asked (its restored copy unchanged there) is reported as
+    already restored, with exit 0, and is not rendered or thawed again; an original asked for
+    where a rehydrated copy is hot replaces that copy with the original."""
+    from archiver.restore.jobs import already_restored, request_restore
 
     if (key is None) == (prefix is None):
         raise click.UsageError("give exactly one of KEY or --prefix")
@@ -152,14 +168,20 @@ def restore_request(
                 f"nothing to restore: {label!r} is {states}, not archived "
                 "(only archived assets have a record and a vault copy)"
             )
-        job_ids = [
-            request_restore(
-                session, a, mode, tier=tier if original else None, days=days if original else None
-            ).id
-            for a in restorable
-        ]
-    jobs = _run(app, job_ids, wait=wait, timeout=timeout, poll=poll, quiet=as_json)
-    _print(jobs, as_json)
+        already: list[dict[str, str]] = []
+        job_ids = []
+        for a in restorable:
+            how = already_restored(a, app.open_source(a.source.url), mode)
+            if how is not None:  # asking again renders or thaws nothing
+                already.append({"key": a.key, "source": a.source.url, "restored": how})
+                continue
+            job_ids.append(
+                request_restore(
+                    session, a, mode, tier=tier if original else None, days=days if original else None
+                ).id
+            )
+    jobs = _run(app, job_ids, wait=wait, timeout=timeout, poll=poll, quiet=as_json) if job_ids else []
+    _print(jobs, as_json, already)
     failed = [j for j in jobs if j.state == "failed"]
     if failed:
         return max(j.exit_code or ExitCode.FAILURE for j in failed)

@@ -1,7 +1,8 @@
 """Restore jobs: the persisted requests that bring an archived asset back.
 
-Owns filing a request (idempotent: an open job for the same asset and mode is reused) and, in
-`run.py`, advancing jobs. Both the `archiver restore` command and the mount's fallback file
+Owns filing a request (idempotent: an open job for the same asset and mode is reused; an asset
+already back hot as asked is not restored again, `already_restored`) and, in `run.py`, advancing
+jobs. Both the `archiver restore` command and the mount's fallback file
 their requests here, so there is one queue and one history.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from archiver.catalog import queries
-from archiver.catalog.models import Asset, RestoreJob, RestoreMode
+from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreMode
+from archiver.errors import NoSuchObject
+from archiver.storage import HotStore
 
 
 def request_restore(
@@ -27,3 +30,25 @@ def request_restore(
     if existing is not None:
         return existing
     return queries.add_restore_job(session, asset, mode, tier=tier, days=days, reason=reason)
+
+
+def already_restored(asset: Asset, store: HotStore, mode: RestoreMode) -> str | None:
+    """How `asset` is already back at its key, when that serves `mode`: "original" (serves both
+    modes) or "rehydrated" (serves a rehydration); None when a restore has to run.
+
+    The copy a restore made counts while the store still reports it (same size and ETag). One
+    changed or gone since is restored again (the copy step never replaces what is not ours), and
+    so is an asset whose hot copy the catalog does not know (restored before schema 0006 and not
+    repaired by it, or rebuilt from the vault)."""
+    if asset.state != AssetState.RESTORED or asset.hot_size is None:
+        return None
+    original = asset.hot_sha256 is not None and asset.hot_sha256 == asset.sha256
+    if mode == RestoreMode.ORIGINAL and not original:
+        return None  # a render is hot; the byte-exact original was asked for
+    try:
+        info = store.head(asset.key)
+    except NoSuchObject:
+        return None
+    if (info.etag, info.size) != (asset.hot_etag, asset.hot_size):
+        return None
+    return "original" if original else "rehydrated"

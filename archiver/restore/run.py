@@ -145,38 +145,42 @@ class RestoreRunner:
             present = store.get(key)
         except NoSuchObject:
             present = None
-        # Already there, from an interrupted run of this job: these bytes, or the record's exact
-        # render or the original (another machine's run); anything else is not ours to replace.
-        if (
-            present is not None
-            and present != data
-            and sha256_hex(present) not in (asset.rendered_sha256, asset.sha256)
-        ):
+        present_sha256 = sha256_hex(present) if present is not None else None
+        # Ours: these bytes (an interrupted run of this job), the original, or the record's render
+        # (exact, or the one an earlier restore put there). Anything else is not ours to replace.
+        ours = (sha256_hex(data), asset.sha256, asset.rendered_sha256, asset.hot_sha256)
+        if present is not None and present_sha256 not in ours:
             raise IntegrityError(
                 f"{key} exists hot and is not the asset being restored: it was left as it is; "
                 "move it away and restore again"
             )
-        if present is None:
-            info = store.put(key, data)
-        else:
+        # A render already there serves a rehydration, and the original serves both; an original
+        # restore replaces a render (the user asked for the byte-exact original).
+        keep = present is not None and (verified != "original" or present_sha256 == asset.sha256)
+        if keep:
+            assert present is not None
             info, data = store.head(key), present
+        else:
+            info = store.put(key, data)
         with self.catalog.begin() as session:
             job = session.get(RestoreJob, job_id)
             assert job is not None
             job.state = RestoreJobState.COPIED
             row: Asset = job.asset
+            digest = hashlib.sha256(data).hexdigest()
             queries.record_event(
                 session,
                 "restore-copied",
                 row,
                 job=job.id,
                 size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=digest,
                 etag=info.etag,
-                verified=verified,
+                verified="original" if digest == asset.sha256 else verified,
             )
-            # The hot object now is the restored one: a later sweep sees it as unchanged.
-            row.size, row.etag, row.last_modified = info.size, info.etag, info.last_modified
+            # The hot object now is the restored one: a later sweep sees it as unchanged. The
+            # original's size, ETag and SHA-256 stay what the vault copy is checked against.
+            queries.set_hot_copy(row, sha256=digest, size=info.size, etag=info.etag)
 
     def _finish(self, job_id: int) -> None:
         with self.catalog.begin() as session:

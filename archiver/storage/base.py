@@ -123,6 +123,16 @@ class HotStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A partial write left behind: where it is, its size and time, and how to remove it."""
+
+    where: str
+    size: int
+    last_modified: datetime
+    remove: str  # a command that removes it, for the user to run once nothing is writing
+
+
 class Vault(Protocol):
     """The archive tier: originals go here before their hot copy is removed."""
 
@@ -165,6 +175,11 @@ class Vault(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""
+        ...
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """What interrupted writes left in the vault and nothing refers to (local: temporary files;
+        S3: incomplete multipart uploads), for `fsck` to report. Lists; changes nothing."""
         ...
 
 

@@ -17,9 +17,10 @@ import errno
 import json
 import os
 import secrets
+import shlex
 import stat
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from archiver.errors import (
 from archiver.storage.base import (
     ARCHIVE_CLASSES,
     KNOWN_CLASSES,
+    Leftover,
     ObjectInfo,
     OnSkip,
     RestoreState,
@@ -297,9 +299,12 @@ class _Sidecar:
     stored_at: datetime
     restore: dict[str, Any] | None = None  # tier, days, requested_at, ready_at, expiry (ISO 8601)
     metadata: dict[str, str] | None = None  # what the object holds, as S3 user metadata says it
+    # The data file's mtime (ns) when it was stored: a file written since (in place, or replaced)
+    # no longer has the SHA-256 above vouched for. None in sidecars written before it was kept.
+    mtime_ns: int | None = None
 
     def to_json(self) -> bytes:
-        doc = {
+        doc: dict[str, Any] = {
             "storage_class": self.storage_class,
             "sha256": self.sha256,
             "size": self.size,
@@ -308,6 +313,8 @@ class _Sidecar:
         }
         if self.metadata:
             doc["metadata"] = dict(self.metadata)
+        if self.mtime_ns is not None:
+            doc["mtime_ns"] = self.mtime_ns
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -321,6 +328,7 @@ class _Sidecar:
                 stored_at=datetime.fromisoformat(doc["stored_at"]),
                 restore=doc.get("restore"),
                 metadata=doc.get("metadata"),
+                mtime_ns=int(doc["mtime_ns"]) if "mtime_ns" in doc else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageError(
@@ -393,9 +401,12 @@ class LocalVault:
         stored_class = storage_class or self._storage_class
         if stored_class not in KNOWN_CLASSES:
             raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {stored_class!r}")
-        sidecar = _Sidecar(stored_class, digest, len(data), self._clock(), None, dict(metadata or {}) or None)
         with _os_errors(where, writing=True):
             _atomic_write(path, data)
+            mtime_ns = os.stat(path, follow_symlinks=False).st_mtime_ns
+            sidecar = _Sidecar(
+                stored_class, digest, len(data), self._clock(), None, dict(metadata or {}) or None, mtime_ns
+            )
             _atomic_write(self._meta_path(key), sidecar.to_json())
             stored = sha256_hex(_read_nofollow(path))  # read back what is on disk, not what we sent
         confirm_checksum(digest, stored, uri=where)
@@ -412,13 +423,16 @@ class LocalVault:
         path = self._tree.path(key)
         sidecar = self._sidecar(key)
         st = self._tree.stat(key, path)
+        # As an S3 HEAD reports no checksum for an object overwritten without one: the sidecar's
+        # SHA-256 is reported only while the data file is the one it was recorded for.
+        untouched = st.st_size == sidecar.size and sidecar.mtime_ns in (None, st.st_mtime_ns)
         return ObjectInfo(
             key=key,
             size=st.st_size,
             etag=_change_token(st),
             last_modified=_mtime(st),
             storage_class=sidecar.storage_class,
-            sha256=sidecar.sha256,
+            sha256=sidecar.sha256 if untouched else None,
             metadata=sidecar.metadata,
         )
 
@@ -467,9 +481,7 @@ class LocalVault:
                 "ready_at": ready_at.isoformat(),
                 "expiry": (ready_at + timedelta(days=days)).isoformat(),
             }
-        updated = _Sidecar(
-            sidecar.storage_class, sidecar.sha256, sidecar.size, sidecar.stored_at, restore, sidecar.metadata
-        )
+        updated = replace(sidecar, restore=restore)
         with _os_errors(self._tree.where(key)):
             _atomic_write(self._meta_path(key), updated.to_json())
         return self._state(updated)
@@ -486,6 +498,18 @@ class LocalVault:
         if sha256_hex(data) != sidecar.sha256:
             raise ChecksumMismatch(f"{where}: bytes on disk do not match the SHA-256 recorded when stored")
         return data
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """Temporary files (`TEMP_PREFIX`) that an interrupted write left, data or sidecar: every
+        write goes through one and renames it, so a process killed in between leaves it."""
+        root = self._tree.resolved_root()
+        for directory, _, files in os.walk(root):
+            for name in sorted(files):
+                if name.startswith(TEMP_PREFIX):
+                    path = Path(directory) / name
+                    with _os_errors(str(path)):
+                        st = os.stat(path, follow_symlinks=False)
+                    yield Leftover(str(path), st.st_size, _mtime(st), f"rm {shlex.quote(str(path))}")
 
     def delete(self, key: str) -> None:
         path = self._tree.path(key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import shlex
 from collections.abc import Iterator, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -45,6 +46,7 @@ from archiver.errors import (
 from archiver.storage.base import (
     ARCHIVE_CLASSES,
     KNOWN_CLASSES,
+    Leftover,
     ObjectInfo,
     OnSkip,
     RestoreState,
@@ -492,3 +494,21 @@ class S3Vault:
         s3 = self._s3
         with s3.translating(key):
             s3.client.delete_object(Bucket=s3.bucket, Key=s3.full_key(key))
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """Multipart uploads under the vault's prefix that were started and never completed: S3
+        keeps (and bills) their parts until they are aborted. archiver's own writes are single
+        PUTs, so these come from other tools."""
+        s3 = self._s3
+        pages = s3.client.get_paginator("list_multipart_uploads").paginate(Bucket=s3.bucket, Prefix=s3.prefix)
+        with s3.translating():
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    yield Leftover(
+                        f"s3://{s3.bucket}/{key} (incomplete multipart upload)",
+                        0,
+                        upload["Initiated"].astimezone(UTC),
+                        f"aws s3api abort-multipart-upload --bucket {s3.bucket} --key {shlex.quote(key)} "
+                        f"--upload-id {upload_id}",
+                    )

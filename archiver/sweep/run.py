@@ -319,7 +319,7 @@ class Sweep:
                 session, source, key=obj.key, size=obj.size, etag=obj.etag, last_modified=obj.last_modified
             )
             return
-        changed = (asset.etag, asset.size) != (obj.etag, obj.size)
+        changed = queries.hot_identity(asset) != (obj.etag, obj.size)
         # "no-caption" is the model's verdict, not the bytes': judged again once this run's model
         # (or caption prefix) has a caption for the key.
         if asset.state == AssetState.REJECTED and asset.reason == "no-caption":
