@@ -35,6 +35,9 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def env(archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ARCHIVER_SEED_SEARCH_MAX", "2")
     monkeypatch.setenv("ARCHIVER_SEED_SEARCH_BATCH", "1")
+    # Banks by count and at the end only: banking every 30 s would cut a sweep into as many packs
+    # as a loaded machine takes half-minutes (the tests that bank mid-sweep set a count).
+    monkeypatch.setenv("ARCHIVER_SWEEP_BANK_SECONDS", "86400")
     return archiver_env
 
 

@@ -635,18 +635,23 @@ class Sweep:
                 else (a.key, None, None)
                 for a in queries.assets_in(session, source, [AssetState.VAULTED], self.worker)
             ]
-        heads: dict[str, str | None] = {}
+        heads: dict[str, str] = {}  # vault key -> what its HEAD says: "missing", "unverified" or a sha256
         for key, vault_key, sha256 in claimed:
             if vault_key is None or sha256 is None:
                 self._keep_vaulted(source_id, key, "its vault copy is not confirmed")
                 continue
             if vault_key not in heads:
                 try:
-                    heads[vault_key] = self.vault.head(vault_key).sha256 or sha256
+                    # No checksum is no proof: the copy may have changed since it was confirmed
+                    # (a local vault names none once the file's size or mtime moved).
+                    heads[vault_key] = self.vault.head(vault_key).sha256 or "unverified"
                 except NoSuchObject:
-                    heads[vault_key] = None
+                    heads[vault_key] = "missing"
             if heads[vault_key] != sha256:
-                found = "is missing" if heads[vault_key] is None else f"holds sha256 {heads[vault_key]}"
+                found = {
+                    "missing": "is missing",
+                    "unverified": "has no checksum to match (run `archiver fsck --read-data`)",
+                }.get(heads[vault_key], f"holds sha256 {heads[vault_key]}")
                 self._keep_vaulted(source_id, key, f"its vault copy {vault_key} {found}")
 
     def delete_vaulted(self, source_id: int) -> None:
