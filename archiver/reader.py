@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -57,6 +58,12 @@ class ArchivedAsset:
 
 
 Mode = Literal["exact", "within-tolerance", "original"]
+
+
+@dataclass(frozen=True)
+class TimedRender:
+    seconds: float  # wall time of the render and its encoding, nothing else
+    steps: int  # the denoising steps the record renders with
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,13 @@ class AssetReader:
     def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
         """The asset's render on this machine, its pixels and its encoded bytes, unverified: callers
         judge it (`rehydrate` does)."""
+        pixels, data, _ = self.timed_render(asset)
+        return pixels, data
+
+    def timed_render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes, TimedRender]:
+        """`render`, and what the render alone took (`model check` prices renders by it): timed
+        inside the render lock, after the model is loaded, so neither a wait for another read's
+        render nor a first load counts."""
         from archiver.engine.encoding import EncodingProfile
         from archiver.engine.rehydrate import RenderSpec, render_and_encode
 
@@ -211,7 +225,11 @@ class AssetReader:
             profile = EncodingProfile.from_json(record.encoding_profile.body)
             model = record.model
         with self._lock:
-            return render_and_encode(self._model(model), spec, profile)
+            loaded = self._model(model)
+            started = time.perf_counter()
+            pixels, data = render_and_encode(loaded, spec, profile)
+            seconds = time.perf_counter() - started
+        return pixels, data, TimedRender(seconds, spec.steps)
 
     def rehydrate(self, asset: ArchivedAsset) -> Rendered:
         """Render the asset from its record and verify it (exact, or within the sketch's tolerance);

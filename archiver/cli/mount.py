@@ -259,12 +259,12 @@ class Preload:
 def preloaded_reader(preload: Preload, *args: Any, **kwargs: Any) -> AssetReader:
     """An AssetReader whose renders start once the preload is done: the engine's imports (diffusers'
     lazy modules) are not safe to run in two threads at once."""
-    from archiver.reader import AssetReader
+    from archiver.reader import AssetReader, TimedRender
 
     class Reader(AssetReader):
-        def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
-            preload.done.wait()
-            return super().render(asset)
+        def timed_render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes, TimedRender]:
+            preload.done.wait()  # `render` and the device check's timed renders both come here
+            return super().timed_render(asset)
 
     return Reader(*args, **kwargs)
 
