@@ -401,6 +401,8 @@ def break_even(seconds: float | None, *, short: bool = False) -> str:
 
 def verdict_line(net: NetSaving) -> str:
     """One plain line: whether the set saves or loses money, and the break-even render time."""
+    if net.images == 0:
+        return "nothing archived, nothing saved or spent"
     if net.loses_money and not net.break_even_seconds:
         return (
             f"loses {usd(-net.net)} a month at any render speed: its model and requests cost more than "
