@@ -296,25 +296,16 @@ def _model_bytes(app: App, model_name: str) -> int:
     return sum(file.stat().st_size for file in model_files(path))
 
 
-def _net(
-    app: App,
-    storage: Any,
-    model_name: str,
-    *,
-    images_of_model: int,
-    traffic: tuple[float, float] | None = None,
-) -> Any:
+def _net(app: App, storage: Any, model_name: str, *, images_of_model: int) -> Any:
     """The net saving of what `storage` (an `estimate` row) prices, rehydrated by `model_name`, which
     would then render `images_of_model` records in all (this set's share of its model is
-    storage.originals / images_of_model). `traffic` (misses, bytes sent on them) a month; without
-    it, `cost_misses_per_image` misses per image, each sending the mean original."""
+    storage.originals / images_of_model). A sweep has no request counts: `cost_misses_per_image`
+    CDN misses per image a month, each a render that sends the original."""
     from archiver.sweep.cost import GB, net_saving
 
     s = app.settings
-    if traffic is None:
-        misses = storage.originals * s.cost_misses_per_image
-        traffic = misses, storage.original_bytes * s.cost_misses_per_image
-    misses, sent = traffic
+    misses = storage.originals * s.cost_misses_per_image
+    sent = storage.original_bytes * s.cost_misses_per_image
     return net_saving(
         storage=storage,
         egress_avoided=sent / GB * s.price_egress,
