@@ -15,6 +15,7 @@ It serves nothing and changes no asset's state: a refused render is reported, ne
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import DeviceCheck, Model
 from archiver.errors import IntegrityError
+from archiver.sweep.cost import Compute, ComputePrices
 
 if TYPE_CHECKING:
     from archiver.reader import ArchivedAsset, AssetReader
@@ -51,6 +53,17 @@ class CheckResult:
     fingerprint: str
     device: dict[str, str]
     records: list[CheckedRecord] = field(default_factory=list)
+    render_seconds: list[float] = field(default_factory=list)  # each render's wall time, alone
+    render_steps: list[int] = field(default_factory=list)
+    render_cores: int | None = None  # CPU threads a render held; None on a GPU
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.render_seconds) if self.render_seconds else None
+
+    @property
+    def median_steps(self) -> int | None:
+        return int(statistics.median_low(self.render_steps)) if self.render_steps else None
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.records if r.outcome == outcome)
@@ -71,6 +84,9 @@ class CheckResult:
             "refused": self.count("refused"),
             "backfilled": sum(r.backfilled for r in self.records),
             "lowest_psnr": self.lowest_psnr,
+            "render_seconds": self.median_seconds,
+            "render_steps": self.median_steps,
+            "render_cores": self.render_cores,
             "records": [
                 {
                     "key": r.key,
@@ -96,6 +112,9 @@ def device_check_report(row: DeviceCheck) -> dict[str, Any]:
         "within_tolerance": row.within,
         "refused": row.refused,
         "lowest_psnr": row.lowest_psnr,
+        "render_seconds": row.render_seconds,
+        "render_steps": row.render_steps,
+        "render_cores": row.render_cores,
     }
 
 
@@ -131,11 +150,13 @@ def check_model(
     with catalog.begin() as session:
         model_id = queries.get_model(session, model_name).id
     fingerprint, device = this_device(reader)
-    result = CheckResult(model_name, fingerprint, device)
+    result = CheckResult(model_name, fingerprint, device, render_cores=_render_cores(reader.device))
     for asset in _records(catalog, model_id, sample=sample, unsketched=backfill):
         if stop is not None and stop.is_set():
             return result  # stopped between renders: a partial sample is not recorded
-        pixels, data = reader.render(asset)
+        pixels, data, timed = reader.timed_render(asset)
+        result.render_seconds.append(timed.seconds)
+        result.render_steps.append(timed.steps)
         try:
             how = judge_render(
                 data, pixels, asset.rendered_sha256 or "", asset.render_sketch, reader.min_psnr
@@ -166,8 +187,44 @@ def check_model(
                 within=result.count("within-tolerance"),
                 refused=result.count("refused"),
                 lowest_psnr=result.lowest_psnr,
+                render_seconds=result.median_seconds,
+                render_steps=result.median_steps,
+                render_cores=result.render_cores,
             )
     return result
+
+
+def _render_cores(device: str) -> int | None:
+    """The CPU threads a render holds here (each holds a core: `cpuslots`); None on a GPU."""
+    if device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.get_num_threads()
+
+
+def measured_compute(
+    catalog: Catalog, model_name: str, device: str, prices: ComputePrices, fallback: Compute
+) -> Compute:
+    """What one render of `model_name`'s records costs on `device`: the render time its last device
+    check measured here, priced per core-hour (CPU) or GPU-hour; `fallback` where none was."""
+    from archiver.stack import device_fingerprint, fingerprint_id
+
+    doc = device_fingerprint(device, "float16" if device.startswith("cuda") else "float32")
+    with catalog.begin() as session:
+        model = queries.get_model(session, model_name)
+        row = queries.device_check(session, model.id, fingerprint_id(doc))
+        if row is None or row.render_seconds is None:
+            return fallback
+        gpu = device.startswith("cuda")
+        return Compute(
+            seconds=row.render_seconds,
+            cores=None if gpu else row.render_cores,
+            price_per_hour=prices.gpu_hour if gpu else prices.cpu_core_hour,
+            source=f"measured by `model check` here, {row.checked_at:%Y-%m-%d}, "
+            f"{row.sampled} renders, median",
+            steps=row.render_steps,
+        )
 
 
 def _records(

@@ -14,9 +14,11 @@ Models are verified and loaded once per reader, then shared; so are the last pac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -59,6 +61,23 @@ class ArchivedAsset:
 
 
 Mode = Literal["exact", "within-tolerance", "original"]
+
+
+def _render_slots(device: str) -> contextlib.AbstractContextManager[object]:
+    """The machine-wide CPU slots a render on `device` holds (`archiver.cpuslots`); none on a GPU."""
+    if device.startswith("cuda"):
+        return contextlib.nullcontext()
+    import torch
+
+    from archiver.cpuslots import cpu_slots
+
+    return cpu_slots(torch.get_num_threads())
+
+
+@dataclass(frozen=True)
+class TimedRender:
+    seconds: float  # wall time of the render and its encoding, nothing else
+    steps: int  # the denoising steps the record renders with
 
 
 @dataclass(frozen=True)
@@ -196,6 +215,13 @@ class AssetReader:
     def render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes]:
         """The asset's render on this machine, its pixels and its encoded bytes, unverified: callers
         judge it (`rehydrate` does)."""
+        pixels, data, _ = self.timed_render(asset)
+        return pixels, data
+
+    def timed_render(self, asset: ArchivedAsset) -> tuple[Image.Image, bytes, TimedRender]:
+        """`render`, and what the render alone took (`model check` prices renders by it): timed
+        inside the render lock, after the model is loaded, so neither a wait for another read's
+        render nor a first load counts."""
         from archiver.engine.encoding import EncodingProfile
         from archiver.engine.rehydrate import RenderSpec, render_and_encode
 
@@ -208,7 +234,15 @@ class AssetReader:
             profile = EncodingProfile.from_json(record.encoding_profile.body)
             model = record.model
         with self._lock:
-            return render_and_encode(self._model(model), spec, profile)
+            loaded = self._model(model)
+            # On the CPU the render's slots are taken before the clock starts (the render's own
+            # `cpu_slots` then takes nothing more): a wait for another process's render is not
+            # what this render costs.
+            with _render_slots(self.device):
+                started = time.perf_counter()
+                pixels, data = render_and_encode(loaded, spec, profile)
+                seconds = time.perf_counter() - started
+        return pixels, data, TimedRender(seconds, spec.steps)
 
     def rehydrate(self, asset: ArchivedAsset) -> Rendered:
         """Render the asset from its record and verify it (exact, or within the sketch's tolerance);

@@ -133,6 +133,28 @@ class Settings(BaseSettings):
     price_glacier_ir: float = Field(default=0.004, ge=0)
     price_glacier: float = Field(default=0.0036, ge=0)
     price_deep_archive: float = Field(default=0.00099, ge=0)
+    # What rehydration costs (archiver.sweep.cost, "The net saving"); README's settings table
+    # names each default's source.
+    price_egress: float = Field(default=0.09, ge=0, description="USD per GB the origin sends")
+    price_cpu_core_hour: float = Field(default=0.04, ge=0, description="USD per CPU core-hour")
+    price_gpu_hour: float = Field(default=0.70, ge=0, description="USD per GPU-hour")
+    cost_misses_per_image: float = Field(
+        default=1.0,
+        ge=0,
+        description="CDN misses (renders) per archived image a month, where no access log counts them",
+    )
+    cost_vault_read_share: float = Field(
+        default=0.01, ge=0, le=1, description="share of misses served from the vault original"
+    )
+    cost_render_seconds: float = Field(
+        default=0.0389,
+        gt=0,
+        description="render wall time where no model's render was measured on this device",
+    )
+    cost_render_cores: int = Field(default=2, ge=1, description="... and the CPU cores it holds")
+    cost_model_bytes: int = Field(
+        default=6_175_196, ge=0, description="model size the survey assumes without --model"
+    )
 
     # --- mount ---
     cache_size: int = Field(

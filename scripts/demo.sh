@@ -22,7 +22,7 @@ echo "== the example catalogue" >&2
 "${archiver[@]}" example rumba "$demo/catalogue" --under-trained-keys
 echo "== register the shipped model" >&2
 "${archiver[@]}" model add "${ARCHIVER_DEMO_MODEL:-$repo/examples/rumba/model}" --name rumba
-echo "== sweep" >&2
+echo "== sweep (the summary ends with what archiving costs and saves: each term, the net, the break-even render time)" >&2
 "${archiver[@]}" sweep "$demo/catalogue" --model rumba
 "${archiver[@]}" status
 echo "== the distractors, and which checks of the gate refused each (LPIPS: the pretrained AlexNet trunk)" >&2

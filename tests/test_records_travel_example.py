@@ -188,6 +188,18 @@ def test_model_check_reports_and_records_this_device(swept: Path, tmp_path: Path
     assert report["sampled"] == 3 and report["refused"] == 0
     assert report["exact"] + report["within_tolerance"] == 3
     assert {r["outcome"] for r in report["records"]} <= {"exact", "within-tolerance"}
+    # It timed its renders (the example's records render at 1 or 2 steps), and the cost model now
+    # prices renders by that time on this device, not by the assumed one.
+    assert (
+        0 < report["render_seconds"] < 10 and report["render_steps"] in (1, 2) and report["render_cores"] >= 1
+    )
+    dry = archiver(
+        env_for(home, **ATEN), "sweep", str(swept.parent / "hot"), "--model", "rumba", "--dry-run", "--json"
+    )
+    assert dry.returncode == 0, dry.stderr[-800:]
+    net = json.loads(dry.stdout)["net"]
+    assert net["render_source"].startswith("measured by `model check`")
+    assert net["render_seconds"] == report["render_seconds"] and net["render_steps"] == report["render_steps"]
     shown = json.loads(archiver(env_for(home), "show", sorted(records(home))[0], "--json").stdout)
     assert [d["device"]["cpu_capability"] for d in shown["devices"]] == ["DEFAULT"]
     assert shown["record"]["render_sketch"] and len(bytes.fromhex(shown["record"]["render_sketch"])) <= 128

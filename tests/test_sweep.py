@@ -130,6 +130,22 @@ def test_dry_run_changes_nothing(
         "shoes/tiny-red.png",
     ]
     assert {row["vault_class"] for row in report["estimate"]} == {"GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"}
+    # The net saving in the configured class: the model's bytes all borne by these three (no records
+    # yet), one CDN miss per image a month (cost_misses_per_image), the assumed render time (no check).
+    net = report["net"]
+    model_bytes = sum(p.stat().st_size for p in Path(str(memorized["model"])).rglob("*") if p.is_file())
+    assert net["images"] == 3 and net["model_share"] == 1.0 and net["model_bytes"] == model_bytes
+    assert net["renders_monthly"] == 3 and net["render_source"].startswith("assumed")
+    assert net["net_monthly"] == pytest.approx(
+        net["storage_saved_monthly"]
+        + net["egress_avoided_monthly"]
+        - net["model_storage_monthly"]
+        - net["render_compute_monthly"]
+        - net["requests_monthly"]
+    )
+    code, out, _ = cli(capsys, "sweep", str(source), "--model", "tiny", "--dry-run", "--exclude", "*.jpg")
+    assert code == 0 and "net saving / month" in out and "break-even render time" in out
+    assert ("loses $" if net["loses_money"] else "saves $") in out
     assert catalog_assets(env) == {} and not (env / "vault").exists()
     assert all((source / k).exists() for k in memorized["files"])  # type: ignore[union-attr]
 

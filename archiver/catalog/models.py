@@ -480,6 +480,11 @@ class DeviceCheck(Base):
     within: Mapped[int]
     refused: Mapped[int]
     lowest_psnr: Mapped[float | None] = mapped_column(Double)  # estimated, of the renders that differed
+    # What a render costs here (the cost model's render compute): median wall time of the check's
+    # renders, the median steps of the records rendered, the CPU threads one held (None on a GPU).
+    render_seconds: Mapped[float | None] = mapped_column(Double)
+    render_steps: Mapped[int | None]
+    render_cores: Mapped[int | None]
 
     model: Mapped[Model] = relationship()
 

@@ -414,6 +414,9 @@ def save_device_check(
     within: int,
     refused: int,
     lowest_psnr: float | None,
+    render_seconds: float | None = None,
+    render_steps: int | None = None,
+    render_cores: int | None = None,
 ) -> DeviceCheck:
     """Record what rendering `sampled` records of `model` on this device gave; the last check wins."""
     row = session.scalar(
@@ -430,8 +433,15 @@ def save_device_check(
         refused,
         lowest_psnr,
     )
+    row.render_seconds, row.render_steps, row.render_cores = render_seconds, render_steps, render_cores
     session.flush()
     return row
+
+
+def model_record_count(session: Session, model_name: str) -> int:
+    """How many records render with the model: the users its vault storage is shared across."""
+    query = select(func.count(Record.asset_id)).join(Model, Record.model_id == Model.id)
+    return session.scalar(query.where(Model.name == model_name)) or 0
 
 
 def device_check(session: Session, model_id: int, fingerprint: str) -> DeviceCheck | None:

@@ -96,9 +96,18 @@ def model_check(app: App, name: str, sample: int | None, every: bool, backfill: 
         click.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:
         table = Table(title=f"model {name} on this device ({result.fingerprint[:12]}…)")
-        for column in ("sampled", "exact", "within tolerance", "refused", "backfilled", "lowest PSNR"):
+        columns = (
+            "sampled",
+            "exact",
+            "within tolerance",
+            "refused",
+            "backfilled",
+            "lowest PSNR",
+            "render (median)",
+        )
+        for column in columns:
             table.add_column(column, justify="right")
-        lowest = result.lowest_psnr
+        lowest, seconds = result.lowest_psnr, result.median_seconds
         table.add_row(
             str(len(result.records)),
             str(result.count("exact")),
@@ -106,6 +115,7 @@ def model_check(app: App, name: str, sample: int | None, every: bool, backfill: 
             str(result.count("refused")),
             str(sum(r.backfilled for r in result.records)),
             "-" if lowest is None else f"{lowest:.1f} dB",
+            "-" if seconds is None else f"{seconds * 1000:.1f} ms at {result.median_steps} steps",
         )
         Console().print(table)
         for refused in (r for r in result.records if r.outcome == "refused"):

@@ -72,9 +72,14 @@ class RichSurveyProgress:
 @click.option(
     "--egress-price",
     type=click.FloatRange(0),
-    default=0.09,
-    show_default=True,
-    help="USD per GB the origin sends (middle mile / egress).",
+    default=None,
+    help="USD per GB the origin sends (middle mile / egress) [price_egress: 0.09].",
+)
+@click.option(
+    "--model",
+    "model_name",
+    help="Price each group as if rehydrated by a model like this registered one: its size, and its "
+    "render time measured on this device by `archiver model check` [default: the example model's].",
 )
 @click.option(
     "--cdn-offload",
@@ -101,7 +106,8 @@ def survey(
     html_dir: Path | None,
     write_group: tuple[str, str] | None,
     min_images: int,
-    egress_price: float,
+    egress_price: float | None,
+    model_name: str | None,
     cdn_offload: float,
     no_dense: bool,
     ray_address: str | None,
@@ -113,7 +119,7 @@ def survey(
     inside each, a perceptual hash and the LPIPS trunk's features find the near-identical core and
     name the outliers. Undecodable images and unsafe keys are counted, not fatal.
     """
-    from archiver.cli.sweep import _prices
+    from archiver.cli.sweep import _compute, _model_bytes, _prices
     from archiver.survey.report import dumps, summary, write_csv, write_html
     from archiver.survey.report import write_group as write_group_file
     from archiver.survey.run import SurveyConfig, run_survey
@@ -131,8 +137,12 @@ def survey(
         vault_class=s.vault_storage_class,
         pack_threshold=s.pack_threshold,
         pack_target=s.pack_target,
-        egress_price=egress_price,
+        egress_price=s.price_egress if egress_price is None else egress_price,
         cdn_offload=cdn_offload,
+        compute=_compute(app, model_name),  # the catalog is opened only for --model
+        model_bytes=s.cost_model_bytes if model_name is None else _model_bytes(app, model_name),
+        journal_class=s.vault_journal_storage_class,
+        vault_read_share=s.cost_vault_read_share,
     )
     traffic = load_traffic(access_log, url_prefix) if access_log else None
     store = app.open_source(source)
@@ -194,33 +204,54 @@ def _fleet_survey(
 
 
 def _table(result: Any, top: int) -> None:
+    from archiver.sweep.cost import break_even, usd, verdict_line
+
     console = Console()
     if not console.is_terminal:  # piped: wide enough that templates and amounts stay on one line
-        console = Console(width=max(console.width, 132))
-    table = Table(title=f"survey of {result.source}: groups worth rehydrating")
+        console = Console(width=max(console.width, 200))
+    table = Table(title=f"survey of {result.source}: groups worth rehydrating, by net saving a month (USD)")
     table.add_column("#", justify="right")
     table.add_column("id", no_wrap=True)
     table.add_column("group template", overflow="fold", min_width=24)
-    for column in ("images", "bytes", "similar", "outliers", "recall", "USD/month"):
+    columns = ("images", "similar", "recall", "storage", "egress", "model", "renders", "requests", "net")
+    for column in (*columns, "per 1M images", "break-even"):
         table.add_column(column, justify="right", no_wrap=True)
     for rank, g in enumerate(result.groups[:top], start=1):
+        net = g.saving.net
+        verdict = "[bold red]loses money[/]" if net.loses_money else "saves"
         table.add_row(
             str(rank),
             g.id,
             g.template,
             f"{g.core}/{g.images}",
-            human_bytes(g.bytes),
             f"{g.similarity:.2f}",
-            str(g.outliers),
             f"{g.recall.score:.2f}",
-            f"{g.saving.monthly:.3g}",
+            *(usd(amount) for amount in net.terms().values()),
+            f"{usd(net.net)} {verdict}",
+            usd(net.per_million_images),
+            break_even(net.break_even_seconds, short=True),
         )
     console.print(table)
     for rank, g in enumerate(result.groups[:top], start=1):
+        net = g.saving.net
+        if net.loses_money or net.break_even_seconds:
+            console.print(f"#{rank} {g.id}: {verdict_line(net)}", highlight=False)
         if g.named_outliers:
             names = ", ".join(o["key"] for o in g.named_outliers[:5])
             more = f" and {g.outliers - 5} more" if g.outliers > 5 else ""
             console.print(f"#{rank} {g.id} outliers: {names}{more}", highlight=False)
+    terms = result.terms
+    if terms is not None:
+        c = terms.compute
+        cores = f" x {c.cores} CPU cores" if c.cores else " (GPU)"
+        console.print(
+            f"costs: a render per CDN miss ({1 - terms.cdn_offload:.0%} of requests), "
+            f"{c.seconds * 1000:.1f} ms{cores} at {usd(c.price_per_hour)}/hour ({c.source}); each group's "
+            f"own model of {human_bytes(terms.model_bytes)} in the vault's {terms.journal_class}; egress "
+            f"{usd(terms.egress_price)}/GB; {terms.vault_read_share:.0%} of misses read the original from "
+            f"the vault. 'per 1M images': 1,000,000 images in groups like each.",
+            highlight=False,
+        )
     rate = f", {result.images / result.seconds:.0f} images/s" if result.seconds else ""
     bad = ", ".join(f"{k} {v}" for k, v in sorted(result.bad.items())) or "none"
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())) or "none"

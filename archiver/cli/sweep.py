@@ -136,7 +136,7 @@ def sweep(
         get_model(session, model_name)
     store = app.open_source(source)
     if dry_run:
-        _dry_run(app, store, filters, as_json)
+        _dry_run(app, store, filters, model_name, as_json)
         return
     from archiver.sweep.run import Sweep, SweepConfig
 
@@ -174,6 +174,13 @@ def sweep(
             progress.stop()
     report = summary.to_dict()
     report["estimate"] = _saving(app, summary.archived_sizes)
+    net = _net(
+        app,
+        _storage_row(app, summary.archived_sizes),
+        model_name,
+        images_of_model=_records_of(app, model_name),
+    )
+    report["net"] = net.to_dict()
     if summary.hint:
         click.echo(f"archiver: hint: {summary.hint}", err=True)
     if as_json:
@@ -194,14 +201,14 @@ def sweep(
         ("denoising steps rendered", summary.steps_rendered),
         ("vault objects written", summary.vault_objects),
         ("bytes freed", human_bytes(summary.bytes_freed)),
-        (
-            "est. saving / month",
-            f"${report['estimate']['saving_monthly']:.6f} ({settings.vault_storage_class})",
-        ),
+        *net_rows(net, settings),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
     Console().print(table)
+    from archiver.sweep.cost import verdict_line
+
+    click.echo(f"archived by {model_name}: {verdict_line(net)}")
     for key, reason in summary.unlisted:  # a key with a newline would break the table: repr it
         click.echo(f"not an object ({reason}): {key!r}", err=True)
 
@@ -256,6 +263,62 @@ def _prices(app: App) -> Any:
     )
 
 
+def _compute(app: App, model_name: str | None) -> Any:
+    """What one render costs here: `model_name`'s render time as its device check measured it on
+    the configured device, else the `cost_render_seconds` assumption (said so in its `source`)."""
+    from archiver.sweep.cost import Compute, ComputePrices
+
+    s = app.settings
+    prices = ComputePrices(cpu_core_hour=s.price_cpu_core_hour, gpu_hour=s.price_gpu_hour)
+    hint = (
+        f"`archiver model check {model_name}` measures it" if model_name else "`--model NAME` for a model's"
+    )
+    fallback = Compute(
+        seconds=s.cost_render_seconds,
+        cores=s.cost_render_cores,
+        price_per_hour=prices.cpu_core_hour,
+        source=f"assumed (cost_render_seconds: the example model's 1-step render on 2 CPU cores); {hint}",
+    )
+    if model_name is None:
+        return fallback
+    from archiver.modelcheck import measured_compute
+
+    return measured_compute(app.catalog, model_name, s.resolved_device(), prices, fallback)
+
+
+def _model_bytes(app: App, model_name: str) -> int:
+    """The bytes of a registered model's files (what the vault keeps of it)."""
+    from archiver.catalog.queries import get_model
+    from archiver.engine.registry import model_files
+
+    with app.catalog.begin() as session:
+        path = Path(get_model(session, model_name).path)
+    return sum(file.stat().st_size for file in model_files(path))
+
+
+def _net(app: App, storage: Any, model_name: str, *, images_of_model: int) -> Any:
+    """The net saving of what `storage` (an `estimate` row) prices, rehydrated by `model_name`, which
+    would then render `images_of_model` records in all (this set's share of its model is
+    storage.originals / images_of_model). A sweep has no request counts: `cost_misses_per_image`
+    CDN misses per image a month, each a render that sends the original."""
+    from archiver.sweep.cost import GB, net_saving
+
+    s = app.settings
+    misses = storage.originals * s.cost_misses_per_image
+    sent = storage.original_bytes * s.cost_misses_per_image
+    return net_saving(
+        storage=storage,
+        egress_avoided=sent / GB * s.price_egress,
+        renders_monthly=misses,
+        compute=_compute(app, model_name),
+        model_bytes=_model_bytes(app, model_name),
+        model_share=storage.originals / images_of_model if images_of_model else 0.0,
+        prices=_prices(app),
+        journal_class=s.vault_journal_storage_class,
+        vault_read_share=s.cost_vault_read_share,
+    )
+
+
 def _estimate(app: App, sizes: list[int]) -> list[Any]:
     from archiver.sweep.cost import estimate
 
@@ -263,14 +326,53 @@ def _estimate(app: App, sizes: list[int]) -> list[Any]:
     return estimate(sizes, _prices(app), pack_threshold=s.pack_threshold, pack_target=s.pack_target)
 
 
+def _storage_row(app: App, sizes: list[int]) -> Any:
+    """The storage estimate for originals of `sizes` in the configured vault class."""
+    (row,) = [r for r in _estimate(app, sizes) if r.vault_class == app.settings.vault_storage_class]
+    return row
+
+
 def _saving(app: App, archived_sizes: list[int]) -> dict[str, Any]:
-    """The estimate for what this run archived, in the configured vault class."""
-    (row,) = [r for r in _estimate(app, archived_sizes) if r.vault_class == app.settings.vault_storage_class]
-    return dict(row.to_dict())
+    """The storage estimate for what this run archived, in the configured vault class."""
+    return dict(_storage_row(app, archived_sizes).to_dict())
 
 
-def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
-    """What a sweep would take, what it would leave and why (every key), and the saving."""
+def _records_of(app: App, model_name: str) -> int:
+    from archiver.catalog.queries import model_record_count
+
+    with app.catalog.begin() as session:
+        return model_record_count(session, model_name)
+
+
+def net_rows(net: Any, settings: Any) -> list[tuple[str, str]]:
+    """The net saving's terms as (name, value) rows, for the sweep's summary and its dry run."""
+    from archiver.sweep.cost import break_even, usd
+
+    compute = net.compute
+    per_render = f"{compute.seconds * 1000:.1f} ms" + (f" at {compute.steps} steps" if compute.steps else "")
+    cores = f" x {compute.cores} CPU cores" if compute.cores else " (GPU)"
+    verdict = "LOSES MONEY" if net.loses_money else "saves"
+    return [
+        ("storage saved / month", f"{usd(net.storage_saved)} ({settings.vault_storage_class})"),
+        ("egress avoided / month", f"{usd(net.egress_avoided)} ({net.renders_monthly:g} CDN misses)"),
+        (
+            "model storage / month",
+            f"{usd(-net.model_storage)} ({human_bytes(net.model_bytes)} in "
+            f"{settings.vault_journal_storage_class}, {net.model_share:.0%} of its records)",
+        ),
+        ("render compute / month", f"{usd(-net.render_compute)} ({per_render}{cores}; {compute.source})"),
+        ("requests / month", usd(-net.requests)),
+        ("net saving / month", f"{usd(net.net)}: {verdict}"),
+        ("net per 1M images / month", f"{usd(net.per_million_images)} (1,000,000 images like these)"),
+        ("break-even render time", break_even(net.break_even_seconds)),
+    ]
+
+
+def _dry_run(app: App, store: Any, filters: Any, model_name: str, as_json: bool) -> None:
+    """What a sweep would take, what it would leave and why (every key), the saving per vault class,
+    and the net saving in the configured one: every cost, as if the gate passed every candidate."""
+    from archiver.sweep.cost import verdict_line
+
     now = datetime.now(UTC)
     candidates = []
     skipped: list[tuple[str, str]] = []
@@ -280,7 +382,11 @@ def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
             candidates.append(obj)
         else:
             skipped.append((obj.key, reason))
-    rows = _estimate(app, [obj.size for obj in candidates])
+    sizes = [obj.size for obj in candidates]
+    rows = _estimate(app, sizes)
+    net = _net(
+        app, _storage_row(app, sizes), model_name, images_of_model=_records_of(app, model_name) + len(sizes)
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -288,6 +394,7 @@ def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
                     "candidates": [{"key": o.key, "size": o.size} for o in candidates],
                     "skipped": [{"key": key, "reason": reason} for key, reason in skipped],
                     "estimate": [row.to_dict() for row in rows],
+                    "net": net.to_dict(),
                 },
                 sort_keys=True,
             )
@@ -322,3 +429,8 @@ def _dry_run(app: App, store: Any, filters: Any, as_json: bool) -> None:
             f"{d['minimum_commitment']:.6f}",
         )
     console.print(costs)
+    terms = Table(title=f"net saving if all are archived by {model_name} (USD)", show_header=False)
+    for name, value in net_rows(net, app.settings):
+        terms.add_row(name, value)
+    console.print(terms)
+    click.echo(verdict_line(net))

@@ -2,8 +2,10 @@
 
 Only formats what `run.Survey` holds; the HTML report reads the thumbnails it shows through the
 `read(key) -> bytes` it is handed (at most `SHEET_CORE` core members and `SHEET_OUTLIERS` outliers
-per group), so it is independent of where the source lives. The page is static: one `index.html`
-with the thumbnails inline as data: URIs, no script, nothing fetched.
+per group, and it says how many of how many), so it is independent of where the source lives. The
+page is static: one `index.html` with the thumbnails inline as data: URIs and its two pictures
+(`plots`: net saving against recall, each group's cost terms) as inline SVG; no script, nothing
+fetched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 from PIL import Image
 
 from archiver.survey.describe import decode
+from archiver.survey.plots import cost_bars, net_against_recall
 from archiver.survey.run import GroupResult, Survey
+from archiver.sweep.cost import break_even, usd, verdict_line
 
 SHEET_CORE = 24
 SHEET_OUTLIERS = 12
@@ -41,6 +45,12 @@ CSV_COLUMNS = (
     "storage_monthly",
     "traffic_monthly",
     "saving_monthly",
+    "model_storage_monthly",
+    "render_compute_monthly",
+    "requests_monthly",
+    "net_monthly",
+    "loses_money",
+    "break_even_render_ms",
     "score",
     "named_outliers",
 )
@@ -104,6 +114,14 @@ def write_csv(survey: Survey, top: int, path: Path) -> None:
                     f"{g.saving.storage_monthly:.8f}",
                     f"{g.saving.traffic_monthly:.8f}",
                     f"{g.saving.monthly:.8f}",
+                    f"{g.saving.net.model_storage:.8f}",
+                    f"{g.saving.net.render_compute:.8f}",
+                    f"{g.saving.net.requests:.8f}",
+                    f"{g.saving.net.net:.8f}",
+                    int(g.loses_money),
+                    ""
+                    if g.saving.net.break_even_seconds is None
+                    else f"{g.saving.net.break_even_seconds * 1000:.3f}",
                     f"{g.score:.8f}",
                     " ".join(o["key"] for o in g.named_outliers),
                 ]
@@ -129,48 +147,74 @@ def write_group(survey: Survey, ref: str, path: Path) -> tuple[GroupResult, int]
     return group, count
 
 
+SIMILARITY_LINE = (
+    "Similarity (0-1): how alike the group's core images are to each other, from their perceptual "
+    "hashes and LPIPS-trunk features; 1 is identical."
+)
+RECALL_LINE = (
+    "Recall (0-1): how likely one model is to regenerate every core image: the core's share of the "
+    "group x (0.5 + 0.5 x similarity) x the variants (32 or more count fully)."
+)
+
+
 def write_html(survey: Survey, top: int, directory: Path, read: Callable[[str], bytes]) -> Path:
-    """`directory/index.html`: the hitlist and each listed group's contact sheet."""
+    """`directory/index.html`: the hitlist with every cost term, its two pictures, and each listed
+    group's contact sheet."""
     directory.mkdir(parents=True, exist_ok=True)
     esc = html.escape
+    listed = survey.groups[:top]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>archiver survey of {esc(survey.source)}</title>",
         "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td.t,th.t{text-align:left}"
+        "tr.loses td.net{color:#b00;font-weight:bold}"
         "figure{display:inline-block;margin:3px;text-align:center;font-size:10px;width:"
         f"{THUMB_PX + 8}px;vertical-align:top;word-break:break-all}}"
         "figure img{border:3px solid #fff}figure.outlier img{border-color:#d22}"
-        "figure.outlier figcaption{color:#d22;font-weight:bold}section{margin-top:2em}</style></head><body>",
+        "figure.outlier figcaption{color:#d22;font-weight:bold}section{margin-top:2em}"
+        "svg{font-family:sans-serif;font-size:11px;display:block;margin:1em 0}</style></head><body>",
         f"<h1>Survey of {esc(survey.source)}</h1>",
         f"<p>{survey.images} images described, {len(survey.groups)} groups, {survey.ungrouped} ungrouped, "
         f"{sum(survey.bad.values())} bad, {sum(survey.skipped.values())} skipped keys. "
-        "Ranked by estimated monthly saving × recall score.</p>",
+        "Ranked by net saving a month × recall; groups that would lose money come last and say so.</p>",
+        f"<p class='explain' id='explain-similarity'>{esc(SIMILARITY_LINE)}</p>",
+        f"<p class='explain' id='explain-recall'>{esc(RECALL_LINE)}</p>",
+        _assumptions(survey),
         "<table id='hitlist'><tr><th>rank</th><th class='t'>group</th><th class='t'>template</th>"
         "<th>images</th><th>bytes</th><th>similarity</th><th>outliers</th><th>recall</th>"
-        "<th>saving / month (USD)</th></tr>",
+        "<th>storage saved</th><th>egress avoided</th><th>model storage</th><th>render compute</th>"
+        "<th>requests</th><th>net / month (USD)</th><th>per 1M images</th><th>break-even render</th></tr>",
     ]
-    listed = survey.groups[:top]
     for rank, g in enumerate(listed, start=1):
+        net = g.saving.net
+        terms = "".join(f"<td>{usd(amount)}</td>" for amount in net.terms().values())
+        verdict = " loses money" if net.loses_money else ""
         parts.append(
-            f"<tr><td>{rank}</td><td class='t'><a href='#g-{g.id}'>{g.id}</a></td>"
+            f"<tr class='{'loses' if net.loses_money else 'saves'}'><td>{rank}</td>"
+            f"<td class='t'><a href='#g-{g.id}'>{g.id}</a></td>"
             f"<td class='t'>{esc(g.template)}</td><td>{g.images}</td><td>{g.bytes}</td>"
-            f"<td>{g.similarity:.2f}</td><td>{g.outliers}</td><td>{g.recall.score:.2f}</td>"
-            f"<td>{g.saving.monthly:.6f}</td></tr>"
+            f"<td>{g.similarity:.2f}</td><td>{g.outliers}</td><td>{g.recall.score:.2f}</td>{terms}"
+            f"<td class='net'>{usd(net.net)}{verdict}</td><td>{usd(net.per_million_images)}</td>"
+            f"<td>{esc(break_even(net.break_even_seconds, short=True))}</td></tr>"
         )
     parts.append("</table>")
+    parts.append(net_against_recall(listed))
+    parts.append(cost_bars(listed))
     for rank, g in enumerate(listed, start=1):
+        shown = g.sample_keys[:SHEET_CORE]
+        outliers = [o["key"] for o in g.named_outliers[:SHEET_OUTLIERS]]
         parts.append(
             f"<section class='group' id='g-{g.id}'><h2>#{rank} {esc(g.template)} "
             f"<small>({g.id}, {g.width}x{g.height})</small></h2>"
             f"<p>{g.core} near-identical of {g.images}; similarity {g.similarity:.2f}, recall "
-            f"{g.recall.score:.2f}; saving ${g.saving.monthly:.6f}/month (storage "
-            f"${g.saving.storage_monthly:.6f}, traffic ${g.saving.traffic_monthly:.6f}); "
+            f"{g.recall.score:.2f}; net saving {usd(g.saving.net.net)}/month: "
+            f"{esc(verdict_line(g.saving.net))}; "
             f"formats {esc(', '.join(f'{k} {v}' for k, v in g.formats.items()))}.</p>"
+            f"<p class='shown'>{len(shown)} of {g.core} near-identical images shown"
+            f"{f', and {len(outliers)} of {g.outliers} outliers' if g.outliers else ''}.</p>"
             "<div class='sheet'>"
         )
-        shown = g.sample_keys[:SHEET_CORE]
-        outliers = [o["key"] for o in g.named_outliers[:SHEET_OUTLIERS]]
         for key, outlier in [(k, False) for k in shown] + [(k, True) for k in outliers]:
             parts.append(_figure(key, outlier, read))
         parts.append("</div></section>")
@@ -178,6 +222,23 @@ def write_html(survey: Survey, top: int, directory: Path, read: Callable[[str], 
     index = directory / "index.html"
     index.write_text("".join(parts), encoding="utf-8")
     return index
+
+
+def _assumptions(survey: Survey) -> str:
+    """One line on what the costs assume: the render, the model, the CDN."""
+    terms = survey.terms
+    if terms is None:
+        return ""
+    c = terms.compute
+    hardware = f"{c.cores} CPU cores" if c.cores else "a GPU"
+    traffic = "the access log" if survey.traffic is not None else "no access log (no traffic counted)"
+    return (
+        f"<p class='explain' id='explain-costs'>Costs: a render per CDN miss ({1 - terms.cdn_offload:.0%} "
+        f"of requests in {traffic}), {c.seconds * 1000:.1f} ms on {hardware} at {usd(c.price_per_hour)} an "
+        f"hour ({html.escape(c.source)}); each group its own model of {terms.model_bytes:,} bytes in the "
+        f"vault's {terms.journal_class}; egress {usd(terms.egress_price)}/GB. Per 1M images: 1,000,000 "
+        "images in groups like each.</p>"
+    )
 
 
 def _figure(key: str, outlier: bool, read: Callable[[str], bytes]) -> str:

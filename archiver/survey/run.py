@@ -6,7 +6,8 @@ over `describe`; here, or on Ray actors with `archiver survey --ray`: `DescribeB
 seam, and batches come back in listing order either way) -> each image into its candidate
 (`keys.split_key` + dimensions + mode; `group.Candidate`) -> a candidate whose folder the listing
 has passed is closed at once (keys come sorted, so no member of it can follow), judged, priced
-(`savings`) and kept as a small `GroupResult`; candidates under `min_images` count as ungrouped.
+(`savings`: the net saving, every cost counted) and kept as a small `GroupResult`; candidates
+under `min_images` count as ungrouped.
 Bad input (an unreadable object, an image the engine refuses, an unsafe key) is counted by reason
 and never stops the run.
 
@@ -161,7 +162,12 @@ class GroupResult:
 
     @property
     def score(self) -> float:
-        return self.saving.monthly * self.recall.score
+        """The expected net saving a month: net saving x recall (negative: the group loses money)."""
+        return self.saving.net.net * self.recall.score
+
+    @property
+    def loses_money(self) -> bool:
+        return self.saving.net.loses_money
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +193,9 @@ class GroupResult:
                 "variants": round(self.recall.variants, 4),
             },
             "saving_monthly": self.saving.monthly,
+            "net_monthly": self.saving.net.net,
+            "loses_money": self.loses_money,
+            "net": self.saving.net.to_dict(),
             "saving": {
                 "storage_monthly": self.saving.storage_monthly,
                 "hot_monthly": self.saving.hot_monthly,
@@ -323,9 +332,12 @@ class _Run:
             self._close_passed(keys[-1])
         for candidate_key in list(self.open):
             self._close(candidate_key)
-        # Groups that save money first, by score; then the rest by recall (alike, but not worth
-        # archiving at these prices, before groups with no core at all).
-        self.survey.groups.sort(key=lambda g: (-max(g.score, 0.0), -g.recall.score, g.template))
+        # Groups whose net saving is positive first, by score (net saving x recall); then those that
+        # would lose money, by recall (alike, but not worth archiving at these prices, before
+        # groups with no core at all).
+        self.survey.groups.sort(
+            key=lambda g: (g.loses_money, -max(g.score, 0.0), -g.recall.score, g.template)
+        )
 
     def _image_keys(self) -> Iterator[str]:
         def skipped(key: str, reason: str) -> None:

@@ -1,8 +1,12 @@
-"""The dry-run saving estimate: what the candidates cost hot now, and archived in each vault class.
+"""What archiving costs and saves: every term, priced in one place for the dry run, the sweep's
+summary, the survey and the docs.
 
-Owns the storage price table, the per-class billing terms and the arithmetic; it does no I/O and
-knows nothing of stores or the catalog. Only storage is priced: request, transition and
-retrieval fees are not part of the estimate.
+Owns the price tables, the per-class billing terms and the arithmetic; it does no I/O and knows
+nothing of stores or the catalog (callers hand in sizes, traffic, the model's bytes and a measured
+render time). Two layers:
+
+- `estimate`: storage alone, per vault class (the originals hot now against archived).
+- `net_saving`: every term a month of rehydration brings (section "The net saving" below).
 
 Billing model (AWS S3, us-east-1 list prices; check them before relying on them):
 
@@ -29,11 +33,34 @@ storage); GLACIER_IR objects are read with a plain GET like STANDARD ones and ca
 
 Deleting an object before its minimum duration is billed as if it had stayed that long, so each
 row states the minimum commitment: the archive's monthly cost times the minimum in months.
+
+The net saving (`net_saving`), per month, for a set of originals rehydrated by one model:
+
+    + storage saved      hot minus archived, as `estimate` bills it
+    + egress avoided     bytes the origin sends on CDN misses, at the egress price (an edge that
+                         rehydrates from records sends none)
+    - model storage      the model's bytes in the vault at the journal's class (STANDARD), times
+                         this set's share of the model's records
+    - render compute     a render per CDN miss, times the render's wall time measured on the
+                         configured device (`archiver model check`, the first-use check), times
+                         the cores it holds, times the core-hour price (CPU), or times the
+                         GPU-hour price (GPU)
+    - requests           the archive objects' and journal entries' PUTs, spread over the class's
+                         minimum duration; and the reads that fall back to the vault original
+                         (`vault_read_share` of the misses): a restore request and its retrieval
+                         per GB (GLACIER, DEEP_ARCHIVE: Standard tier) or a GET (GLACIER_IR)
+
+The break-even render time is the render wall time at which the net saving is zero: renders must
+take less to save money. Request prices (USD per 1,000 requests, AWS us-east-1 list prices, the
+S3 pricing page as known here; check them): PUT STANDARD 0.005, GLACIER_IR 0.02, GLACIER 0.03,
+DEEP_ARCHIVE 0.05; GET GLACIER_IR 0.01 plus 0.03 per GB retrieved; restore (Standard tier) GLACIER
+0.05 plus 0.01 per GB, DEEP_ARCHIVE 0.10 plus 0.02 per GB.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,14 +103,40 @@ class ClassTerms:
     minimum_object_bytes: int = 0  # smaller objects are billed as this size
     archive_overhead_bytes: int = 0  # added to each object at the class's own rate
     standard_overhead_bytes: int = 0  # added to each object at the STANDARD rate
+    put_per_1000: float = 0.005  # USD per 1,000 PUTs
+    read_per_1000: float = 0.0  # USD per 1,000 reads of an original: a GET, or a restore request
+    retrieval_per_gb: float = 0.0  # USD per GB a read retrieves
 
 
 VAULT_TERMS: Mapping[str, ClassTerms] = {
-    "GLACIER_IR": ClassTerms(minimum_days=90, minimum_object_bytes=128 * KIB),
-    "GLACIER": ClassTerms(minimum_days=90, archive_overhead_bytes=32 * KIB, standard_overhead_bytes=8 * KIB),
-    "DEEP_ARCHIVE": ClassTerms(
-        minimum_days=180, archive_overhead_bytes=32 * KIB, standard_overhead_bytes=8 * KIB
+    "GLACIER_IR": ClassTerms(
+        minimum_days=90,
+        minimum_object_bytes=128 * KIB,
+        put_per_1000=0.02,
+        read_per_1000=0.01,
+        retrieval_per_gb=0.03,
     ),
+    "GLACIER": ClassTerms(
+        minimum_days=90,
+        archive_overhead_bytes=32 * KIB,
+        standard_overhead_bytes=8 * KIB,
+        put_per_1000=0.03,
+        read_per_1000=0.05,
+        retrieval_per_gb=0.01,
+    ),
+    "DEEP_ARCHIVE": ClassTerms(
+        minimum_days=180,
+        archive_overhead_bytes=32 * KIB,
+        standard_overhead_bytes=8 * KIB,
+        put_per_1000=0.05,
+        read_per_1000=0.10,
+        retrieval_per_gb=0.02,
+    ),
+}
+# The journal and models' classes (`vault_journal_storage_class`): read with a plain GET.
+JOURNAL_TERMS: Mapping[str, ClassTerms] = {
+    "STANDARD": ClassTerms(minimum_days=0, put_per_1000=0.005),
+    "GLACIER_IR": VAULT_TERMS["GLACIER_IR"],
 }
 
 
@@ -169,6 +222,194 @@ def estimate(
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class ComputePrices:
+    """USD per hour of compute that renders pay (on-demand list prices; settings override them)."""
+
+    cpu_core_hour: float = 0.04  # a vCPU-hour, general-purpose on-demand instances
+    gpu_hour: float = 0.70  # an NVIDIA L4 on demand
+
+
+@dataclass(frozen=True)
+class Compute:
+    """What one render costs on a device: its wall time, the cores it holds, the price of an hour."""
+
+    seconds: float  # wall time of one render
+    cores: int | None  # CPU cores (torch threads) a render holds; None on a GPU
+    price_per_hour: float  # USD per core-hour (CPU) or per GPU-hour (GPU)
+    source: str  # where `seconds` comes from, in words ("measured by `model check` on ...")
+    steps: int | None = None  # the denoising steps it was measured at, when known
+
+    @property
+    def per_second(self) -> float:
+        """USD one second of a render costs here."""
+        return self.price_per_hour / 3600 * (self.cores if self.cores is not None else 1)
+
+    @property
+    def per_render(self) -> float:
+        return self.seconds * self.per_second
+
+
+@dataclass(frozen=True)
+class NetSaving:
+    """Every monthly term of archiving a set of originals (USD, 30 days), and what it nets."""
+
+    images: int
+    original_bytes: int
+    storage_saved: float
+    egress_avoided: float
+    model_storage: float  # this set's share of its model's bytes in the vault
+    render_compute: float
+    requests: float
+    renders_monthly: float  # CDN misses: each is a render
+    model_bytes: int
+    model_share: float  # 0..1: this set's share of the model's records
+    compute: Compute
+
+    @property
+    def net(self) -> float:
+        return (
+            self.storage_saved
+            + self.egress_avoided
+            - self.model_storage
+            - self.render_compute
+            - self.requests
+        )
+
+    @property
+    def loses_money(self) -> bool:
+        return self.net < 0
+
+    @property
+    def break_even_seconds(self) -> float | None:
+        """The render wall time at which the net saving is zero on this device's price: renders
+        must take less. 0.0 when the set loses money however fast it renders; None when no render
+        is counted (no traffic), so render time does not matter."""
+        if self.renders_monthly <= 0:
+            return None
+        before_compute = self.net + self.render_compute
+        return max(before_compute, 0.0) / (self.renders_monthly * self.compute.per_second)
+
+    @property
+    def per_million_images(self) -> float:
+        """The net saving scaled to 1,000,000 images like these, each set with its model as here."""
+        return self.net / self.images * 1e6 if self.images else 0.0
+
+    def terms(self) -> dict[str, float]:
+        """The signed terms in the order they are shown: savings positive, costs negative."""
+        return {
+            "storage saved": self.storage_saved,
+            "egress avoided": self.egress_avoided,
+            "model storage": -self.model_storage,
+            "render compute": -self.render_compute,
+            "requests": -self.requests,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "original_bytes": self.original_bytes,
+            "storage_saved_monthly": self.storage_saved,
+            "egress_avoided_monthly": self.egress_avoided,
+            "model_storage_monthly": self.model_storage,
+            "render_compute_monthly": self.render_compute,
+            "requests_monthly": self.requests,
+            "net_monthly": self.net,
+            "net_per_million_images_monthly": self.per_million_images,
+            "loses_money": self.loses_money,
+            "renders_monthly": self.renders_monthly,
+            "render_seconds": self.compute.seconds,
+            "render_cores": self.compute.cores,
+            "render_steps": self.compute.steps,
+            "render_price_per_hour": self.compute.price_per_hour,
+            "render_source": self.compute.source,
+            "break_even_render_seconds": self.break_even_seconds,
+            "model_bytes": self.model_bytes,
+            "model_share": self.model_share,
+        }
+
+
+def net_saving(
+    *,
+    storage: ClassEstimate,
+    egress_avoided: float,
+    renders_monthly: float,
+    compute: Compute,
+    model_bytes: int,
+    model_share: float,
+    prices: Prices = DEFAULT_PRICES,
+    journal_class: str = "STANDARD",
+    vault_read_share: float = 0.0,
+) -> NetSaving:
+    """The net monthly saving of archiving what `storage` (one `estimate` row) prices, whose CDN
+    misses cause `renders_monthly` renders at `compute` each, rehydrated by a model of
+    `model_bytes` of which this set bears `model_share`; `vault_read_share` of the misses read
+    the original from the vault instead."""
+    if not 0.0 <= model_share <= 1.0:
+        raise ValueError(f"a model share is between 0 and 1, not {model_share}")
+    if journal_class not in JOURNAL_TERMS:
+        raise ConfigError(
+            f"no request prices for journal class {journal_class!r}: use STANDARD or GLACIER_IR"
+        )
+    vault = VAULT_TERMS[storage.vault_class]
+    journal = JOURNAL_TERMS[journal_class]
+    model_storage = model_bytes / GB * prices.rate(journal_class) * model_share
+    # One-time PUTs (each archive object, each record's journal entry), spread over the months the
+    # class must be paid for anyway; a class without a minimum spreads them over one month.
+    months = max(vault.minimum_days / DAYS_PER_MONTH, 1.0)
+    puts = (storage.objects * vault.put_per_1000 + storage.originals * journal.put_per_1000) / 1000 / months
+    mean_bytes = storage.original_bytes / storage.originals if storage.originals else 0.0
+    vault_reads = renders_monthly * vault_read_share
+    reads = vault_reads * (vault.read_per_1000 / 1000 + mean_bytes / GB * vault.retrieval_per_gb)
+    return NetSaving(
+        images=storage.originals,
+        original_bytes=storage.original_bytes,
+        storage_saved=storage.saving_monthly,
+        egress_avoided=egress_avoided,
+        model_storage=model_storage,
+        render_compute=renders_monthly * compute.per_render,
+        requests=puts + reads,
+        renders_monthly=renders_monthly,
+        model_bytes=model_bytes,
+        model_share=model_share,
+        compute=compute,
+    )
+
+
+def usd(amount: float) -> str:
+    """An amount a person can read: cents for a dollar and up, else three significant digits
+    ("$0.000139", not "$0.000000" or "1.39e-04"); a cost shows its minus sign."""
+    sign = "-" if amount < 0 else ""
+    value = abs(amount)
+    if value >= 1 or value == 0:
+        return f"{sign}${value:,.2f}"
+    digits = 2 - math.floor(math.log10(value))
+    return f"{sign}${value:.{digits}f}"
+
+
+def break_even(seconds: float | None, *, short: bool = False) -> str:
+    """`NetSaving.break_even_seconds` in words (`short`: for a table cell)."""
+    if seconds is None:
+        return "any" if short else "any render time (no render counted: no traffic)"
+    if seconds <= 0:
+        return "never" if short else "none: it loses money however fast renders are"
+    ms = f"{seconds * 1000:,.1f} ms"
+    return f"< {ms}" if short else f"renders must take under {ms} on this device to save money"
+
+
+def verdict_line(net: NetSaving) -> str:
+    """One plain line: whether the set saves or loses money, and the break-even render time."""
+    if net.images == 0:
+        return "nothing archived, nothing saved or spent"
+    if net.loses_money and not net.break_even_seconds:
+        return (
+            f"loses {usd(-net.net)} a month at any render speed: its model and requests cost more than "
+            "the storage and egress it saves"
+        )
+    verdict = "loses" if net.loses_money else "saves"
+    return f"{verdict} {usd(abs(net.net))} a month; {break_even(net.break_even_seconds)}"
 
 
 def _check_plan_args(sizes: Sequence[int], pack_threshold: int, pack_target: int) -> None:
