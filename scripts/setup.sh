@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what archiver needs on a fresh Debian machine, idempotently:
 #   - as root, Debian's fuse3 + libfuse3-3 (FUSE mounts, through mfusepy), rsync (the mount tests),
-#     curl (the demo), chromium (the survey report's browser test, driven by Playwright) and PostgreSQL (the tests'
+#     curl (the demo), attr (getfattr, as the README reads the mount's xattrs), chromium (the survey report's browser test, driven by Playwright) and PostgreSQL (the tests'
 #     throwaway server) when they are missing (bench/serve.py also wants nginx and wrk:
 #     `apt-get install nginx wrk`);
 #   - a virtual environment in .venv with archiver and its dev extras, exactly as requirements.lock
@@ -19,6 +19,7 @@ ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so\.3' || need_apt+=(libfuse3-3)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)  # the mount tests copy out of a mount with rsync -a
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)  # the demo fetches from `archiver serve` with curl
+command -v getfattr >/dev/null 2>&1 || need_apt+=(attr)  # the README reads the mount's xattrs with getfattr
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the survey's HTML report is opened in it (Playwright)
 if [ "${ARCHIVER_SETUP_POSTGRES:-1}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)

@@ -29,14 +29,21 @@ def example() -> None:
     "only the gate can refuse them. They are listed in DEST/distractors.csv.",
 )
 def example_rumba(dest: Path, with_distractors: bool, under_trained_keys: bool) -> None:
-    """Write the rumba sneaker catalogue (48 images, JPEG and PNG, captions.csv) into DEST."""
-    from archiver.example.rumba import distractors, replace_with_distractors, write_catalogue
+    """Write the rumba sneaker catalogue (48 images, JPEG and PNG, captions.csv) into DEST, with
+    access.log: a month of requests to it (a few shoes every day, most never) for `--access-log`."""
+    from archiver.example.rumba import (
+        distractors,
+        replace_with_distractors,
+        write_access_log,
+        write_catalogue,
+    )
 
     entries = write_catalogue(dest)
+    write_access_log(dest, entries)
     extra = distractors(dest) if with_distractors else []
     replaced = replace_with_distractors(dest) if under_trained_keys else []
     click.echo(
-        f"wrote {len(entries)} images and captions.csv to {dest}"
+        f"wrote {len(entries)} images, captions.csv and access.log to {dest}"
         + (f", and {len(extra)} distractors under {dest / 'distractors'}" if extra else "")
         + (f"; {len(replaced)} of them replaced by distractors (distractors.csv)" if replaced else "")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,32 @@ def net_rows(net: Any, settings: Any) -> list[tuple[str, str]]:
     ]
 
 
+SKIP_HINTS = {
+    "too-recent": "modified or read more recently than --older-than; a shorter age (e.g. --older-than 0d) "
+    "takes them",
+    "not-an-image": "a sweep takes only PNG, JPEG and WebP keys",
+    "excluded": "matched --exclude",
+    "not-included": "matched no --include",
+    "too-small": "under --min-size",
+    "too-large": "over --max-size",
+}
+
+
+def _skipped_summary(skipped: list[tuple[str, str]], filters: Any) -> str:
+    """One line: how many keys each reason left out, and what would take them."""
+    counts = Counter(reason for _, reason in skipped)
+    parts = []
+    for reason, count in counts.most_common():
+        hint = SKIP_HINTS.get(reason)
+        if reason == "too-recent" and filters.older_than is not None:
+            hint = (
+                f"modified or read within the last {filters.older_than.days} days (--older-than); a "
+                "shorter age (e.g. --older-than 0d) takes them"
+            )
+        parts.append(f"{count} {reason}" + (f" ({hint})" if hint else ""))
+    return f"left out: {'; '.join(parts)}"
+
+
 def _dry_run(app: App, store: Any, filters: Any, model_name: str, as_json: bool) -> None:
     """What a sweep would take, what it would leave and why (every key), the saving per vault class,
     and the net saving in the configured one: every cost, as if the gate passed every candidate."""
@@ -415,6 +442,7 @@ def _dry_run(app: App, store: Any, filters: Any, model_name: str, as_json: bool)
         for key, reason in skipped:
             left.add_row(repr(key) if not key.isprintable() else key, reason)
         console.print(left)
+        click.echo(_skipped_summary(skipped, filters))
     costs = Table(title="estimated monthly cost if all are archived (USD)")
     for column in ("class", "objects", "hot now", "archive", "saving", "min. commitment"):
         costs.add_column(column, justify="left" if column == "class" else "right")

@@ -109,6 +109,38 @@ def write_catalogue(dest: Path) -> list[CatalogueEntry]:
     return entries
 
 
+ACCESS_LOG_DAYS = 30
+ACCESS_LOG_START = (2026, 11, 1)  # a fixed month: the log, like the catalogue, is the same every time
+
+
+def write_access_log(dest: Path, entries: list[CatalogueEntry]) -> Path:
+    """Write `dest/access.log`: a month of an origin's traffic to the catalogue, in nginx's combined
+    log format, for `archiver survey --access-log` and `sweep --access-log`. Like a real inventory's:
+    a few colourways are requested every day, some a few times a month, most never (the long tail
+    worth archiving). Deterministic."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(0)
+    start = datetime(*ACCESS_LOG_START, tzinfo=UTC)
+    lines = []
+    for rank, entry in enumerate(entries):
+        requests = 60 // (rank + 1) if rank < 6 else (rng.choice((1, 2, 3)) if rank < 16 else 0)
+        size = entry.path.stat().st_size
+        for _ in range(requests):
+            at = start + timedelta(seconds=rng.randrange(ACCESS_LOG_DAYS * 86400))
+            lines.append(
+                (
+                    at,
+                    f"203.0.113.{rng.randrange(1, 255)} - - [{at:%d/%b/%Y:%H:%M:%S +0000}] "
+                    f'"GET /{entry.key} HTTP/1.1" 200 {size} "-" "Mozilla/5.0"',
+                )
+            )
+    path = dest / "access.log"
+    path.write_text("".join(f"{line}\n" for _, line in sorted(lines)))
+    return path
+
+
 def distractors(dest: Path) -> list[Path]:
     """Write shoes the model was not trained on (PNG, under `dest/distractors/`): the gate must reject them.
 
