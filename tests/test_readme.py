@@ -178,6 +178,8 @@ def check(command: str, out: str, home: Path) -> None:
         assert "break-even" in out and "net" in out, out  # every cost term, not only the savings
     elif command.startswith("archiver sweep s3://bucket/shoes --model rumba --dry-run --older-than 90d"):
         assert "too-recent (modified or read within the last 90 days" in out, out  # says why, once
+    elif command == "archiver edge export --out ./edge":  # before the restores: records to export
+        assert re.search(r"exported the archive: [1-9]\d* records", out), out
     elif command == "archiver sources":
         assert "s3://bucket" in out
     elif command == "archiver show shoes/rumba-red-white.png":
