@@ -21,7 +21,7 @@ class RichSurveyProgress:
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("surveying {task.completed} images {task.fields[rate]} {task.fields[key]}"),
+            TextColumn("surveying: {task.completed} images described {task.fields[rate]} {task.fields[key]}"),
             console=console,
             disable=not console.is_terminal,
             transient=True,

@@ -454,12 +454,19 @@ class _Run:
         )
 
 
+FIRST_BATCH = 8  # the first batches ramp up to the configured size: progress shows from the start
+
+
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """`items` in batches of FIRST_BATCH, then twice that, up to `size`: a survey reports its first
+    images within seconds instead of after a whole batch (48 images were one silent batch of 64)."""
     batch: list[str] = []
+    wanted = min(FIRST_BATCH, size)
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        if len(batch) >= wanted:
             yield batch
             batch = []
+            wanted = min(wanted * 2, size)
     if batch:
         yield batch
