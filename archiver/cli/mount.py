@@ -124,11 +124,8 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     from archiver.stack import mismatches, running_stack
     from fusefs.tree import Tree
 
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s archiver mount: %(message)s", force=True
-    )
-    logging.getLogger("fusefs").setLevel(logging.INFO)  # one line per failed open
-    logging.getLogger("archiver.readpolicy").setLevel(logging.INFO)  # one line per render and fallback
+    # One line per failed open, and per render and fallback.
+    app.log_to_stderr("archiver mount", {"fusefs": logging.INFO, "archiver.readpolicy": logging.INFO})
     settings = app.settings
     catalog = app.catalog
     with catalog.begin() as session:
@@ -209,7 +206,8 @@ def _mount_in_background(
     }
     if settings.config_file is not None:
         env["ARCHIVER_CONFIG_FILE"] = str(settings.config_file)
-    argv = [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"]
+    level = [] if app.log_level is None else ["--log-level", logging.getLevelName(app.log_level).lower()]
+    argv = [sys.executable, "-m", "archiver", *level, "mount", str(point), "--foreground"]
     argv += ["--cache-size", cache_size] if cache_size else []
     argv += ["--allow-other"] if allow_other else []
     argv += ["--source", source] if source else []
