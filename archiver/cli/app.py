@@ -19,6 +19,7 @@ import click
 from archiver import __version__
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.queries import get_model
+from archiver.errors import ConfigError
 from archiver.settings import CommandLineError, Settings, load_settings, unknown_environment
 from archiver.storage import HotStore, S3Client, Vault, open_hot_store, open_vault, source_url
 
@@ -176,6 +177,24 @@ def configure_logging(ctx: click.Context, label: str, level: int | None, levels:
 def canonical_source(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A `--source URL` as the catalog names sources: `s3://bucket/shoes` is the bucket's source."""
     return None if value is None else source_url(value)
+
+
+Callback = Callable[[click.Context, click.Parameter, str | None], str | None]
+
+
+def checked(parse: Callable[[str], Any]) -> Callback:
+    """An option callback that checks a value with `parse` (e.g. `units.parse_size`) while the
+    command line is parsed, so a bad one is a usage error (exit 2), and hands the text on."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse(value)
+            except ConfigError as bad:
+                raise click.BadParameter(str(bad), ctx=ctx, param=param) from None
+        return value
+
+    return callback
 
 
 def _prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str:

@@ -12,17 +12,21 @@ from rich.console import Console
 from rich.table import Table
 
 from archiver.captionkeys import CaptionKeys
-from archiver.cli.app import App, caption_options, cli, pass_app, ray_options
+from archiver.cli.app import App, caption_options, checked, cli, pass_app, ray_options
 from archiver.cli.progress import Bar
-from archiver.units import human_bytes
+from archiver.units import human_bytes, parse_age, parse_size
 
 
 @cli.command()
 @click.argument("source")
 @click.option("--model", "model_name", required=True, help="Registered model that regenerates the images.")
-@click.option("--older-than", help="Only objects not modified (or accessed) for this long: 90d, 12h, 2w.")
-@click.option("--min-size", help="Only objects at least this big: 10KB, 5MiB.")
-@click.option("--max-size", help="Only objects at most this big.")
+@click.option(
+    "--older-than",
+    callback=checked(parse_age),
+    help="Only objects not modified (or accessed) for this long: 90d, 12h, 2w.",
+)
+@click.option("--min-size", callback=checked(parse_size), help="Only objects at least this big: 10KB, 5MiB.")
+@click.option("--max-size", callback=checked(parse_size), help="Only objects at most this big.")
 @click.option("--include", multiple=True, help="Only keys matching this glob (repeatable); * crosses /.")
 @click.option("--exclude", multiple=True, help="Skip keys matching this glob (repeatable).")
 @click.option(
@@ -77,7 +81,6 @@ def sweep(
     if it is unchanged. Safe to interrupt and re-run: it resumes where it stopped.
     """
     from archiver.sweep.filters import Filters, load_access_log
-    from archiver.units import parse_age, parse_size
 
     if ray_address is not None and not dry_run:
         from archiver.fleet.cluster import require_ray
