@@ -209,7 +209,7 @@ def _run(
     while True:
         passes += 1
         # A prefix restores one asset after another: progress per job (stderr; none for one key).
-        with Bar("restoring" if passes == 1 else "checking restores", unit="jobs", quiet_=quiet) as bar:
+        with Bar("restoring" if passes == 1 else "checking restores", unit="jobs") as bar:
             if len(job_ids) > 1:
                 bar.start(len(job_ids))
             jobs = []
