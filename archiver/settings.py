@@ -8,6 +8,8 @@ connecting, and report their own errors.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
 import tempfile
 import tomllib
@@ -23,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from archiver.errors import ConfigError
+from archiver.errors import ConfigError, ExitCode
 
 VaultStorageClass = Literal["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"]
 
@@ -213,12 +215,12 @@ class Settings(BaseSettings):
             if isinstance(init_settings, InitSettingsSource)
             else None
         )
-        explicit = cli_config or os.environ.get("ARCHIVER_CONFIG_FILE")
-        path = Path(explicit) if explicit else default_config_file()
+        path, explicit = config_file_path(cli_config)
         if explicit and not path.is_file():
-            raise ConfigError(
-                f"config file {path} does not exist: create it or point --config-file elsewhere"
-            )
+            missing = f"config file {path} does not exist: create it or point --config-file elsewhere"
+            if cli_config:
+                raise CommandLineError(missing, field="config_file")
+            raise ConfigError(missing.replace("--config-file", "ARCHIVER_CONFIG_FILE"))
         toml_source: PydanticBaseSettingsSource
         try:
             # Read once here so a malformed file is reported as a config error, not a traceback.
@@ -267,18 +269,100 @@ class Settings(BaseSettings):
         return self.home
 
 
+class CommandLineError(ConfigError):
+    """A setting given on the command line has a bad value: a usage error (exit 2), which the CLI
+    shows in click's style for the option `field` names. The same value from the environment or
+    the config file is a ConfigError (exit 3)."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def config_file_path(cli_config: Path | str | None = None) -> tuple[Path, bool]:
+    """The config file settings are read from, and whether it was named (--config-file, then
+    ARCHIVER_CONFIG_FILE) rather than the default location (which may be absent)."""
+    explicit = cli_config or os.environ.get("ARCHIVER_CONFIG_FILE")
+    return (Path(explicit) if explicit else default_config_file()), bool(explicit)
+
+
+def did_you_mean(name: str, prefix: str = "") -> str:
+    """' (did you mean PREFIX+X?)' for the setting name closest to `name`, or ''."""
+    close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1, cutoff=0.7)
+    return f" (did you mean {prefix}{close[0].upper() if prefix else close[0]}?)" if close else ""
+
+
+ENV_PREFIX = "ARCHIVER_"
+# ARCHIVER_* variables that are not settings: the CPU slot count (archiver.cpuslots), and the test,
+# demo and set-up scripts' own.
+NOT_SETTINGS = ("ARCHIVER_CPU_SLOTS", "ARCHIVER_TEST_", "ARCHIVER_DEMO_", "ARCHIVER_SETUP_")
+
+
+def unknown_environment(environ: dict[str, str] | None = None) -> list[str]:
+    """One warning per ARCHIVER_* variable that is no setting but is close to one (a typo that would
+    otherwise be ignored in silence, as the environment may hold other programs' variables)."""
+    warnings = []
+    for variable in sorted(os.environ if environ is None else environ):
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX) or name.startswith(NOT_SETTINGS):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        hint = did_you_mean(field, ENV_PREFIX) if field not in Settings.model_fields else ""
+        if hint:
+            warnings.append(f"{variable} is not a setting and is ignored{hint}")
+    return warnings
+
+
 def load_settings(**cli: Any) -> Settings:
-    """Build Settings from the command line's values (None means 'not given') over env, file, defaults."""
+    """Build Settings from the command line's values (None means 'not given') over env, file, defaults.
+
+    A bad value that came from the command line raises CommandLineError (exit 2); one from the
+    environment or the config file ConfigError (exit 3). An unknown key in the config file names
+    the setting it is closest to."""
     given = {name: value for name, value in cli.items() if value is not None}
     try:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
+        if first["type"] == "extra_forbidden":
+            path, _ = config_file_path(given.get("config_file"))
+            raise ConfigError(
+                f"unknown setting {field!r} in config file {path}{did_you_mean(field)}: "
+                "fix or remove it (`archiver config show` lists the settings)"
+            ) from None
+        if field in given:
+            raise CommandLineError(f"{first['msg']} (got {given[field]!r})", field=field) from None
         raise ConfigError(
             f"invalid setting {field!r}: {first['msg']}; fix --{field.replace('_', '-')}, "
             f"ARCHIVER_{field.upper()} or the config file"
         ) from None
+
+
+def setting_sources(cli: dict[str, Any]) -> dict[str, str]:
+    """Where each setting's effective value comes from: "command line (--x)", "environment
+    (ARCHIVER_X)", "config file PATH", or "default" (the same precedence as `load_settings`)."""
+    given = {name for name, value in cli.items() if value is not None}
+    environ = {name.upper() for name in os.environ}
+    path, _ = config_file_path(cli.get("config_file"))
+    in_file: set[str] = set()
+    if path.is_file():
+        # load_settings has reported a file it cannot read already.
+        with contextlib.suppress(OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            in_file = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    sources = {}
+    for name in Settings.model_fields:
+        if name in given:
+            sources[name] = f"command line (--{name.replace('_', '-')})"
+        elif f"{ENV_PREFIX}{name.upper()}" in environ:
+            sources[name] = f"environment ({ENV_PREFIX}{name.upper()})"
+        elif name in in_file:
+            sources[name] = f"config file {path}"
+        else:
+            sources[name] = "default"
+    return sources
 
 
 def default_of(name: str) -> Any:

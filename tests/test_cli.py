@@ -121,7 +121,13 @@ def test_db_upgrade_on_postgres(
         ),
         (["--vault-storage-class", "COLD", "status"], {}, ExitCode.USAGE, "COLD"),
         (["no-such-command"], {}, ExitCode.USAGE, "No such command"),
-        (["--config-file", "/nonexistent/archiver.toml", "status"], {}, ExitCode.CONFIG, "does not exist"),
+        (["--config-file", "/nonexistent/archiver.toml", "status"], {}, ExitCode.USAGE, "does not exist"),
+        (
+            ["status"],
+            {"ARCHIVER_CONFIG_FILE": "/nonexistent/archiver.toml"},
+            ExitCode.CONFIG,
+            "does not exist",
+        ),
     ],
 )
 def test_bad_input_gets_one_line_and_its_exit_code(

@@ -69,7 +69,7 @@ def test_config_file_given_on_command_line(archiver_env: Path, tmp_path: Path) -
     [
         ("vault = [", "cannot read config file"),
         ('vault_storage_class = "STANDARD"', "invalid setting 'vault_storage_class'"),
-        ("no_such_setting = 1", "invalid setting 'no_such_setting'"),
+        ("no_such_setting = 1", "unknown setting 'no_such_setting'"),
         ("s3_max_attempts = 0", "invalid setting 's3_max_attempts'"),
     ],
 )

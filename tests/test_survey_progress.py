@@ -22,8 +22,8 @@ class Recorded:
     def __init__(self) -> None:
         self.advances: list[tuple[int, str]] = []
 
-    def advance(self, images: int, key: str) -> None:
-        self.advances.append((images, key))
+    def advance(self, key: str, *, n: int) -> None:
+        self.advances.append((n, key))
 
 
 def test_the_example_reports_progress_after_its_first_images(tmp_path: Path) -> None:

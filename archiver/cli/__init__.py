@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from archiver.cli import (  # noqa: F401  (registers commands)
+    config,
     db,
     edge,
     example,

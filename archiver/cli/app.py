@@ -7,6 +7,8 @@ context closes it when the command ends.
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +19,8 @@ import click
 from archiver import __version__
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.queries import get_model
-from archiver.settings import Settings, load_settings
+from archiver.errors import ConfigError
+from archiver.settings import CommandLineError, Settings, load_settings, unknown_environment
 from archiver.storage import HotStore, S3Client, Vault, open_hot_store, open_vault, source_url
 
 if TYPE_CHECKING:  # torch and diffusers take seconds to import: only commands that render pay for it
@@ -31,13 +34,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 class App:
     """What a command needs, opened lazily from the settings."""
 
-    def __init__(self, ctx: click.Context, cli_settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        ctx: click.Context,
+        cli_settings: dict[str, Any],
+        *,
+        quiet: bool = False,
+        log_level: int | None = None,
+    ) -> None:
         self._ctx = ctx
-        self._cli_settings = cli_settings
+        self.cli_settings = cli_settings
+        self.quiet = quiet  # no progress (archiver.cli.progress) and only errors logged
+        self.log_level = log_level  # given by --log-level, -v or -q; None: the command's default
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(**self._cli_settings)
+        try:
+            settings = load_settings(**self.cli_settings)
+        except CommandLineError as bad:  # a usage error: shown as click shows a bad option value
+            option = next(p for p in self._ctx.find_root().command.params if p.name == bad.field)
+            raise click.BadParameter(str(bad), ctx=self._ctx.find_root(), param=option) from None
+        if not self.quiet:
+            for warning in unknown_environment():
+                click.echo(f"archiver: warning: {warning}", err=True)
+        return settings
+
+    def log_to_stderr(self, label: str = "archiver", levels: dict[str, int] | None = None) -> None:
+        """Send archiver's log records to stderr as `TIME LABEL: message`, the loggers in `levels`
+        at those levels (the servers log renders and requests at INFO), any other at WARNING;
+        --log-level, -v or -q set every one instead. Undone when the command ends."""
+        configure_logging(self._ctx, label, self.log_level, levels or {})
 
     def _s3_client(self) -> S3Client:
         from archiver.storage.s3 import make_s3_client  # boto3: only when an S3 URL is opened
@@ -99,10 +125,76 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
+LOGGERS = ("archiver", "fusefs")  # the package's loggers; third parties keep their own settings
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is when a record comes (tests swap it)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(f"%(asctime)s {label}: %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(ctx: click.Context, label: str, level: int | None, levels: dict[str, int]) -> None:
+    """One stderr handler on archiver's loggers (replacing the one an earlier call set), their
+    levels from `level` (explicit) or `levels` (the command's defaults, else WARNING); the handler
+    and the old levels are put back when the root context closes (tests run many commands in one
+    process, and pytest's own handlers stay untouched)."""
+    root = ctx.find_root()
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+            logger.removeHandler(old)
+        logger.addHandler(_StderrHandler(label))
+    names = set(LOGGERS) | set(levels)
+    previous = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(level if level is not None else levels.get(name, logging.WARNING))
+
+    def undo() -> None:
+        for name in LOGGERS:
+            logger = logging.getLogger(name)
+            for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+                logger.removeHandler(old)
+        for name, old_level in previous.items():
+            logging.getLogger(name).setLevel(old_level)
+
+    if not root.meta.get("archiver.logging"):
+        root.meta["archiver.logging"] = True
+        root.call_on_close(undo)
+
 
 def canonical_source(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A `--source URL` as the catalog names sources: `s3://bucket/shoes` is the bucket's source."""
     return None if value is None else source_url(value)
+
+
+Callback = Callable[[click.Context, click.Parameter, str | None], str | None]
+
+
+def checked(parse: Callable[[str], Any]) -> Callback:
+    """An option callback that checks a value with `parse` (e.g. `units.parse_size`) while the
+    command line is parsed, so a bad one is a usage error (exit 2), and hands the text on."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse(value)
+            except ConfigError as bad:
+                raise click.BadParameter(str(bad), ctx=ctx, param=param) from None
+        return value
+
+    return callback
 
 
 def _prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -169,9 +261,19 @@ def ray_options(what: str, actors_help: str) -> Callable[[F], F]:
     type=click.Choice(["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"]),
     help="Storage class of vault uploads [ARCHIVER_VAULT_STORAGE_CLASS].",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress, and only errors logged.")
+@click.option("-v", "--verbose", count=True, help="Log more: -v info, -vv debug.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Level of archiver's log lines on stderr (overrides -v and -q) [default: warning; "
+    "info for serve, mount and review].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, **cli_settings: Any) -> None:
+def cli(
+    ctx: click.Context, debug: bool, quiet: bool, verbose: int, log_level: str | None, **cli_settings: Any
+) -> None:
     """Cold storage for image inventories by media rehydration.
 
     Swaps verified long-tail images for prompt+seed records, keeps the originals in an archive
@@ -179,4 +281,12 @@ def cli(ctx: click.Context, debug: bool, **cli_settings: Any) -> None:
     3 config, 4 catalog, 5 storage, 6 not found, 7 restore pending, 8 checksum mismatch,
     9 model, 130 interrupted.
     """
-    ctx.obj = App(ctx, cli_settings)
+    level = None
+    if log_level is not None:
+        level = logging.getLevelName(log_level.upper())
+    elif verbose:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
+    elif quiet:
+        level = logging.ERROR
+    ctx.obj = App(ctx, cli_settings, quiet=quiet, log_level=level)
+    ctx.obj.log_to_stderr()

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import click
 
-from archiver.cli.app import App, canonical_source, cli, pass_app
+from archiver.cli.app import App, canonical_source, checked, cli, pass_app
 from archiver.errors import MountError
+from archiver.units import parse_size
 
 MOUNT_WAIT_SECONDS = 120  # a background mount loads the catalog index before it mounts
 
@@ -76,7 +77,9 @@ def _fusermount() -> str:
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option("--foreground", "-f", is_flag=True, help="Stay attached; log to stderr; Ctrl-C unmounts.")
 @click.option(
-    "--cache-size", help="Size limit of the on-disk cache: 500MiB, 20GB [ARCHIVER_CACHE_SIZE, bytes; 10 GiB]."
+    "--cache-size",
+    callback=checked(parse_size),
+    help="Size limit of the on-disk cache: 500MiB, 20GB [ARCHIVER_CACHE_SIZE, bytes; 10 GiB].",
 )
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount (needs user_allow_other).")
 @click.option(
@@ -100,7 +103,6 @@ def mount(
     When a render fails, the vault original is served if it is readable; otherwise the open fails
     with EREMOTE ("Object is remote") and a restore is requested. Unmount with `archiver umount`.
     """
-    from archiver.units import parse_size
 
     point = check_mount_point(mountpoint)
     size = parse_size(cache_size) if cache_size else app.settings.cache_size
@@ -124,11 +126,8 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     from archiver.stack import mismatches, running_stack
     from fusefs.tree import Tree
 
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s archiver mount: %(message)s", force=True
-    )
-    logging.getLogger("fusefs").setLevel(logging.INFO)  # one line per failed open
-    logging.getLogger("archiver.readpolicy").setLevel(logging.INFO)  # one line per render and fallback
+    # One line per failed open, and per render and fallback.
+    app.log_to_stderr("archiver mount", {"fusefs": logging.INFO, "archiver.readpolicy": logging.INFO})
     settings = app.settings
     catalog = app.catalog
     with catalog.begin() as session:
@@ -209,7 +208,8 @@ def _mount_in_background(
     }
     if settings.config_file is not None:
         env["ARCHIVER_CONFIG_FILE"] = str(settings.config_file)
-    argv = [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"]
+    level = [] if app.log_level is None else ["--log-level", logging.getLevelName(app.log_level).lower()]
+    argv = [sys.executable, "-m", "archiver", *level, "mount", str(point), "--foreground"]
     argv += ["--cache-size", cache_size] if cache_size else []
     argv += ["--allow-other"] if allow_other else []
     argv += ["--source", source] if source else []

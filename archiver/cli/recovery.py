@@ -9,19 +9,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from archiver.catalog.database import describe, parse_url
 from archiver.cli.app import App, cli, pass_app
 from archiver.cli.db import db
 from archiver.cli.model import model
+from archiver.cli.progress import Bar
 from archiver.errors import ConfigError, ExitCode
-
-PROGRESS_AFTER = 50  # vault objects: fsck shows a progress bar (on a terminal) from this many on
 
 
 @db.command("rebuild")
@@ -124,28 +120,18 @@ def model_fetch(app: App, sha256: str, directory: Path, name: str | None) -> Non
         click.echo(f"model {row.name!r}: {row.sha256} fetched into {path}")
 
 
-class _Bar:
-    def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("checking"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not console.is_terminal,
-            transient=True,
-        )
-        self._task: Any = None
+class _Checked:
+    """fsck's (done, total) callback on the shared progress bar, started at the first object."""
+
+    def __init__(self) -> None:
+        self._bar = Bar("checking vault objects", unit="obj")
 
     def __call__(self, done: int, total: int) -> None:
-        if total < PROGRESS_AFTER:
-            return
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task("fsck", total=total)
-        self._progress.update(self._task, completed=done)
+        if self._bar.total is None:
+            self._bar.start(total)
+        self._bar.update(done)
         if done == total:
-            self._progress.stop()
+            self._bar.stop()
 
 
 @cli.command()
@@ -174,7 +160,7 @@ def fsck(app: App, prefix: str, read_data: bool, tier: str, as_json: bool) -> in
         prefix=prefix,
         read_data=read_data,
         thaw_tier=tier,  # type: ignore[arg-type]
-        progress=_Bar(Console(stderr=True)),
+        progress=_Checked(),
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True))

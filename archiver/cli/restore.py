@@ -13,6 +13,7 @@ from rich.table import Table
 from archiver.catalog import queries
 from archiver.catalog.models import AssetState, RestoreMode
 from archiver.cli.app import App, canonical_source, cli, pass_app
+from archiver.cli.progress import Bar
 from archiver.errors import ExitCode, NotFound
 
 
@@ -180,7 +181,8 @@ def restore_request(
                     session, a, mode, tier=tier if original else None, days=days if original else None
                 ).id
             )
-    jobs = _run(app, job_ids, wait=wait, timeout=timeout, poll=poll, quiet=as_json) if job_ids else []
+    quiet = as_json or app.quiet
+    jobs = _run(app, job_ids, wait=wait, timeout=timeout, poll=poll, quiet=quiet) if job_ids else []
     _print(jobs, as_json, already)
     failed = [j for j in jobs if j.state == "failed"]
     if failed:
@@ -203,8 +205,18 @@ def _run(
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = poll
     console = Console(stderr=True)
+    passes = 0
     while True:
-        jobs = runner.advance(job_ids)
+        passes += 1
+        # A prefix restores one asset after another: progress per job (stderr; none for one key).
+        with Bar("restoring" if passes == 1 else "checking restores", unit="jobs") as bar:
+            if len(job_ids) > 1:
+                bar.start(len(job_ids))
+            jobs = []
+            for job_id in job_ids:
+                (job,) = runner.advance([job_id])
+                jobs.append(job)
+                bar.advance(job.key, job.state != "failed")
         pending = [j for j in jobs if not j.finished]
         if not wait or not pending:
             return jobs

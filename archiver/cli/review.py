@@ -7,7 +7,6 @@ the decisions as CSV, `--apply` a CSV, or write the page as files with `--html D
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,13 +130,7 @@ def _serve(app: App, service: ReviewService, host: str | None, port: int, state:
     from archiver.origin.server import bind, serve_app, url_of
     from archiver.review.app import create_app
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.WARNING,
-        format="%(asctime)s archiver review: %(message)s",
-        force=True,
-    )
-    logging.getLogger("archiver").setLevel(logging.INFO)
+    app.log_to_stderr("archiver review", {"archiver": logging.INFO})
     web = create_app(service, state=state)
     sock = bind(host or app.settings.serve_host, port)
     log.info("review page on %s/ as %s (%d assets)", url_of(sock), service.reviewer, len(service.items()))

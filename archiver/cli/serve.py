@@ -10,7 +10,6 @@ edge exports; it replaces `CatalogAssets` (archiver/origin/assets.py) in `build`
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
@@ -38,10 +37,7 @@ def serve(app: App, host: str | None, port: int | None, source: str | None) -> N
     """
     from archiver.origin.server import bind, build, run, url_of
 
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s archiver serve: %(message)s", force=True
-    )
-    logging.getLogger("archiver").setLevel(logging.INFO)  # renders, fallbacks, failures, the access log
+    app.log_to_stderr("archiver serve", {"archiver": logging.INFO})  # renders, fallbacks, the access log
     settings = app.settings
     origin = build(settings, app.catalog, app.vault, source=source)
     try:

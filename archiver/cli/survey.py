@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from archiver.cli.app import App, cli, pass_app, ray_options
+from archiver.cli.progress import Bar, bar
 from archiver.units import human_bytes
-
-
-class RichSurveyProgress:
-    """Images described so far, the rate and the last key (the listing streams: no total is known)."""
-
-    def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("surveying: {task.completed} images described {task.fields[rate]} {task.fields[key]}"),
-            console=console,
-            disable=not console.is_terminal,
-            transient=True,
-        )
-        self._task = self._progress.add_task("survey", total=None, rate="", key="")
-        self._started = time.monotonic()
-        self._progress.start()
-
-    def advance(self, images: int, key: str) -> None:
-        done = self._progress.tasks[0].completed + images
-        rate = f"({done / max(time.monotonic() - self._started, 1e-9):.0f}/s)"
-        self._progress.update(self._task, advance=images, rate=rate, key=key)
-
-    def stop(self) -> None:
-        self._progress.stop()
 
 
 @cli.command()
@@ -153,15 +128,14 @@ def survey(
         trunk_path=s.lpips_weights,
         allowed_trunks=[sha for sha in s.lpips_allow_trunk.split(",") if sha],
     )
-    progress = None if as_json else RichSurveyProgress(Console(stderr=True))
+    progress = bar("surveying", unit="img")  # the listing streams: no total is known
     try:
         if ray_address is None:
             result = run_survey(store, config, traffic=traffic, progress=progress)
         else:
             result = _fleet_survey(app, store, config, traffic, progress, ray_address, ray_actors)
     finally:
-        if progress is not None:
-            progress.stop()
+        progress.stop()
     with result:
         if csv_file is not None:
             write_csv(result, top, csv_file)
@@ -185,7 +159,7 @@ def _fleet_survey(
     store: Any,
     config: Any,
     traffic: Any,
-    progress: RichSurveyProgress | None,
+    progress: Bar,
     address: str,
     actors: int | None,
 ) -> Any:

@@ -10,57 +10,24 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from archiver.captionkeys import CaptionKeys
-from archiver.cli.app import App, caption_options, cli, pass_app, ray_options
-from archiver.units import human_bytes
-
-
-class RichSweepProgress:
-    """The verify step's progress bar: count, rate and ETA (the gate is where a sweep spends its time)."""
-
-    def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[key]}"),
-            console=console,
-            disable=not console.is_terminal,
-            transient=True,
-        )
-        self._task: Any = None
-        self._started = datetime.now(UTC)
-        self._description = "verifying"
-
-    def describe(self, description: str) -> None:
-        self._description = description
-
-    def start(self, total: int) -> None:
-        self._progress.start()
-        self._started = datetime.now(UTC)  # the rate counts from the first proof, not the listing
-        self._task = self._progress.add_task(self._description, total=total, rate="", key="")
-
-    def advance(self, key: str, passed: bool) -> None:
-        task = self._progress.tasks[0]
-        elapsed = (datetime.now(UTC) - self._started).total_seconds() or 1e-9
-        rate = f"{(task.completed + 1) / elapsed:.2f} img/s"
-        self._progress.update(self._task, advance=1, rate=rate, key=key)
-
-    def stop(self) -> None:
-        self._progress.stop()
+from archiver.cli.app import App, caption_options, checked, cli, pass_app, ray_options
+from archiver.cli.progress import Bar
+from archiver.units import human_bytes, parse_age, parse_size
 
 
 @cli.command()
 @click.argument("source")
 @click.option("--model", "model_name", required=True, help="Registered model that regenerates the images.")
-@click.option("--older-than", help="Only objects not modified (or accessed) for this long: 90d, 12h, 2w.")
-@click.option("--min-size", help="Only objects at least this big: 10KB, 5MiB.")
-@click.option("--max-size", help="Only objects at most this big.")
+@click.option(
+    "--older-than",
+    callback=checked(parse_age),
+    help="Only objects not modified (or accessed) for this long: 90d, 12h, 2w.",
+)
+@click.option("--min-size", callback=checked(parse_size), help="Only objects at least this big: 10KB, 5MiB.")
+@click.option("--max-size", callback=checked(parse_size), help="Only objects at most this big.")
 @click.option("--include", multiple=True, help="Only keys matching this glob (repeatable); * crosses /.")
 @click.option("--exclude", multiple=True, help="Skip keys matching this glob (repeatable).")
 @click.option(
@@ -115,7 +82,6 @@ def sweep(
     if it is unchanged. Safe to interrupt and re-run: it resumes where it stopped.
     """
     from archiver.sweep.filters import Filters, load_access_log
-    from archiver.units import parse_age, parse_size
 
     if ray_address is not None and not dry_run:
         from archiver.fleet.cluster import require_ray
@@ -141,8 +107,7 @@ def sweep(
         return
     from archiver.sweep.run import Sweep, SweepConfig
 
-    console = Console(stderr=True)
-    progress = None if as_json else RichSweepProgress(console)
+    progress = Bar("verifying", unit="img")  # the gate is where a sweep spends its time
     settings = app.settings
     config = SweepConfig(
         model=model_name,
@@ -171,8 +136,7 @@ def sweep(
         else:
             summary = _fleet_sweep(app, store, config, ray_address, ray_actors, ray_batch, progress)
     finally:
-        if progress is not None:
-            progress.stop()
+        progress.stop()
     report = summary.to_dict()
     report["estimate"] = _saving(app, summary.archived_sizes)
     net = _net(
@@ -221,7 +185,7 @@ def _fleet_sweep(
     address: str,
     actors: int | None,
     batch: int,
-    progress: RichSweepProgress | None,
+    progress: Bar,
 ) -> Any:
     """The same sweep with its prove step on a Ray actor pool (`archiver.fleet.sweep`)."""
     import functools
@@ -233,8 +197,7 @@ def _fleet_sweep(
     settings = app.settings
     with connected(address, settings.catalog_url) as cluster:
         pool = cluster.pool(actors)
-        if progress is not None:
-            progress.describe(f"verifying on Ray ({pool.actors} actors)")
+        progress.describe(f"verifying on Ray ({pool.actors} actors)")
         return FleetSweep(
             app.catalog,
             store,

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from archiver.cli.app import App, cli, pass_app
+from archiver.cli.progress import Bar
+
+if TYPE_CHECKING:  # torch: only when training runs
+    from archiver.training import Example, Progress, TrainResult
 
 
 @cli.command()
@@ -44,6 +49,13 @@ from archiver.cli.app import App, cli, pass_app
     "of the machine's CPU slots, so training beside a sweep or a mount takes turns with their renders.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Save a checkpoint (what --resume continues from) every this many steps.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--register", "register_as", help="Register the trained model under this name.")
 @pass_app
@@ -60,12 +72,15 @@ def train(
     lr: float,
     threads: int | None,
     seed: int,
+    checkpoint_every: int,
     resume: bool,
     register_as: str | None,
 ) -> None:
     """Train a model on the captioned images in SOURCE (a directory or s3://bucket/prefix).
 
     The output directory carries captions.json (key -> prompt), so a sweep knows each key's prompt.
+    Progress (step and loss) goes to stderr: a bar on a terminal, else a line at each tenth of the
+    steps or every 30 s.
     """
     from archiver.training.captions import load_key_list
     from archiver.training.inputs import gather_examples
@@ -89,35 +104,17 @@ def train(
     import torch
 
     torch.set_num_threads(threads or app.settings.train_threads)
-    if base_dir is None:
-        from archiver.training.tiny import train_tiny
+    progress = Bar("training", unit="steps")
 
-        result = train_tiny(
-            examples,
-            out_dir,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            resume=resume,
-            keep_checkpoints=False,
-        )
-    else:
-        from archiver.training.lora import train_lora
-        from archiver.training.merge_lora import merge_into_pipeline
+    def report(step: int, total: int, loss: float) -> None:
+        if progress.total is None:
+            progress.start(total)
+        progress.update(step, f"loss {loss:.5f}")
 
-        result = train_lora(
-            base_dir,
-            examples,
-            out_dir,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            resume=resume,
-            device=app.settings.resolved_device(),
+    with progress:
+        result = _train(
+            app, examples, out_dir, base_dir, steps, batch_size, lr, seed, resume, checkpoint_every, report
         )
-        merge_into_pipeline(base_dir, out_dir)
     click.echo(
         json.dumps(
             {
@@ -135,3 +132,53 @@ def train(
         with app.catalog.begin() as session:
             row = register_model(session, out_dir, register_as)
             click.echo(f"registered as {row.name!r}, sha256 {row.sha256}")
+
+
+def _train(
+    app: App,
+    examples: list[Example],
+    out_dir: Path,
+    base_dir: Path | None,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    resume: bool,
+    checkpoint_every: int,
+    report: Progress,
+) -> TrainResult:
+    """A tiny model trained from scratch, or LoRA fitted to `base_dir` and merged into its pipeline."""
+    if base_dir is None:
+        from archiver.training.tiny import train_tiny
+
+        return train_tiny(
+            examples,
+            out_dir,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            resume=resume,
+            checkpoint_every=checkpoint_every,
+            progress=report,
+            keep_checkpoints=False,
+        )
+    else:
+        from archiver.training.lora import train_lora
+        from archiver.training.merge_lora import merge_into_pipeline
+
+        result: TrainResult = train_lora(
+            base_dir,
+            examples,
+            out_dir,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            resume=resume,
+            checkpoint_every=checkpoint_every,
+            progress=report,
+            device=app.settings.resolved_device(),
+        )
+        merge_into_pipeline(base_dir, out_dir)
+    return result

@@ -6,11 +6,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from archiver.captionkeys import CaptionKeys, caption_hint
 from archiver.cli.app import App, caption_options, cli, pass_app
+from archiver.cli.progress import bar
 
 if TYPE_CHECKING:
     from archiver.prove import Proof
@@ -48,8 +47,9 @@ def _fmt(value: Any, digits: int) -> str:
 def verify(app: App, source: str, model_name: str, caption_keys: CaptionKeys, as_json: bool) -> None:
     """Run the gate on every image in SOURCE (a directory or s3://bucket/prefix); change nothing.
 
-    Prints, per image, the verdict (every check that refused it) and LPIPS, worst tile, PSNR,
-    colour difference (ΔE00 of the worst 1%) and sibling margin of the best seed. The siblings are
+    Prints, per image as it is decided, the seed, LPIPS, worst tile, PSNR, colour difference (ΔE00
+    of the worst 1%) and sibling margin of the best seed, and the verdict (every check that refused
+    it); progress goes to stderr. With --json, one object at the end. The siblings are
     the ones `sweep` judges with: the images of SOURCE the model has a caption for.
     """
     from archiver.imagetypes import is_image_key
@@ -60,7 +60,21 @@ def verify(app: App, source: str, model_name: str, caption_keys: CaptionKeys, as
     prover = GroupProver.for_source(
         keys, store.get, app.load_model(model_name), app.gate, app.search_limits, caption_keys
     )
-    rows = [proof_row(prover.prove(key)[0]) for key in keys]
+    width = max([len("key"), *map(len, keys)])
+    if not as_json:  # each row is printed as it is decided: a long run shows its verdicts as it goes
+        click.echo(
+            _line(
+                width, ("key", "seed", "LPIPS", "worst tile", "PSNR dB", "ΔE00 worst", "margin dB", "verdict")
+            )
+        )
+    rows = []
+    with bar("verifying", len(keys), unit="img") as progress:
+        for key in keys:
+            row = proof_row(prover.prove(key)[0])
+            rows.append(row)
+            progress.advance(key, row["passed"])
+            if not as_json:
+                click.echo(_line(width, _cells(row)))
     passed = sum(r["passed"] for r in rows)
     uncaptioned = [r["key"] for r in rows if r["failures"] == ["no-caption"]]
     hint = caption_hint(uncaptioned, prover.captions, caption_keys, model_name) if uncaptioned else None
@@ -80,18 +94,28 @@ def verify(app: App, source: str, model_name: str, caption_keys: CaptionKeys, as
             )
         )
         return
-    table = Table(caption=f"{passed} of {len(rows)} images pass the gate with model {model_name!r}")
-    for column in ("key", "verdict", "seed", "LPIPS", "worst tile", "PSNR dB", "ΔE00 worst", "margin dB"):
-        table.add_column(column, justify="left" if column in ("key", "verdict") else "right")
-    for r in rows:
-        table.add_row(
-            r["key"],
-            "pass" if r["passed"] else "reject: " + ", ".join(r["failures"]),
-            "-" if r["seed"] is None else str(r["seed"]),
-            _fmt(r["lpips"], 4),
-            _fmt(r["worst_tile"], 4),
-            _fmt(r["psnr"], 2),
-            _fmt(r["colour_worst"], 2),
-            _fmt(r["sibling_margin_db"], 2),
-        )
-    Console(width=140).print(table)
+    click.echo(f"{passed} of {len(rows)} images pass the gate with model {model_name!r}")
+
+
+def _cells(r: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        r["key"],
+        "-" if r["seed"] is None else str(r["seed"]),
+        _fmt(r["lpips"], 4),
+        _fmt(r["worst_tile"], 4),
+        _fmt(r["psnr"], 2),
+        _fmt(r["colour_worst"], 2),
+        _fmt(r["sibling_margin_db"], 2),
+        "pass" if r["passed"] else "reject: " + ", ".join(r["failures"]),
+    )
+
+
+def _line(width: int, cells: tuple[str, ...]) -> str:
+    """One row: the key padded to `width`, the numbers right-aligned, the verdict last (its length varies)."""
+    key, *numbers, verdict = cells
+    return "  ".join(
+        [key.ljust(width), *(n.rjust(w) for n, w in zip(numbers, NUMBER_WIDTHS, strict=True)), verdict]
+    )
+
+
+NUMBER_WIDTHS = (6, 7, 10, 7, 10, 9)  # seed, LPIPS, worst tile, PSNR dB, ΔE00 worst, margin dB

@@ -43,7 +43,7 @@ from archiver.survey.traffic import Traffic
 
 
 class SurveyProgress(Protocol):
-    def advance(self, images: int, key: str) -> None: ...
+    def advance(self, key: str, *, n: int) -> None: ...  # n more images described, the last `key`
 
 
 @dataclass(frozen=True)
@@ -374,9 +374,8 @@ class _Run:
             self.survey.images += 1
         if self.progress is not None and outcomes:
             last = outcomes[-1]
-            self.progress.advance(
-                len(outcomes), last.descriptor.key if isinstance(last, Described) else last[0]
-            )
+            key = last.descriptor.key if isinstance(last, Described) else last[0]
+            self.progress.advance(key, n=len(outcomes))
 
     def _spooled(self, judged: Judged) -> None:
         requests, sent = self.traffic.of(judged.key) if self.traffic is not None else (0.0, 0.0)

@@ -126,7 +126,10 @@ class SweepSummary:
     verified: int = 0
     vault_objects: int = 0
     archived: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)  # by gate/input reason
+    rejected: Counter[str] = field(default_factory=Counter)  # by gate/input reason (the first only)
+    # Every check that refused each rejected image (an image the colour and PSNR checks both refused
+    # counts under both): which threshold stands between a group and its archive.
+    rejected_checks: Counter[str] = field(default_factory=Counter)
     not_deleted: Counter[str] = field(default_factory=Counter)  # vaulted, hot copy kept, by reason
     held: int = 0  # vaulted, hot copy kept until a person approves (`--require-review`)
     bytes_freed: int = 0
@@ -160,6 +163,7 @@ class SweepSummary:
             "vault_objects": self.vault_objects,
             "archived": self.archived,
             "rejected": dict(sorted(self.rejected.items())),
+            "rejected_checks": dict(sorted(self.rejected_checks.items())),
             "not_deleted": dict(sorted(self.not_deleted.items())),
             "held": self.held,
             "bytes_freed": self.bytes_freed,
@@ -437,6 +441,8 @@ class Sweep:
                 )
                 queries.release(session, asset)
                 self.summary.rejected[proof.reason or "unknown"] += 1
+                failures = proof.report.failures if proof.report else []
+                self.summary.rejected_checks.update(failures or [proof.reason or "unknown"])
                 if proof.reason == "no-caption":
                     self._no_caption.append(key)
                 return
@@ -554,6 +560,7 @@ class Sweep:
             )
             queries.release(session, asset)
         self.summary.rejected["changed-after-verify"] += 1
+        self.summary.rejected_checks["changed-after-verify"] += 1
 
     # --- 5. delete the hot copy if it is still the one that was verified ---
 
