@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -284,3 +286,18 @@ def test_jpeg_optimized_huffman_tables_are_detected_and_written() -> None:
     assert len(out) < len(encode(decode_rgb(data, "o.jpg"), plain)) and len(out) <= 1.05 * len(data)
     progressive = capture_profile(_save(photo, "JPEG", quality=85, progressive=True))
     assert progressive.jpeg_progressive is True and progressive.jpeg_optimize is None
+
+
+def test_an_interlaced_png_says_why_its_bytes_differ() -> None:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # 1x1 Adam7: the only pixel is in the first pass, the other six passes are empty
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 1)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x10\x20\x30"))
+    data += chunk(b"IEND", b"")
+    profile = capture_profile(data, "adam7.png")
+    assert profile.size_notes == ("png-interlace-dropped",) and profile.png_colours == 1
+    out = encode(decode_rgb(data, "adam7.png"), profile)
+    assert out[28] == 0  # IHDR: not interlaced
+    assert decode_rgb(out, "x.png").getpixel((0, 0)) == (0x10, 0x20, 0x30)
