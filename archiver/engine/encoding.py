@@ -30,7 +30,7 @@ What is captured, per format, and the honest limits:
   - `png_compress_level`: the zlib level class the original's IDAT stream declares (FLEVEL:
     fastest, fast, default, maximum), written as 1, 5, 6 or 9. Version 1 wrote level 6.
   Pillow chooses the row filters itself, and cannot write Adam7 interlacing: an interlaced
-  original is served progressive-less (`size_notes`), usually smaller.
+  original is served without it (`size_notes`), usually smaller.
 - WebP: lossless or lossy, read from the RIFF chunks (VP8L vs VP8). libwebp does not record the
   quality of a lossy file, so `webp_quality` is a GUESS: the quality at which re-encoding the
   decoded original comes closest in size to the original. Method (effort) is not recorded either;
@@ -316,7 +316,8 @@ def _reduce(image: Image.Image, colours: int) -> Image.Image:
     """`image` with at most `colours` colours: as it is when it has no more, else its flat areas
     smoothed (each pixel the rounded mean of its 5x5 neighbours within `_SMOOTH_LEVELS` in every
     channel, so edges and thin lines stay) and reduced by Pillow's octree, without dithering.
-    Integer arithmetic throughout: the same pixels give the same colours on every machine."""
+    Integer arithmetic and Pillow's integer octree: the same pixels give the same colours for one
+    build of Pillow and numpy (both in the software stack a record keeps)."""
     if image.getcolors(colours) is not None:
         return image
     a = np.asarray(image, dtype=np.int32)
