@@ -76,6 +76,7 @@ SIZE_NOTES = {
 }
 _SMOOTH_LEVELS = 10  # neighbours within this many levels (every channel) are flat-area noise
 _SMOOTH_RADIUS = 2  # 5x5 neighbourhood
+_SMOOTH_PASSES = 3  # each pass flattens what the last left; 3 took a palette original's 1.32x to 1.10x
 _ZLIB_LEVELS = {0: 1, 1: 5, 2: 6, 3: 9}  # a zlib stream's FLEVEL class -> the level written
 _PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP")
 _PNG_COMPRESS_LEVEL = 6
@@ -315,7 +316,8 @@ def _capture_png(
 def _reduce(image: Image.Image, colours: int) -> Image.Image:
     """`image` with at most `colours` colours: as it is when it has no more, else its flat areas
     smoothed (each pixel the rounded mean of its 5x5 neighbours within `_SMOOTH_LEVELS` in every
-    channel, so edges and thin lines stay) and reduced by Pillow's octree, without dithering.
+    channel, so edges and thin lines stay; `_SMOOTH_PASSES` times) and reduced by Pillow's octree,
+    without dithering.
     Integer arithmetic and Pillow's integer octree: the same pixels give the same colours for one
     build of Pillow and numpy (both in the software stack a record keeps)."""
     if image.getcolors(colours) is not None:
@@ -323,16 +325,18 @@ def _reduce(image: Image.Image, colours: int) -> Image.Image:
     a = np.asarray(image, dtype=np.int32)
     h, w, _ = a.shape
     r = _SMOOTH_RADIUS
-    padded = np.pad(a, ((r, r), (r, r), (0, 0)), mode="edge")
-    total = np.zeros_like(a)
-    count = np.zeros((h, w, 1), dtype=np.int32)
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1):
-            near = padded[dy : dy + h, dx : dx + w]
-            flat = np.abs(near - a).max(axis=2, keepdims=True) <= _SMOOTH_LEVELS
-            total += near * flat
-            count += flat
-    smooth = Image.fromarray(((2 * total + count) // (2 * count)).astype(np.uint8), "RGB")
+    for _ in range(_SMOOTH_PASSES):
+        padded = np.pad(a, ((r, r), (r, r), (0, 0)), mode="edge")
+        total = np.zeros_like(a)
+        count = np.zeros((h, w, 1), dtype=np.int32)
+        for dy in range(2 * r + 1):
+            for dx in range(2 * r + 1):
+                near = padded[dy : dy + h, dx : dx + w]
+                flat = np.abs(near - a).max(axis=2, keepdims=True) <= _SMOOTH_LEVELS
+                total += near * flat
+                count += flat
+        a = (2 * total + count) // (2 * count)  # the rounded mean (count >= 1: a pixel is its own neighbour)
+    smooth = Image.fromarray(a.astype(np.uint8), "RGB")
     return smooth.quantize(colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).convert("RGB")
 
 
