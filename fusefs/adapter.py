@@ -74,6 +74,10 @@ SERVED_XATTR = XATTR_PREFIX + "served"  # "rehydrated" or "original": what the l
 # How the last read's bytes were verified: "exact", "within-tolerance 66.2 dB" (this machine's
 # render, its sketch that many dB from the accepted render's) or "original".
 VERIFIED_XATTR = XATTR_PREFIX + "verified"
+# The bytes reading the file gives (`sha256sum` agrees with it): the record's render until a read
+# returned other bytes, then those. The original's are `original_sha256` and `original_size`.
+SERVED_SHA256_XATTR = XATTR_PREFIX + "served_sha256"
+SERVED_SIZE_XATTR = XATTR_PREFIX + "served_size"
 
 # Seconds the kernel may trust an entry and its attributes without asking: archived entries are
 # immutable, and catalog changes are invalidated explicitly (Invalidator).
@@ -253,6 +257,10 @@ class ArchiveOperations(mfusepy.Operations):
             if last is None:
                 return b""
             return (last.origin if name == SERVED_XATTR else last.describe()).encode()
+        if name in (SERVED_SHA256_XATTR, SERVED_SIZE_XATTR):
+            last = self.policy.served.get(self.tree.file(path).asset_id)
+            if last is not None:  # what a read returned: another render within tolerance, or the original
+                return (last.sha256 if name == SERVED_SHA256_XATTR else str(last.size)).encode()
         value = self.tree.xattrs(path).get(name)
         if value is None:
             raise FuseOSError(errno.ENODATA)

@@ -251,7 +251,10 @@ class Tree:
 
     # --- extended attributes: where a file comes from ---
 
-    XATTRS = ("key", "source", "state", "prompt", "seed", "model", "lpips", "sha256")
+    XATTRS = (
+        "key", "source", "state", "prompt", "seed", "model", "lpips",
+        "original_sha256", "original_size", "served_sha256", "served_size",
+    )  # fmt: skip
 
     def xattr_names(self, path: str) -> list[str]:
         if self.normalize(path) in self.index().dirs:
@@ -272,15 +275,19 @@ class Tree:
 
 def describe(asset: Asset) -> dict[str, str]:
     """The provenance a user sees with `getfattr -d`: the key (the name `show` and `restore` take, and
-    the file's path), its source, state, prompt, seed, model, LPIPS, SHA-256."""
+    the file's path), its source, state, prompt, seed, model, LPIPS, and two SHA-256s and sizes by
+    name: the original's (what the vault holds) and the served bytes' (what reading the file gives:
+    here the record's render; the adapter puts the last read's in their place once there is one)."""
     record = asset.record
     values = {
         "key": asset.key,
         "source": asset.source.url,
         "state": asset.state.value,
-        "sha256": asset.sha256 or "",
+        "original_sha256": asset.sha256 or "",
+        "original_size": str(asset.size),
     }
     if record is not None:
+        values |= {"served_sha256": record.rendered_sha256, "served_size": str(record.rendered_size)}
         lpips = (record.gate_report or {}).get("metrics", {}).get("lpips")
         values |= {
             "prompt": record.prompt,

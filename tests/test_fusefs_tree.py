@@ -177,7 +177,11 @@ def test_xattrs_say_where_a_file_comes_from(catalog: Catalog) -> None:
     assert values["user.archiver.prompt"] == b"a photo of shoes/red.png"
     assert values["user.archiver.seed"] == b"7" and values["user.archiver.lpips"] == b"0.0125"
     assert values["user.archiver.model"] == b"tiny sha256:" + b"ab" * 32
-    assert values["user.archiver.sha256"] == hashlib.sha256(b"shoes/red.png").hexdigest().encode()
+    assert values["user.archiver.original_sha256"] == hashlib.sha256(b"shoes/red.png").hexdigest().encode()
+    assert values["user.archiver.original_size"] == b"1001"
+    assert values["user.archiver.served_sha256"] == b"ef" * 32  # the record's render, until a read
+    assert values["user.archiver.served_size"] == b"1000"
+    assert "user.archiver.sha256" not in values  # one name for each hash: which one was never clear
     assert sorted(tree.xattr_names("/shoes/red.png")) == sorted(values)
     assert tree.xattr_names("/shoes") == []
 

@@ -311,10 +311,16 @@ def test_xattrs_say_where_a_file_comes_from(mounted: Mount, swept: Swept) -> Non
     asset = swept.assets[key]
     assert asset.record is not None
     names = set(os.listxattr(mounted.point / key))
-    assert {f"user.archiver.{n}" for n in ("state", "prompt", "seed", "model", "lpips", "sha256")} <= names
+    hashes = ("original_sha256", "original_size", "served_sha256", "served_size")
+    assert {f"user.archiver.{n}" for n in ("state", "prompt", "seed", "model", "lpips", *hashes)} <= names
     get = lambda name: os.getxattr(mounted.point / key, f"user.archiver.{name}").decode()  # noqa: E731
     assert get("state") == "archived" and get("prompt") == asset.record.prompt
-    assert get("seed") == str(asset.record.seed) and get("sha256") == asset.sha256
+    assert get("seed") == str(asset.record.seed)
+    assert get("original_sha256") == asset.sha256 and int(get("original_size")) == asset.size
+    # `sha256sum` of the file agrees with served_sha256 (the original's is other bytes)
+    data = (mounted.point / key).read_bytes()
+    assert get("served_sha256") == hashlib.sha256(data).hexdigest() == asset.record.rendered_sha256
+    assert int(get("served_size")) == len(data)
     assert get("model").startswith("tiny sha256:") and float(get("lpips")) == 0.0
     with pytest.raises(OSError) as no_such:
         os.getxattr(mounted.point / key, "user.other")

@@ -10,6 +10,7 @@ or `archiver serve` itself in a subprocess. No mocks: render counts come from th
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import os
@@ -175,6 +176,11 @@ def test_get_serves_the_verified_bytes_with_immutable_validators_and_logs_each_r
             assert got.headers["accept-ranges"] == "bytes"
             assert got.headers["x-archiver-served"] == "rehydrated"
             assert got.headers["x-archiver-verified"] == "exact"  # this machine swept them
+            # both hashes by name: the served bytes' (ETag, Repr-Digest) and the original's
+            digest = base64.b64encode(hashlib.sha256(got.content).digest()).decode()
+            assert got.headers["repr-digest"] == f"sha-256=:{digest}:"
+            assert got.headers["x-archiver-original-sha256"] == swept.assets[key].sha256
+            assert int(got.headers["x-archiver-original-size"]) == swept.assets[key].size
         assert origin.renders() == len(MEMORIZED)
         assert origin.metric("archiver_origin_reads_verified_total", mode="exact") == len(MEMORIZED)
         again = http.get("/shoes/tiny-red.png")
@@ -201,7 +207,8 @@ def test_head_answers_from_the_record_without_rendering(home: Path, swept: Swept
         got = http.get("/shoes/tiny-green.png")
         head = http.head("/shoes/tiny-green.png")
         assert origin.renders() == 1
-        for name in ("etag", "cache-control", "last-modified", "content-type", "content-length"):
+        same = ("etag", "cache-control", "last-modified", "content-type", "content-length", "repr-digest")
+        for name in (*same, "x-archiver-original-sha256", "x-archiver-original-size"):
             assert head.headers[name] == got.headers[name], name
 
 
@@ -397,6 +404,9 @@ def test_an_unrenderable_key_answers_503_and_files_one_restore_then_serves_the_v
             got = http.get(f"/{key}")
             assert got.status_code == 200 and got.headers["x-archiver-served"] == "original"
             assert sha256(got.content) == asset.sha256 and got.headers["etag"] == f'"{asset.sha256}"'
+            assert got.headers["x-archiver-original-sha256"] == asset.sha256  # the served bytes, now
+            digest = base64.b64encode(bytes.fromhex(asset.sha256 or "")).decode()
+            assert got.headers["repr-digest"] == f"sha-256=:{digest}:"
             assert got.headers["content-type"] == "image/jpeg"
             head = http.head(f"/{key}")
             assert head.headers["etag"] == f'"{asset.sha256}"'

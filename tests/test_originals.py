@@ -178,12 +178,23 @@ def test_animated_png(tmp_path: Path) -> None:
         ("la.png", lambda: _save(Image.new("LA", (8, 8), (1, 4)), "PNG"), "alpha"),
         ("ptrans.png", lambda: _save(_rgb().convert("P"), "PNG", transparency=0), "alpha"),
         ("rgbtrns.png", lambda: _save(_rgb(), "PNG", transparency=(200, 40, 40)), "alpha"),
-        ("palette.png", lambda: _save(_rgb().convert("P"), "PNG"), "palette"),
     ],
 )
 def test_modes_the_engine_does_not_regenerate(tmp_path: Path, name: str, make: object, reason: str) -> None:
     assert callable(make)
     assert _reason(make(), tmp_path, name) == reason
+
+
+@pytest.mark.parametrize("colours", [256, 16])
+def test_an_opaque_palette_png_is_accepted_with_its_bit_depth(colours: int) -> None:
+    # Its colours are 8-bit RGB: the engine renders RGB and the encoding profile writes a palette back.
+    image = Image.new("RGB", (16, 16))
+    image.putdata([(17 * (i % 12), 40, 255 - i) for i in range(256)])  # 12 reds x 256 blues
+    data = _save(image.convert("P", palette=Image.Palette.ADAPTIVE, colors=colours), "PNG")
+    original = inspect_original(data, "palette.png")
+    assert (original.format, original.mode) == ("PNG", "P")
+    assert original.bit_depth == png_ihdr(data)[2] == (8 if colours == 256 else 4)  # type: ignore[index]
+    assert decode_rgb(data, "palette.png").mode == "RGB"
 
 
 def test_16_bit_rgb_png_is_caught_from_ihdr(tmp_path: Path) -> None:

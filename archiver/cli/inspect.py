@@ -80,6 +80,26 @@ def describe_record(record: Record) -> dict[str, Any]:
     }
 
 
+def describe_served(asset: Asset, record: Record) -> dict[str, Any]:
+    """The bytes a read of the asset gives (the mount, `serve`, a rehydrate restore): the record's
+    exact render, named apart from the original's. `sha256sum` of a read file agrees with `sha256`
+    here (or, on other hardware, the origin's ETag and the mount's served_sha256 xattr say which
+    render within tolerance it was). `size_notes`: why they may be larger than the original (the
+    encoding profile's codes, each explained)."""
+    from archiver.engine.encoding import SIZE_NOTES  # numpy: only when a record is shown
+
+    try:
+        notes = json.loads(record.encoding_profile.body).get("size_notes") or []
+    except (ValueError, AttributeError):
+        notes = []
+    return {
+        "sha256": record.rendered_sha256,
+        "size": record.rendered_size,
+        "size_over_original": round(record.rendered_size / asset.size, 3) if asset.size else None,
+        "size_notes": {code: SIZE_NOTES.get(code, "") for code in notes},
+    }
+
+
 def describe_devices(session: Any, model_id: int) -> list[dict[str, Any]]:
     """What each device that checked the model found (`archiver model check`, first reads)."""
     return [device_check_report(c) for c in queries.device_checks(session, model_id)]
@@ -100,6 +120,7 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
             "sha256": asset.sha256,
             "last_modified": asset.last_modified.isoformat(),
         },
+        "served": None if record is None else describe_served(asset, record),
         "record": None if record is None else describe_record(record),
         "gate_report": None if record is None else record.gate_report,
         "devices": [] if record is None else describe_devices(session, record.model_id),
@@ -150,7 +171,22 @@ def show(app: App, key: str, source: str | None, as_json: bool, a1111: bool) -> 
         + (f" ({info['reason']}: {info['reason_detail']})" if info["reason"] else "")
     )
     original = info["original"]
-    console.print(f"original: {original['size']} bytes, sha256 {original['sha256']}, etag {original['etag']}")
+    console.print(
+        f"original: {original['size']} bytes, sha256 {original['sha256']}, etag {original['etag']}"
+        " (the bytes the vault keeps)",
+        soft_wrap=True,
+    )
+    served = info["served"]
+    if served:
+        ratio = served["size_over_original"]
+        console.print(
+            f"served: {served['size']} bytes"
+            + (f" ({ratio:.2f}x the original)" if ratio is not None else "")
+            + f", sha256 {served['sha256']} (what reading it gives: the mount, serve, a rehydrate)",
+            soft_wrap=True,
+        )
+        for code, why in served["size_notes"].items():
+            console.print(f"  larger than the original? {code}: {why}", highlight=False, soft_wrap=True)
     if info["record"]:
         r = info["record"]
         console.print(

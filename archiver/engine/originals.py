@@ -6,11 +6,12 @@ accept raises `UnsupportedImage` with a stable `reason` code; it never lets a Pi
 escape, so one bad file cannot crash a sweep. It only reads bytes handed to it: no storage, no
 catalog, no rendering.
 
-Accepted: still JPEG, PNG and WebP images, 8 bits per channel RGB, no alpha, no palette, EXIF
-orientation absent or 1. Reason codes, each tested:
+Accepted: still JPEG, PNG and WebP images, 8 bits per channel RGB or an opaque palette PNG (its
+colours are 8-bit RGB; the engine renders RGB and `encoding` writes a palette back), no alpha,
+EXIF orientation absent or 1. Reason codes, each tested:
 
     empty, not-an-image, truncated, corrupt, decompression-bomb, unsupported-format, animated,
-    alpha, palette, grayscale, cmyk, high-bit-depth, unsupported-mode, exif-orientation
+    alpha, grayscale, cmyk, high-bit-depth, unsupported-mode, exif-orientation
 
 A file Pillow reads only with a warning (typically damaged EXIF, where a skipped tag could be the
 orientation) is rejected as corrupt: strict on purpose, since a rejected image simply stays hot.
@@ -51,7 +52,7 @@ class OriginalImage:
     format: str  # one of SUPPORTED_FORMATS
     width: int
     height: int
-    mode: str  # Pillow's mode of the decoded image: always "RGB" once accepted
+    mode: str  # Pillow's mode of the decoded image: "RGB", or "P" for a palette PNG
     has_alpha: bool
     bit_depth: int  # bits per channel as stored in the file
     icc_profile: bytes | None
@@ -234,8 +235,6 @@ def _describe(image: Image.Image, data: bytes, key: str) -> OriginalImage:
 
     if has_alpha:
         raise UnsupportedImage(key, "alpha", f"has transparency (mode {mode}); regenerated images are opaque")
-    if mode == "P":
-        raise UnsupportedImage(key, "palette", "a palette image; the engine regenerates RGB only")
     if mode in ("1", "L"):
         raise UnsupportedImage(
             key, "grayscale", f"a grayscale image (mode {mode}); the engine regenerates RGB"
@@ -248,7 +247,7 @@ def _describe(image: Image.Image, data: bytes, key: str) -> OriginalImage:
             "high-bit-depth",
             f"{bit_depth} bits per channel (mode {mode}); the engine regenerates 8-bit RGB",
         )
-    if mode != "RGB":
+    if mode not in ("RGB", "P"):
         raise UnsupportedImage(key, "unsupported-mode", f"mode {mode}; the engine regenerates RGB")
 
     try:

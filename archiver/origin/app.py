@@ -14,6 +14,7 @@ from the record, without rendering. Failures are never cached (`Cache-Control: n
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import math
@@ -60,12 +61,21 @@ UNAVAILABLE: dict[type[Unavailable], int] = {
 
 
 def _validators(rep: Representation) -> dict[str, str]:
-    return {
+    """The headers every answer about an asset carries: its validators, and both hashes by name.
+    The served bytes' SHA-256 is the ETag and `Repr-Digest` (RFC 9530: of the whole representation,
+    also on a 206); the original's is `X-Archiver-Original-SHA256` and its size
+    `X-Archiver-Original-Size`: equal to the served ones only when the vault original is served."""
+    headers = {
         "etag": rep.etag,
         "cache-control": IMMUTABLE,
         "last-modified": http_date(rep.last_modified),
         "accept-ranges": "bytes",
+        "repr-digest": f"sha-256=:{base64.b64encode(bytes.fromhex(rep.sha256)).decode()}:",
     }
+    if rep.original_sha256:
+        headers["x-archiver-original-sha256"] = rep.original_sha256
+        headers["x-archiver-original-size"] = str(rep.original_size)
+    return headers
 
 
 def _failure(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -61,6 +61,8 @@ class Representation:
     content_type: str
     last_modified: datetime
     origin: Origin  # "rehydrated", or "original" once the vault original is what is served
+    original_sha256: str  # the original's ("" if never recorded): other bytes than these, unless
+    original_size: int  # `origin` is "original"
 
     @property
     def etag(self) -> str:
@@ -162,11 +164,13 @@ class CatalogAssets:
             # What this origin serves for the asset: the original, or its own render within
             # tolerance; either way under the ETag of those bytes, never the record's.
             return Representation(
-                last.sha256, last.size, details.content_type, entry.last_modified, last.origin
-            )
+                last.sha256, last.size, details.content_type, entry.last_modified, last.origin,
+                details.sha256, details.size,
+            )  # fmt: skip
         return Representation(
-            entry.rendered_sha256, entry.size, details.content_type, entry.last_modified, "rehydrated"
-        )
+            entry.rendered_sha256, entry.size, details.content_type, entry.last_modified, "rehydrated",
+            details.sha256, details.size,
+        )  # fmt: skip
 
     def describe(self, entry: Entry) -> Representation:
         known = self.peek(entry)
