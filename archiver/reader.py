@@ -181,6 +181,7 @@ class AssetReader:
         device: str = "cpu",
         load: Callable[[Model, str], LoadedModel] | None = None,
         min_psnr: float = render_sketch.DEFAULT_MIN_PSNR,
+        wait_for_models: Callable[[], None] | None = None,
     ) -> None:
         self.catalog, self.vault, self.device = catalog, vault, device
         self.min_psnr = min_psnr
@@ -190,6 +191,10 @@ class AssetReader:
         self.on_close: Callable[[], None] | None = None  # stops what that hook started
         # How a model is loaded: a front end's `ModelPreload.load`, else on demand (archiver/read/models.py)
         self._load = load or load_for_reads
+        # Called before every render: a front end's preload (`ModelPreload.wait`) holds renders back
+        # until it is done, since the engine's imports (diffusers' lazy modules) are not safe to run
+        # in two threads at once; a render's own imports come before its model is asked for.
+        self._wait_for_models = wait_for_models
         self._models: dict[int, LoadedModel] = {}
         # The last packs read, least recently used first: restoring several members of one pack
         # downloads it once.
@@ -222,6 +227,8 @@ class AssetReader:
         """`render`, and what the render alone took (`model check` prices renders by it): timed
         inside the render lock, after the model is loaded, so neither a wait for another read's
         render nor a first load counts."""
+        if self._wait_for_models is not None:
+            self._wait_for_models()
         from archiver.engine.encoding import EncodingProfile
         from archiver.engine.rehydrate import RenderSpec, render_and_encode
 

@@ -139,7 +139,7 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     device = "cpu" if settings.device == "cpu" else settings.resolved_device()
     with catalog.begin() as session:
         preload = ModelPreload(models_in_use(session), device)
-    reader = AssetReader(catalog, app.vault, device=device, load=preload.load)
+    reader = AssetReader(catalog, app.vault, device=device, load=preload.load, wait_for_models=preload.wait)
     check_first_use(catalog, reader)
     cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
     policy = ReadPolicy(

@@ -90,7 +90,7 @@ def build(
         device = "cpu" if settings.device == "cpu" else settings.resolved_device()
         with catalog.begin() as session:
             preload = ModelPreload(queries.models_in_use(session), device)
-        reader = AssetReader(catalog, vault, device=device, load=preload.load)
+        reader = AssetReader(catalog, vault, device=device, load=preload.load, wait_for_models=preload.wait)
         check_first_use(catalog, reader)
         preload.start()
         ready = lambda: preload.ready  # noqa: E731

@@ -83,10 +83,15 @@ class ModelPreload:
         finally:
             self.done.set()
 
+    def wait(self) -> None:
+        """Until the preload is done, once started (`AssetReader(wait_for_models=...)`)."""
+        if self._started:
+            self.done.wait()
+
     def load(self, model: Model, device: str) -> LoadedModel:
         """For `AssetReader(load=...)`: the preloaded model, once the preload is done."""
         if self._started:
-            self.done.wait()
+            self.wait()
             future = self._futures.get(model.id)
             if future is not None and device == self.device:
                 try:

@@ -65,7 +65,9 @@ def decode(data: bytes, key: str) -> Decoded:
         width=original.width,
         height=original.height,
         format=original.format,
-        mode=original.mode,
+        # An opaque palette image ("P") decodes to RGB pixels like any other and is regenerated as
+        # RGB: how its file stores them is the encoding profile's business, not what groups it.
+        mode="RGB" if original.mode == "P" else original.mode,
         metadata=_metadata(original.exif, original.icc_profile is not None),
         thumb=thumb,
     )
