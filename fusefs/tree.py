@@ -8,8 +8,10 @@ adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and the read 
 Layout. Only ARCHIVED assets with a record appear, as read-only files whose path is their key
 (invariant 6: the name `ls`, `show`, `restore`, `serve` and the xattrs use), whatever the number
 of sources: a path never moves because another source was swept. A key held by several sources
-shows the oldest source's asset (lowest id, so sweeping a newer source never changes what a path
-reads) and the others are counted in `shadowed`; `Tree(source_id=...)` (`archiver mount --source
+shows the oldest source's asset, by the one rule of `queries.resolve_key` (the index's rows come
+in its order and the first of a key wins, so sweeping a newer source never changes what a path
+reads); the others are counted in `shadowed` and named in the file's `user.archiver.other_sources`
+(its `user.archiver.source` names the one shown). `Tree(source_id=...)` (`archiver mount --source
 URL`) shows one source alone.
 
 Index. The whole path index is loaded with one query when first needed, and re-checked at most
@@ -33,7 +35,7 @@ from typing import Any
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
-from archiver.catalog.models import Asset
+from archiver.catalog.models import Asset, AssetState
 from archiver.errors import NotFound
 
 NAME_MAX = 255  # bytes per path component on Linux
@@ -251,7 +253,7 @@ class Tree:
 
     # --- extended attributes: where a file comes from ---
 
-    XATTRS = ("key", "source", "state", "prompt", "seed", "model", "lpips", "sha256")
+    XATTRS = ("key", "source", "other_sources", "state", "prompt", "seed", "model", "lpips", "sha256")
 
     def xattr_names(self, path: str) -> list[str]:
         if self.normalize(path) in self.index().dirs:
@@ -267,12 +269,15 @@ class Tree:
             if asset is None:
                 raise NoSuchPath(f"{path}: no longer in the catalog")
             values = describe(asset)
+            holders = queries.resolve_key(session, asset.key, asset.source, [AssetState.ARCHIVED])
+            values["other_sources"] = ", ".join(holders.others)
         return {XATTR_PREFIX + name: value.encode() for name, value in values.items()}
 
 
 def describe(asset: Asset) -> dict[str, str]:
     """The provenance a user sees with `getfattr -d`: the key (the name `show` and `restore` take, and
-    the file's path), its source, state, prompt, seed, model, LPIPS, SHA-256."""
+    the file's path), its source, state, prompt, seed, model, LPIPS, SHA-256 (`Tree.xattrs` adds the
+    other sources that hold the key)."""
     record = asset.record
     values = {
         "key": asset.key,
