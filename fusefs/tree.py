@@ -8,8 +8,10 @@ adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and the read 
 Layout. Only ARCHIVED assets with a record appear, as read-only files whose path is their key
 (invariant 6: the name `ls`, `show`, `restore`, `serve` and the xattrs use), whatever the number
 of sources: a path never moves because another source was swept. A key held by several sources
-shows the oldest source's asset (lowest id, so sweeping a newer source never changes what a path
-reads) and the others are counted in `shadowed`; `Tree(source_id=...)` (`archiver mount --source
+shows the oldest source's asset, by the one rule of `queries.resolve_key` (the index's rows come
+in its order and the first of a key wins, so sweeping a newer source never changes what a path
+reads); the others are counted in `shadowed` and named in the file's `user.archiver.other_sources`
+(its `user.archiver.source` names the one shown). `Tree(source_id=...)` (`archiver mount --source
 URL`) shows one source alone.
 
 Index. The whole path index is loaded with one query when first needed, and re-checked at most
@@ -33,7 +35,7 @@ from typing import Any
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
-from archiver.catalog.models import Asset
+from archiver.catalog.models import Asset, AssetState
 from archiver.errors import NotFound
 
 NAME_MAX = 255  # bytes per path component on Linux
@@ -252,7 +254,7 @@ class Tree:
     # --- extended attributes: where a file comes from ---
 
     XATTRS = (
-        "key", "source", "state", "prompt", "seed", "model", "lpips",
+        "key", "source", "other_sources", "state", "prompt", "seed", "model", "lpips",
         "original_sha256", "original_size", "served_sha256", "served_size",
     )  # fmt: skip
 
@@ -270,6 +272,8 @@ class Tree:
             if asset is None:
                 raise NoSuchPath(f"{path}: no longer in the catalog")
             values = describe(asset)
+            holders = queries.resolve_key(session, asset.key, asset.source, [AssetState.ARCHIVED])
+            values["other_sources"] = ", ".join(holders.others)
         return {XATTR_PREFIX + name: value.encode() for name, value in values.items()}
 
 
@@ -277,7 +281,8 @@ def describe(asset: Asset) -> dict[str, str]:
     """The provenance a user sees with `getfattr -d`: the key (the name `show` and `restore` take, and
     the file's path), its source, state, prompt, seed, model, LPIPS, and two SHA-256s and sizes by
     name: the original's (what the vault holds) and the served bytes' (what reading the file gives:
-    here the record's render; the adapter puts the last read's in their place once there is one)."""
+    here the record's render; the adapter puts the last read's in their place once there is one).
+    `Tree.xattrs` adds the other sources that hold the key."""
     record = asset.record
     values = {
         "key": asset.key,

@@ -40,7 +40,7 @@ from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import Asset, AssetState, RestoreMode
 from archiver.cli import main
 from archiver.errors import NotFound
-from archiver.origin.assets import AmbiguousKey, CatalogAssets
+from archiver.origin.assets import CatalogAssets
 from archiver.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
 from archiver.origin.server import Origin, bind, build, config, url_of
 from archiver.reader import ArchivedAsset, AssetReader, Rendered
@@ -467,7 +467,9 @@ def test_archiver_serve_in_a_subprocess_serves_logs_and_stops_cleanly_on_sigterm
 # --- lower layers: the key index and byte ranges ---
 
 
-def test_a_key_held_by_several_sources_is_ambiguous_unless_the_origin_serves_one(tmp_path: Path) -> None:
+def test_a_key_held_by_several_sources_names_the_oldest_ones_unless_the_origin_serves_one(
+    tmp_path: Path,
+) -> None:
     catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     when = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
     with catalog.begin() as session:
@@ -498,10 +500,12 @@ def test_a_key_held_by_several_sources_is_ambiguous_unless_the_origin_serves_one
         return found
 
     everything = assets(None)
-    with pytest.raises(AmbiguousKey, match="file:///a, s3://b/c"):
-        everything.lookup("x.png")
+    oldest = everything.lookup("x.png")  # the one rule (queries.resolve_key): the oldest source's
+    assert (oldest.source, oldest.others) == ("file:///a", ("s3://b/c",))
     assert everything.lookup("y.png").key == "y.png" and len(everything) == 2
-    assert assets("s3://b/c").lookup("x.png").source_id != assets("file:///a").lookup("x.png").source_id
+    newer = assets("s3://b/c").lookup("x.png")
+    assert newer.source_id != oldest.source_id and newer.asset_id != oldest.asset_id
+    assert (newer.source, newer.others) == ("s3://b/c", ("file:///a",))
     with pytest.raises(NotFound):
         assets("file:///a").lookup("y.png")
     with pytest.raises(NotFound, match="no source"):

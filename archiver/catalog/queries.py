@@ -496,8 +496,49 @@ def list_assets(session: Session, prefix: str = "", source: Source | None = None
     return list(session.scalars(query.order_by(Asset.source_id, Asset.key)))
 
 
+# --- a key held by several sources ---
+# One rule for a key held by several sources (invariant 6): a bare key names the asset of the
+# oldest source that holds it (the lowest source id, the first swept), everywhere: `show`,
+# `restore`, review decisions, the mount and the origin. A newer source never changes what an
+# existing name means; `--source URL` names another, and whatever answers says which source it
+# is and which others hold the key. Bulk readers (`mount_entries`) list rows in this order, so
+# their first row of a key is the one `resolve_key` returns.
+KEY_PRECEDENCE = (Asset.source_id,)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The asset a bare key names, and the sources that hold the key too (oldest first)."""
+
+    asset: Asset
+    others: tuple[str, ...]  # their URLs: what `--source` takes to name one of them
+
+    def also_in(self) -> str:
+        """One line for the user, empty when no other source holds the key."""
+        if not self.others:
+            return ""
+        return f"{self.asset.key} is also in {', '.join(self.others)}: pass --source URL for another source's"
+
+
+def resolve_key(
+    session: Session, key: str, source: Source | None = None, states: Sequence[AssetState] | None = None
+) -> Resolved:
+    """The asset `key` names (in `source`, if given; among assets in `states`, if given), by the rule
+    above, and every other source holding the key (in `states`). NotFound when no asset matches."""
+    query = select(Asset).where(Asset.key == key)
+    if states is not None:
+        query = query.where(Asset.state.in_(states))
+    holders = list(session.scalars(query.order_by(*KEY_PRECEDENCE)))
+    named = next((a for a in holders if source is None or a.source_id == source.id), None)
+    if named is None:
+        where = "" if source is None else f" in {source.url}"
+        raise NotFound(f"no asset {key!r}{where} in the catalog: `archiver ls` lists what is there")
+    return Resolved(named, tuple(a.source.url for a in holders if a is not named))
+
+
 def assets_with_key(session: Session, key: str) -> list[Asset]:
-    return list(session.scalars(select(Asset).where(Asset.key == key).order_by(Asset.source_id)))
+    """Every asset holding `key`, oldest source first (a listing: `restore status KEY`)."""
+    return list(session.scalars(select(Asset).where(Asset.key == key).order_by(*KEY_PRECEDENCE)))
 
 
 def find_source(session: Session, url: str) -> Source | None:
@@ -636,7 +677,7 @@ def mount_entries(session: Session, source_id: int | None = None) -> list[MountE
         )
         .join(Record, Record.asset_id == Asset.id)
         .where(Asset.state == AssetState.ARCHIVED)
-        .order_by(Asset.source_id, Asset.key)
+        .order_by(*KEY_PRECEDENCE, Asset.key)
     )
     if source_id is not None:
         query = query.where(Asset.source_id == source_id)
@@ -761,18 +802,6 @@ def scoped_source(session: Session, url: str | None) -> Source | None:
     if source is None:
         raise NotFound(f"no source {url!r} in the catalog: `archiver ls` shows what was swept")
     return source
-
-
-def one_asset(session: Session, key: str, source: Source | None) -> Asset:
-    """The asset `key` names (in `source`, if given); NotFound if none, or if several sources hold it."""
-    matches = [a for a in assets_with_key(session, key) if source is None or a.source_id == source.id]
-    if not matches:
-        raise NotFound(f"no asset {key!r} in the catalog: `archiver ls` lists what is there")
-    if len(matches) > 1:
-        raise NotFound(
-            f"{key!r} exists in several sources ({', '.join(a.source.url for a in matches)}): pass --source"
-        )
-    return matches[0]
 
 
 # --- the software stacks records were made with ---

@@ -42,11 +42,13 @@ def ls(app: App, prefix: str, source: str | None, review: str | None, as_json: b
                 json.dumps({"key": key, "state": state, "size": size, "reason": reason, "source": url})
             )
         return
+    # One key may be in several sources: a listing that spans them names each row's source.
+    several = len({url for *_, url in rows}) > 1
     table = Table(caption=f"{len(rows)} assets")
-    for column in ("key", "state", "size", "reason"):
+    for column in ("key", "state", "size", "reason") + (("source",) if several else ()):
         table.add_column(column, justify="right" if column == "size" else "left")
-    for key, state, size, reason, _ in rows:
-        table.add_row(key, state, human_bytes(size), reason or "")
+    for key, state, size, reason, url in rows:
+        table.add_row(key, state, human_bytes(size), reason or "", *((url,) if several else ()))
     Console().print(table)
 
 
@@ -144,17 +146,25 @@ def describe_asset(session: Any, asset: Asset) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("key")
-@click.option("--source", callback=canonical_source, help="The source URL, when the key exists in several.")
+@click.option(
+    "--source",
+    callback=canonical_source,
+    help="The source URL, when the key exists in several (the oldest source's is shown otherwise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--a1111", is_flag=True, help="Print the record as AUTOMATIC1111 infotext (its 'parameters' text)."
 )
 @pass_app
 def show(app: App, key: str, source: str | None, as_json: bool, a1111: bool) -> None:
-    """Show one asset: state, record, gate report, vault location and history."""
+    """Show one asset: state, record, gate report, vault location and history.
+
+    A key held by several sources names the oldest source's asset; the others are named, and
+    --source shows one of them."""
     with app.catalog.begin() as session:
         scope = queries.scoped_source(session, source)
-        info = describe_asset(session, queries.one_asset(session, key, scope))
+        resolved = queries.resolve_key(session, key, scope)
+        info = describe_asset(session, resolved.asset) | {"other_sources": list(resolved.others)}
     if a1111:
         from archiver.engine.a1111 import format_parameters, from_record
 
@@ -170,6 +180,8 @@ def show(app: App, key: str, source: str | None, as_json: bool, a1111: bool) -> 
         f"[bold]{info['key']}[/bold] in {info['source']}: {info['state']}"
         + (f" ({info['reason']}: {info['reason_detail']})" if info["reason"] else "")
     )
+    if resolved.others:
+        console.print(resolved.also_in(), highlight=False, soft_wrap=True)
     original = info["original"]
     console.print(
         f"original: {original['size']} bytes, sha256 {original['sha256']}, etag {original['etag']}"

@@ -85,7 +85,8 @@ def _fusermount() -> str:
 @click.option(
     "--source",
     callback=canonical_source,
-    help="Show only this source (when several hold the same key; the oldest one's is shown otherwise).",
+    help="Show only this source. Otherwise a key several sources hold shows the oldest source's asset "
+    "(user.archiver.source names it, user.archiver.other_sources the others).",
 )
 @pass_app
 def mount(

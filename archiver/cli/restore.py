@@ -16,6 +16,8 @@ from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.cli.progress import Bar
 from archiver.errors import ExitCode, NotFound
 
+RESTORABLE = (AssetState.ARCHIVED, AssetState.RESTORED)  # those with a record and a vault copy
+
 
 class DefaultGroup(click.Group):
     """A group whose unknown first word is an argument of its default command: `restore KEY`
@@ -102,7 +104,7 @@ def _print(jobs: list[Any], as_json: bool, already: list[dict[str, str]] | None 
 @click.option(
     "--source",
     callback=canonical_source,
-    help="Only assets of this source URL (when a key exists in several).",
+    help="Only assets of this source URL (when a key exists in several, the oldest source's otherwise).",
 )
 @click.option("--original", is_flag=True, help="The byte-exact original from the vault (else: rehydrate).")
 @click.option(
@@ -150,19 +152,22 @@ def restore_request(
     label = key if key is not None else f"{prefix}*"
     with app.catalog.begin() as session:
         scope = queries.scoped_source(session, source)
+        also = ""
         if key is not None:
-            # The key names what is archived (as the mount and the origin show it): where another
-            # source holds the key too but has nothing to restore, it does not make the key ambiguous.
-            held = [
-                a for a in queries.assets_with_key(session, key) if scope is None or a.source_id == scope.id
-            ]
-            archived = [a for a in held if a.state in (AssetState.ARCHIVED, AssetState.RESTORED)]
-            assets = archived if len(archived) == 1 else [queries.one_asset(session, key, scope)]
+            # The key names what is archived (as the mount and the origin show it): a source that
+            # holds the key too but has nothing to restore does not take its place.
+            try:
+                resolved = queries.resolve_key(session, key, scope, RESTORABLE)
+            except NotFound:
+                resolved = queries.resolve_key(session, key, scope)  # says what it is instead
+            assets = [resolved.asset]
+            if resolved.others:
+                also = f"restoring the one in {resolved.asset.source.url}; {resolved.also_in()}"
         else:
             assets = queries.list_assets(session, prefix or "", scope)
             if not assets:
                 raise NotFound(f"no asset {label!r} in the catalog: `archiver ls` lists what is there")
-        restorable = [a for a in assets if a.state in (AssetState.ARCHIVED, AssetState.RESTORED)]
+        restorable = [a for a in assets if a.state in RESTORABLE]
         if not restorable:
             states = ", ".join(sorted({a.state.value for a in assets}))
             raise NotFound(
@@ -181,6 +186,8 @@ def restore_request(
                     session, a, mode, tier=tier if original else None, days=days if original else None
                 ).id
             )
+    if also and not as_json:
+        Console(stderr=True).print(also, highlight=False, soft_wrap=True)
     quiet = as_json or app.quiet
     jobs = _run(app, job_ids, wait=wait, timeout=timeout, poll=poll, quiet=quiet) if job_ids else []
     _print(jobs, as_json, already)

@@ -24,7 +24,8 @@ log = logging.getLogger("archiver.origin")
 @click.option(
     "--source",
     callback=canonical_source,
-    help="Serve only this source's keys (when several sources hold the same key).",
+    help="Serve only this source's keys. Otherwise a key several sources hold serves the oldest source's "
+    "asset (x-archiver-source names it, x-archiver-other-sources the others).",
 )
 @pass_app
 def serve(app: App, host: str | None, port: int | None, source: str | None) -> None:
@@ -33,7 +34,9 @@ def serve(app: App, host: str | None, port: int | None, source: str | None) -> N
     Responses carry a strong ETag (the bytes' SHA-256) and are immutable; conditional and range
     requests are answered, HEAD without rendering. A key that cannot be regenerated is served from
     the vault original if it is readable, else answered 503 with Retry-After while a restore is
-    requested. /healthz, and Prometheus metrics at /metrics. SIGTERM or Ctrl-C stops it.
+    requested. A key several sources hold serves the oldest source's asset, as every command names
+    it (--source serves one source). /healthz, and Prometheus metrics at /metrics. SIGTERM or
+    Ctrl-C stops it.
     """
     from archiver.origin.server import bind, build, run, url_of
 

@@ -1,7 +1,8 @@
 """The origin's routes: `GET`/`HEAD /<key>`, `/healthz` and `/metrics`, as a Starlette app.
 
 Owns turning a request into a response: the key checked like every object key (`safe_key`:
-400), looked up (404, or 409 when several sources hold it), its preconditions and range
+400), looked up (404; a key several sources hold answers the oldest source's asset, named in
+`x-archiver-source`, with the others in `x-archiver-other-sources`), its preconditions and range
 evaluated (semantics.py) against what the record promises, and only then its bytes read through
 `Assets` (the read policy). Read-policy outcomes become statuses here, in one place (`UNAVAILABLE`).
 It must not serve bytes that did not come from `Assets.read`/`recall`, which serve only verified bytes.
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -30,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from archiver.errors import NotFound, UnsafeKey
-from archiver.origin.assets import AmbiguousKey, Assets, Representation
+from archiver.origin.assets import Assets, Entry, Representation
 from archiver.origin.metrics import METRICS_CONTENT_TYPE, Metrics, observe
 from archiver.origin.semantics import (
     ByteRange,
@@ -50,6 +52,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # anyio's default of 40 would make a burst of them queue before they even reach the read policy.
 READY_RETRY_SECONDS = 5  # /healthz's Retry-After while the models load
 REQUEST_THREADS = 256
+URL_SAFE = ":/@+;=?&~"  # a source URL stays readable in a header; anything else is percent-encoded
 
 # The read policy's outcomes as statuses (archiver/readpolicy.py says what each means).
 UNAVAILABLE: dict[type[Unavailable], int] = {
@@ -58,6 +61,15 @@ UNAVAILABLE: dict[type[Unavailable], int] = {
     Busy: 503,  # the render queue is full: refused at once, Retry-After
     VaultFailed: 502,  # the vault copy is damaged or unreachable
 }
+
+
+def _provenance(entry: Entry) -> dict[str, str]:
+    """Which source's asset answers (the oldest source's where several hold the key: one rule, see
+    `queries.resolve_key`), and the others that hold it. Percent-encoded: headers are latin-1."""
+    found = {"x-archiver-source": quote(entry.source, safe=URL_SAFE)}
+    if entry.others:
+        found["x-archiver-other-sources"] = ", ".join(quote(url, safe=URL_SAFE) for url in entry.others)
+    return found
 
 
 def _validators(rep: Representation) -> dict[str, str]:
@@ -113,11 +125,9 @@ def create_app(
             rep = assets.peek(entry)
             if rep is None:
                 rep = await run_in_threadpool(assets.describe, entry)
-        except AmbiguousKey as exc:
-            return _failure(409, str(exc))
         except NotFound as exc:
             return _failure(404, str(exc))
-        headers = _validators(rep)
+        headers = _validators(rep) | _provenance(entry)
         h = request.headers
         decided = evaluate(
             request.method,

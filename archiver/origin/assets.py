@@ -2,10 +2,12 @@
 
 Owns the origin's view of the archive, behind the `Assets` protocol that the routes (app.py) call:
   - `lookup(key)`: the asset a URL names. The URL path is the asset's key (`GET /shoes/red.png`),
-    the same name `ls`, `show`, `restore` and the mount use. Keys held by several sources are
-    ambiguous (`AmbiguousKey`, answered 409); `--source URL` restricts an origin to one source,
-    so that one origin per source serves each of them unambiguously. Unlike the mount, URLs never
-    gain a per-source directory when a second source is swept: a CDN caches them for a year.
+    the same name `ls`, `show`, `restore` and the mount use. A key held by several sources names
+    the oldest source's asset, by the one rule of `queries.resolve_key` (the index's rows come in
+    its order, and the first of a key wins): sweeping a newer source never changes what a URL
+    serves, and a CDN caches it for a year. Each entry carries its source and the others that hold
+    the key, which the responses name (`x-archiver-source`, `x-archiver-other-sources`);
+    `--source URL` restricts an origin to one source.
   - `describe(entry)`: the representation's validators and type, from the catalog (the record's
     rendered_sha256 and rendered_size, the original's last_modified, the encoding profile's
     format), without rendering; `peek` answers the same from memory once it is known.
@@ -36,10 +38,6 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
-class AmbiguousKey(NotFound):
-    """Several sources hold this key, and the origin was not told which one it serves."""
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One archived asset in the index: what the read policy needs (an `AssetRef`) and its mtime."""
@@ -50,6 +48,8 @@ class Entry:
     size: int  # the record's rendered_size
     rendered_sha256: str
     last_modified: datetime  # the original's
+    source: str = ""  # the URL of the source whose asset this is
+    others: tuple[str, ...] = ()  # the other sources that hold the key (not served here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +107,9 @@ class CatalogAssets:
         self.catalog, self.policy = catalog, policy
         self._source_url = source
         self._source_id: int | None = None
-        self._index: dict[str, list[Entry]] = {}
+        self._index: dict[str, Entry] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._details: dict[int, _Details] = {}
-        self._sources: dict[int, str] = {}
         self._reload = threading.Lock()
 
     def __len__(self) -> int:
@@ -127,33 +126,40 @@ class CatalogAssets:
                 assert source is not None
                 self._source_id = source.id
             sources = queries.mount_sources(session)
-            index: dict[str, list[Entry]] = {}
-            for row in queries.mount_entries(session):
-                if self._source_id is None or row.source_id == self._source_id:
-                    index.setdefault(row.key, []).append(
-                        Entry(
-                            row.asset_id,
-                            row.source_id,
-                            row.key,
-                            row.rendered_size,
-                            row.rendered_sha256,
-                            row.last_modified,
-                        )
-                    )
-        self._index, self._sources, self._fingerprint = index, sources, fingerprint  # replaced whole
+            rows: dict[str, list[queries.MountEntry]] = {}
+            for row in queries.mount_entries(session):  # in resolve_key's order: the oldest source first
+                rows.setdefault(row.key, []).append(row)
+        index: dict[str, Entry] = {}
+        for key, holders in rows.items():
+            served = [r for r in holders if self._source_id in (None, r.source_id)]
+            if not served:
+                continue
+            row, others = served[0], [r for r in holders if r is not served[0]]
+            index[key] = Entry(
+                row.asset_id,
+                row.source_id,
+                key,
+                row.rendered_size,
+                row.rendered_sha256,
+                row.last_modified,
+                sources.get(row.source_id, ""),
+                tuple(sources.get(other.source_id, "") for other in others),
+            )
+        shadowed = sum(1 for entry in index.values() if entry.others)
+        if shadowed:
+            log.warning(
+                "%d keys are held by several sources: the origin serves the oldest source's "
+                "(x-archiver-source names it); `archiver serve --source URL` serves one source alone",
+                shadowed,
+            )
+        self._index, self._fingerprint = index, fingerprint  # replaced whole
         return True
 
     def lookup(self, key: str) -> Entry:
-        entries = self._index.get(key)
-        if not entries:
+        entry = self._index.get(key)
+        if entry is None:
             raise NotFound(f"{key}: not in the archive")
-        if len(entries) > 1:
-            urls = ", ".join(self._sources.get(e.source_id, f"source {e.source_id}") for e in entries)
-            raise AmbiguousKey(
-                f"{key}: several sources hold this key ({urls}); serve one of them with "
-                "`archiver serve --source URL`"
-            )
-        return entries[0]
+        return entry
 
     def peek(self, entry: Entry) -> Representation | None:
         details = self._details.get(entry.asset_id)

@@ -4,8 +4,9 @@ The export has one row per asset in scope: its key and source, where it stands (
 `decision` column (the decision taken, empty where none is), the reviewer, when, the comment, the
 gate's reason, the check nearest its threshold and every check's value, and the prompt and seed.
 A person fills or changes `decision` (approve or reject; empty rows are skipped) and `comment`,
-and applies the file. Only `key` and `decision` are required to apply; `source` names the source
-where a key exists in several. A malformed file is refused whole, naming its first bad line.
+and applies the file. Only `key` and `decision` are required to apply; where a key exists in
+several sources, a row without `source` decides the oldest source's (queries.resolve_key). A
+malformed file is refused whole, naming its first bad line.
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def _asset(session: Session, decision: Decision) -> Asset:
         return asset
     try:
         scope = queries.scoped_source(session, decision.source)
-        return queries.one_asset(session, decision.key, scope)
+        return queries.resolve_key(session, decision.key, scope).asset  # the oldest source's, unless named
     except NotFound as exc:
         raise NotFound(f"{decision.where}{exc}") from None
 

@@ -75,7 +75,7 @@ body.help #help { display: block; }
 SCRIPT = r"""
 const CONFIG = JSON.parse(document.getElementById("config").textContent);
 const STATIC = CONFIG.mode === "static";
-let all = [], shown = [], index = 0, flipped = false, urls = {};
+let all = [], shown = [], index = 0, flipped = false, urls = {}, several = false;
 const $ = (id) => document.getElementById(id);
 const LABEL = {approved: "approved", rejected: "rejected", pending: "pending",
   "gate-rejected": "gate rejected", unreviewed: "unreviewed"};
@@ -94,6 +94,8 @@ async function load() {
     const r = await fetch("api/items");
     all = (await r.json()).items;
   }
+  // One key may be in several sources: items are addressed by asset id, and named with their source.
+  several = new Set(all.map(i => i.source)).size > 1;
   const reasons = [...new Set(all.map(i => i.reason).filter(Boolean))].sort();
   const sel = $("reason");
   for (const r of reasons) {
@@ -106,13 +108,15 @@ async function load() {
 function apply(keepId) {
   const state = $("state").value, reason = $("reason").value, sort = $("sort").value;
   shown = all.filter(i => (state === "all" || i.review === state) && (!reason || i.reason === reason));
-  const byKey = (a, b) => a.key.localeCompare(b.key);
+  const byKey = (a, b) => a.key.localeCompare(b.key) || a.source.localeCompare(b.source);
   if (sort === "worst") shown.sort((a, b) => ((b.pressure || 0) - (a.pressure || 0)) || byKey(a, b));
-  else shown.sort((a, b) => a.key.localeCompare(b.key));
+  else shown.sort(byKey);
   const at = keepId === null ? -1 : shown.findIndex(i => i.id === keepId);
   index = at >= 0 ? at : 0;
   drawList(); drawSheet(); show();
 }
+
+function named(item) { return several ? `${item.key} (${item.source})` : item.key; }
 
 function counts() {
   const c = {};
@@ -125,7 +129,8 @@ function drawList() {
   shown.forEach((item, n) => {
     const li = document.createElement("li");
     li.dataset.id = item.id;
-    const k = document.createElement("span"); k.className = "k"; k.textContent = item.key; k.title = item.key;
+    const k = document.createElement("span"); k.className = "k";
+    k.textContent = k.title = named(item);
     const b = document.createElement("span"); b.className = "badge " + item.review;
     b.textContent = LABEL[item.review] + (item.pressure !== null ? " " + fmt(item.pressure) : "");
     li.append(k, b);
@@ -146,7 +151,7 @@ function drawSheet() {
       d.append(img);
     }
     const c = document.createElement("figcaption");
-    c.textContent = `${LABEL[item.review]} · ${item.key}`; c.title = item.key;
+    c.textContent = `${LABEL[item.review]} · ${named(item)}`; c.title = named(item);
     f.append(d, c);
     f.onclick = () => { index = n; document.body.classList.remove("sheet"); show(); };
     sheet.append(f);
@@ -191,7 +196,7 @@ async function show() {
   const fig = $("sheet").children[index]; if (fig) fig.classList.add("current");
   flipped = false;
   const ticket = ++drawing;
-  $("key").textContent = item.key;
+  $("key").textContent = named(item);
   $("review").className = "badge " + item.review;
   $("review").textContent = LABEL[item.review] + (item.reviewer ? ` by ${item.reviewer}` : "")
     + (item.comment ? ` — “${item.comment}”` : "");
@@ -268,7 +273,7 @@ async function decide(decision) {
   if (STATIC) {
     item.review = decision === "approve" ? "approved" : "rejected";
     item.comment = comment || null; item.reviewer = "this page";
-    CONFIG.decided[item.key] = {source: item.source, decision, comment};
+    CONFIG.decided[item.id] = {key: item.key, source: item.source, decision, comment};
     $("download").disabled = false;
   } else {
     const r = await fetch(`api/items/${item.id}/decision`, {method: "POST",
@@ -281,13 +286,13 @@ async function decide(decision) {
   drawList(); drawSheet();
   if (index + 1 < shown.length) index += 1;
   await show();
-  if (mine === decided) { msg.className = ""; msg.textContent = `${LABEL[item.review]}: ${item.key}`; }
+  if (mine === decided) { msg.className = ""; msg.textContent = `${LABEL[item.review]}: ${named(item)}`; }
 }
 
 function download() {
   const rows = [["key", "source", "decision", "comment"]];
-  for (const [key, d] of Object.entries(CONFIG.decided)) {
-    rows.push([key, d.source, d.decision, d.comment || ""]);
+  for (const d of Object.values(CONFIG.decided)) {
+    rows.push([d.key, d.source, d.decision, d.comment || ""]);
   }
   const csv = rows.map(r => r.map(v => `"${String(v).replaceAll('"', '""')}"`).join(",")).join("\n") + "\n";
   const a = document.createElement("a");
