@@ -272,7 +272,7 @@ class ReadPolicy:
 
     def _asset(self, ref: AssetRef) -> ArchivedAsset:
         with self.catalog.begin() as session:
-            row = queries.mount_asset(session, ref.asset_id)
+            row = queries.archived_asset(session, ref.asset_id)
             if row is None:
                 raise NotFound(f"{ref.key}: no longer in the catalog")
             return snapshot(row)
@@ -331,7 +331,7 @@ class ReadPolicy:
     def _request_restore(self, asset: ArchivedAsset, reason: str) -> int | None:
         try:
             with self.catalog.begin() as session:
-                row = queries.mount_asset(session, asset.asset_id)
+                row = queries.archived_asset(session, asset.asset_id)
                 if row is None:
                     return None
                 job = request_restore(

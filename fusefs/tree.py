@@ -83,7 +83,7 @@ def _valid_parts(key: str) -> list[str] | None:
     return parts
 
 
-def build_index(entries: list[queries.MountEntry], fingerprint: tuple[Any, ...]) -> Index:
+def build_index(entries: list[queries.ArchivedEntry], fingerprint: tuple[Any, ...]) -> Index:
     """The path index for these catalog rows, in (source, key) order: each file once, at its key (the
     first source's wins), each directory's names sorted once."""
     files: dict[str, FileEntry] = {}
@@ -172,12 +172,12 @@ class Tree:
     def refresh(self, *, force: bool = False) -> bool:
         """Reload the index if the catalog changed (or `force`); True when it was reloaded."""
         with self.catalog.begin() as session:
-            fingerprint = queries.mount_fingerprint(session)
+            fingerprint = queries.archived_fingerprint(session)
             current = self._index
             if current is not None and not force and current.fingerprint == fingerprint:
                 self._checked_at = self._clock()
                 return False
-            index = build_index(queries.mount_entries(session, self.source_id), fingerprint)
+            index = build_index(queries.archived_entries(session, self.source_id), fingerprint)
         if index.shadowed:
             log.warning(
                 "%d keys are held by several sources: the mount shows the oldest source's; "
@@ -268,7 +268,7 @@ class Tree:
         """`user.archiver.*` for a file, read from its catalog row now (state may have moved on)."""
         entry = self.file(path)
         with self.catalog.begin() as session:
-            asset = queries.mount_asset(session, entry.asset_id)
+            asset = queries.archived_asset(session, entry.asset_id)
             if asset is None:
                 raise NoSuchPath(f"{path}: no longer in the catalog")
             values = describe(asset)

@@ -135,7 +135,7 @@ def test_keys_that_cannot_be_paths_are_skipped_and_counted(catalog: Catalog) -> 
 
 
 def test_paging_and_a_hundred_thousand_entries_without_per_entry_work() -> None:
-    rows = [queries.MountEntry(i, 1, f"big/{i:06d}.png", 10, WHEN, "ef" * 32) for i in range(100_000)]
+    rows = [queries.ArchivedEntry(i, 1, f"big/{i:06d}.png", 10, WHEN, "ef" * 32) for i in range(100_000)]
     started = time.perf_counter()
     index = build_index(rows, ())
     built = time.perf_counter() - started
@@ -273,7 +273,7 @@ def archived_with_vault_copy(catalog: Catalog, vault: Vault, original: bytes) ->
     asset_id = add(catalog, "file:///hot", "shoes/red.png")
     copy = vault.put("originals/red.png", original)
     with catalog.begin() as session:
-        asset = queries.mount_asset(session, asset_id)
+        asset = queries.archived_asset(session, asset_id)
         assert asset is not None and asset.record is not None
         row = queries.add_vault_object(
             session,

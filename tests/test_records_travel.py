@@ -111,7 +111,7 @@ def catalog(tmp_path: Path) -> Catalog:
 
 def promise(catalog: Catalog, asset_id: int, rendered: bytes, render_sketch: bytes | None) -> None:
     with catalog.begin() as session:
-        asset = queries.mount_asset(session, asset_id)
+        asset = queries.archived_asset(session, asset_id)
         assert asset is not None and asset.record is not None
         asset.record.rendered_sha256 = hashlib.sha256(rendered).hexdigest()
         asset.record.rendered_size = len(rendered)

@@ -14,7 +14,7 @@ Owns the origin's view of the archive, behind the `Assets` protocol that the rou
   - `recall(entry)` / `read(entry)`: verified bytes through the read policy (archiver/readpolicy.py).
 
 `CatalogAssets` is the catalog-backed implementation: the whole key index is loaded with one query
-(the mount's `queries.mount_entries`: archived assets with a record) and reloaded by `refresh()`
+(the mount's `queries.archived_entries`: archived assets with a record) and reloaded by `refresh()`
 only when the catalog's fingerprint changed, so a lookup is a dict access. This is also the seam
 for `archiver serve --bundle` (the edge mode): a bundle-backed `Assets` answers the same four
 calls from an edge bundle's compact records, with no catalog and no vault.
@@ -118,16 +118,16 @@ class CatalogAssets:
     def refresh(self) -> bool:
         """Reload the key index if the catalog changed since the last load; True when it did."""
         with self._reload, self.catalog.begin() as session:
-            fingerprint = queries.mount_fingerprint(session)
+            fingerprint = queries.archived_fingerprint(session)
             if fingerprint == self._fingerprint:
                 return False
             if self._source_url is not None and self._source_id is None:
                 source = queries.scoped_source(session, self._source_url)
                 assert source is not None
                 self._source_id = source.id
-            sources = queries.mount_sources(session)
-            rows: dict[str, list[queries.MountEntry]] = {}
-            for row in queries.mount_entries(session):  # in resolve_key's order: the oldest source first
+            sources = queries.archived_sources(session)
+            rows: dict[str, list[queries.ArchivedEntry]] = {}
+            for row in queries.archived_entries(session):  # in resolve_key's order: the oldest source first
                 rows.setdefault(row.key, []).append(row)
         index: dict[str, Entry] = {}
         for key, holders in rows.items():
@@ -183,7 +183,7 @@ class CatalogAssets:
         if known is not None:
             return known
         with self.catalog.begin() as session:
-            asset = queries.mount_asset(session, entry.asset_id)
+            asset = queries.archived_asset(session, entry.asset_id)
             if asset is None or asset.record is None:
                 raise NotFound(f"{entry.key}: no longer in the archive")
             fmt = asset.record.encoding_profile.format

@@ -1,0 +1,190 @@
+"""Every SQL statement archiver runs against the catalog, one module per client:
+
+- `base`: Sources, events, models and the totals `status` shows: what every client of the catalog uses.
+- `sweep`: The sweep: discovering, claiming and moving assets through their states; records, their
+  profiles, device checks and vault objects.
+- `keys`: Naming assets: a key held by several sources (one rule for every command and front end),
+  `--source`, and the sources themselves.
+- `restore`: Restore jobs: filing them and reading them back.
+- `archived`: The archived assets the read path serves (the mount and the HTTP origin): their key index
+  and its fingerprint.
+- `edge`: The edge export: the event cursor and the compact rows it exports.
+- `journal`: The vault's journal: rebuilding the catalog from it (archiver.rebuild), and fsck.
+- `review`: Review: a person's decisions on what the gate accepted (archiver/review/).
+
+Functions take an open `Session` and never commit: the caller owns the transaction (`with
+catalog.begin() as session:`), so a command's steps land together or not at all. Callers use `from
+archiver.catalog import queries; queries.NAME`: every name is re-exported here.
+"""
+
+from archiver.catalog.queries.archived import (
+    ArchivedEntry,
+    archived_asset,
+    archived_entries,
+    archived_fingerprint,
+    archived_sources,
+)
+from archiver.catalog.queries.base import (
+    StateTotal,
+    add_model,
+    events_for,
+    get_model,
+    get_or_add_source,
+    list_models,
+    models_in_use,
+    record_event,
+    record_stacks,
+    state_totals,
+)
+from archiver.catalog.queries.edge import (
+    EdgeRow,
+    changed_since,
+    edge_rows,
+    event_cursor,
+    scoped_assets,
+)
+from archiver.catalog.queries.journal import (
+    assets_by_key,
+    journal_view,
+    model_by_sha256,
+    model_name_taken,
+    put_record,
+    vault_object_by_uri,
+    vault_object_keys,
+    vaulted_assets,
+)
+from archiver.catalog.queries.keys import (
+    KEY_PRECEDENCE,
+    Resolved,
+    SourceSummary,
+    assets_with_key,
+    find_source,
+    forget_source,
+    resolve_key,
+    scoped_source,
+    source_summaries,
+)
+from archiver.catalog.queries.restore import (
+    OPEN_JOB_STATES,
+    add_restore_job,
+    open_restore_job,
+    restore_jobs,
+)
+from archiver.catalog.queries.review import (
+    HELD,
+    REVIEW_EVENTS,
+    REVIEWED,
+    Review,
+    last_event,
+    review_assets,
+    reviews,
+    take_unclaimed,
+)
+from archiver.catalog.queries.sweep import (
+    _profiles_seen,
+    _records_to_check,
+    add_asset,
+    add_vault_object,
+    assets_in,
+    claim,
+    claim_holders,
+    device_check,
+    device_checks,
+    find_asset,
+    get_or_add_gate_profile,
+    get_or_add_profile,
+    get_or_add_render_profile,
+    hot_identity,
+    list_assets,
+    model_record_count,
+    observe,
+    records_to_check_after,
+    release,
+    release_all,
+    sample_records_to_check,
+    save_device_check,
+    save_record,
+    set_hot_copy,
+    set_record_software,
+    set_render_sketch,
+    set_state,
+)
+
+__all__ = [
+    "HELD",
+    "KEY_PRECEDENCE",
+    "OPEN_JOB_STATES",
+    "REVIEWED",
+    "REVIEW_EVENTS",
+    "ArchivedEntry",
+    "EdgeRow",
+    "Resolved",
+    "Review",
+    "SourceSummary",
+    "StateTotal",
+    "_profiles_seen",
+    "_records_to_check",
+    "add_asset",
+    "add_model",
+    "add_restore_job",
+    "add_vault_object",
+    "archived_asset",
+    "archived_entries",
+    "archived_fingerprint",
+    "archived_sources",
+    "assets_by_key",
+    "assets_in",
+    "assets_with_key",
+    "changed_since",
+    "claim",
+    "claim_holders",
+    "device_check",
+    "device_checks",
+    "edge_rows",
+    "event_cursor",
+    "events_for",
+    "find_asset",
+    "find_source",
+    "forget_source",
+    "get_model",
+    "get_or_add_gate_profile",
+    "get_or_add_profile",
+    "get_or_add_render_profile",
+    "get_or_add_source",
+    "hot_identity",
+    "journal_view",
+    "last_event",
+    "list_assets",
+    "list_models",
+    "model_by_sha256",
+    "model_name_taken",
+    "model_record_count",
+    "models_in_use",
+    "observe",
+    "open_restore_job",
+    "put_record",
+    "record_event",
+    "record_stacks",
+    "records_to_check_after",
+    "release",
+    "release_all",
+    "resolve_key",
+    "restore_jobs",
+    "review_assets",
+    "reviews",
+    "sample_records_to_check",
+    "save_device_check",
+    "save_record",
+    "scoped_assets",
+    "scoped_source",
+    "set_hot_copy",
+    "set_record_software",
+    "set_render_sketch",
+    "set_state",
+    "source_summaries",
+    "state_totals",
+    "take_unclaimed",
+    "vault_object_by_uri",
+    "vault_object_keys",
+    "vaulted_assets",
+]
