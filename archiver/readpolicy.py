@@ -1,6 +1,6 @@
 """The product's read path: the verified bytes of an archived asset, whoever asks for them.
 
-Owns the read policy that the mount (fusefs/adapter.py) and the HTTP origin (archiver/origin/)
+Owns the read policy that the mount (fusefs/adapter.py) and the HTTP origin (archiver/http/origin/)
 both call. It knows nothing of FUSE, paths or HTTP. For an asset, the verified bytes come from
   1. memory: an LRU of `memory_bytes` of verified bytes, keyed by the record's rendered_sha256,
      so a warm read costs no catalog query, disk read or re-hash;

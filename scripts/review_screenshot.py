@@ -47,9 +47,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from archiver.catalog.database import open_catalog
-    from archiver.origin.server import bind, config, url_of
-    from archiver.review.app import create_app
-    from archiver.review.server import build
+    from archiver.http.review.app import create_app
+    from archiver.http.review.server import build
+    from archiver.http.server import bind, config, url_of
     from archiver.settings import load_settings
     from archiver.storage import open_hot_store, open_vault
 

@@ -2,7 +2,7 @@
 
 The catalogue is swept once per module with the real gate (pretrained LPIPS trunk) into a home of
 its own; each test copies that home and runs a real uvicorn server on 127.0.0.1 (a free port),
-in a thread of this process built exactly as `archiver serve` builds it (archiver/origin/server.py),
+in a thread of this process built exactly as `archiver serve` builds it (archiver/http/origin/server.py),
 or `archiver serve` itself in a subprocess. No mocks: render counts come from the origin's own
 /metrics; the only scripted part is a render held back to fill the queue.
 """
@@ -40,9 +40,10 @@ from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import Asset, AssetState, RestoreMode
 from archiver.cli import main
 from archiver.errors import NotFound
-from archiver.origin.assets import CatalogAssets
-from archiver.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
-from archiver.origin.server import Origin, bind, build, config, url_of
+from archiver.http.origin.assets import CatalogAssets
+from archiver.http.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
+from archiver.http.origin.server import Origin, build
+from archiver.http.server import bind, config, url_of
 from archiver.reader import ArchivedAsset, AssetReader, Rendered
 from archiver.readpolicy import ReadPolicy
 from archiver.settings import Settings, load_settings

@@ -21,7 +21,8 @@ from archiver.catalog import queries
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Model
 from archiver.engine.registry import LoadedModel
-from archiver.origin.server import bind, build, config, url_of
+from archiver.http.origin.server import build
+from archiver.http.server import bind, config, url_of
 from archiver.read import models as read_models
 from archiver.settings import load_settings
 from archiver.storage import open_vault

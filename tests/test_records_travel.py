@@ -23,7 +23,7 @@ from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import Record
 from archiver.errors import IntegrityError
 from archiver.gate import sketch
-from archiver.origin.metrics import Metrics
+from archiver.http.origin.metrics import Metrics
 from archiver.reader import ArchivedAsset, judge_render
 from archiver.readpolicy import ReadPolicy, Remote
 from archiver.storage import open_vault

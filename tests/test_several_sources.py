@@ -33,7 +33,8 @@ from support import MEMORIZED, cli, register, sweep_memorized
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Asset
-from archiver.origin.server import bind, build, config, url_of
+from archiver.http.origin.server import build
+from archiver.http.server import bind, config, url_of
 from archiver.settings import load_settings
 from archiver.storage import open_vault
 

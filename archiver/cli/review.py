@@ -1,4 +1,4 @@
-"""`archiver review`: the review page (archiver/review/), its CSV batches and its static export.
+"""`archiver review`: the review page (archiver/http/review/), its CSV batches and its static export.
 
 Owns the command line: serve the page (loopback by default, the origin's helpers), or `--export`
 the decisions as CSV, `--apply` a CSV, or write the page as files with `--html DIR`.
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import click
 
 from archiver.cli.app import App, cli, pass_app
-from archiver.review.items import REVIEW_STATES
+from archiver.http.review.items import REVIEW_STATES
 
 if TYPE_CHECKING:
-    from archiver.review.service import ReviewService
+    from archiver.http.review.service import ReviewService
 
 log = logging.getLogger("archiver.review")
 
@@ -74,8 +74,8 @@ def review(
     writes or reads files instead. Decisions are kept in the catalog; `archiver release` then
     finishes the swap for the approved assets a `sweep --require-review` kept hot.
     """
-    from archiver.review import batch, decisions, items
-    from archiver.review.server import build
+    from archiver.http.review import batch, decisions, items
+    from archiver.http.review.server import build
 
     if sum(x is not None for x in (export_to, apply_from, html_dir)) > 1:
         raise click.UsageError("choose one of --export, --apply and --html")
@@ -116,7 +116,7 @@ def review(
             )
             return
         if html_dir is not None:
-            from archiver.review.static import write_site
+            from archiver.http.review.static import write_site
 
             index, written = write_site(service, html_dir, states)
             click.echo(f"wrote the review of {written} assets to {index}")
@@ -127,8 +127,8 @@ def review(
 
 
 def _serve(app: App, service: ReviewService, host: str | None, port: int, state: str | None) -> None:
-    from archiver.origin.server import bind, serve_app, url_of
-    from archiver.review.app import create_app
+    from archiver.http.review.app import create_app
+    from archiver.http.server import bind, serve_app, url_of
 
     app.log_to_stderr("archiver review", {"archiver": logging.INFO})
     web = create_app(service, state=state)

@@ -1,10 +1,10 @@
-"""`archiver serve`: the archive as an HTTP origin (archiver/origin/), under uvicorn.
+"""`archiver serve`: the archive as an HTTP origin (archiver/http/origin/), under uvicorn.
 
 Owns the command line: the options over the settings, logging, and calling the origin's own
-wiring (archiver/origin/server.py: build, bind, run). Nothing here answers a request.
+wiring (archiver/http/origin/server.py: build, bind, run). Nothing here answers a request.
 
 The edge mode (`--bundle FILE`: serve from an exported bundle, with no catalog) comes with the
-edge exports; it replaces `CatalogAssets` (archiver/origin/assets.py) in `build` and nothing else.
+edge exports; it replaces `CatalogAssets` (archiver/http/origin/assets.py) in `build` and nothing else.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def serve(app: App, host: str | None, port: int | None, source: str | None) -> N
     it (--source serves one source). /healthz, and Prometheus metrics at /metrics. SIGTERM or
     Ctrl-C stops it.
     """
-    from archiver.origin.server import bind, build, run, url_of
+    from archiver.http.origin.server import build, run
+    from archiver.http.server import bind, url_of
 
     app.log_to_stderr("archiver serve", {"archiver": logging.INFO})  # renders, fallbacks, the access log
     settings = app.settings

@@ -78,7 +78,7 @@ def export(
     catalog: Catalog, scope: Scope, since: int | None = None, *, approved_only: bool = False
 ) -> Export:
     """The entries for `scope`: every archived record, or (with `since`, an event id) what changed.
-    With `approved_only` (review is required), only records a person approved (archiver/review/);
+    With `approved_only` (review is required), only records a person approved (archiver/http/review/);
     in a delta, the others become tombstones."""
     prefix = keys.url_prefix(scope.url_prefix)
     with catalog.begin() as session:

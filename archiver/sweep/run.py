@@ -25,9 +25,7 @@ import hashlib
 import logging
 import os
 import signal
-import socket
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +50,7 @@ from archiver.prove import GroupProver, Proof, SearchLimits
 from archiver.storage import HotStore, ObjectInfo, Vault, VaultCopy
 from archiver.storage.vault_format import build_pack, object_metadata, original_key, pack_groups, pack_key
 from archiver.sweep.filters import Filters
+from archiver.workers import is_dead_local_worker, new_worker_id
 
 # Test-only: a sweep kills itself with SIGKILL right after the named boundary (see BOUNDARIES).
 log = logging.getLogger(__name__)
@@ -80,25 +79,6 @@ def boundary(name: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def is_dead_local_worker(worker: str) -> bool:
-    """True for a claim holder that ran on this host and whose process no longer exists."""
-    host, _, rest = worker.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by someone else
-        return False
-    return False
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     model: str
@@ -108,7 +88,7 @@ class SweepConfig:
     lease: timedelta = timedelta(minutes=30)
     journal_storage_class: str = "STANDARD"  # the record journal's: readable without a restore
     caption_keys: CaptionKeys = SAME_KEYS  # where the model was trained at another root
-    # Keep vaulted assets' hot copies until a person approves them (archiver/review/, `release`).
+    # Keep vaulted assets' hot copies until a person approves them (archiver/http/review/, `release`).
     require_review: bool = False
     # Bank as it goes: vault, journal and release what was proved after this many proofs, or this
     # many seconds since the last bank, whichever comes first (and at the end).

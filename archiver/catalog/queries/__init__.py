@@ -10,7 +10,7 @@
   and its fingerprint.
 - `edge`: The edge export: the event cursor and the compact rows it exports.
 - `journal`: The vault's journal: rebuilding the catalog from it (archiver.rebuild), and fsck.
-- `review`: Review: a person's decisions on what the gate accepted (archiver/review/).
+- `review`: Review: a person's decisions on what the gate accepted (archiver/http/review/).
 
 Functions take an open `Session` and never commit: the caller owns the transaction (`with
 catalog.begin() as session:`), so a command's steps land together or not at all. Callers use `from

@@ -1,4 +1,4 @@
-"""Review: a person's decisions on what the gate accepted (archiver/review/).
+"""Review: a person's decisions on what the gate accepted (archiver/http/review/).
 
 Functions take an open `Session` and never commit (see `archiver.catalog.queries`).
 """
@@ -20,7 +20,7 @@ from archiver.catalog.models import (
     Source,
 )
 
-# --- review: a person's decisions on what the gate accepted (archiver/review/) ---
+# --- review: a person's decisions on what the gate accepted (archiver/http/review/) ---
 # Decisions are events (no table of their own): `held-for-review` when a sweep keeps a vaulted
 # asset's hot copy for a person, `reviewed` with the decision. An asset's review is its newest
 # event among REVIEW_EVENTS: a `verified` after a decision (the hot object changed and passed the

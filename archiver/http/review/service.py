@@ -22,10 +22,10 @@ from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset
 from archiver.errors import ArchiverError, NoSuchObject, NotFound
+from archiver.http.review import decisions, images, items
 from archiver.journal import JournalWriter
 from archiver.reader import ArchivedAsset, AssetReader, snapshot
 from archiver.readpolicy import NoRender, ReadPolicy, Served
-from archiver.review import decisions, images, items
 from archiver.storage import HotStore, Vault
 
 MAPS_KEPT = 64  # difference and colour maps kept in memory (a reviewer goes back and forth)

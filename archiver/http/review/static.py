@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from archiver.errors import ArchiverError
+from archiver.http.review import images, items, page
+from archiver.http.review.service import NoOriginal, ReviewService
 from archiver.readpolicy import Unavailable
-from archiver.review import images, items, page
-from archiver.review.service import NoOriginal, ReviewService
 
 THUMBNAIL = 96  # pixels on the longer side, as the survey's contact sheets
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from archiver.errors import ReviewError
-from archiver.review.decisions import APPROVED, Decision, parse_decision
-from archiver.review.items import CHECKS
+from archiver.http.review.decisions import APPROVED, Decision, parse_decision
+from archiver.http.review.items import CHECKS
 
 COLUMNS = (
     "key",

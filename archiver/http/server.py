@@ -1,9 +1,6 @@
-"""Putting an origin together from the settings, and running it under uvicorn.
-
-Owns the wiring (`build`: reader with the models loading in the background, disk cache, read policy with a
-bounded render queue, the catalog-backed `Assets`, metrics, the app), the listening socket
-(`bind`), and the run with a clean stop on SIGTERM/SIGINT (`run`). `archiver serve` calls these
-three; the tests call `build` and run the app in a thread. It must not answer requests itself.
+"""What every HTTP front end (the origin, the review page) runs on: the listening socket (`bind`,
+`url_of`), uvicorn with our logging and a clean stop on SIGTERM/SIGINT (`config`, `serve_app`), and
+the read policy an HTTP front end reads through (`http_read_policy`). Answers no request itself.
 """
 
 from __future__ import annotations
@@ -11,39 +8,18 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from archiver.cache import DiskCache
-from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.errors import ConfigError
-from archiver.modelcheck import check_first_use
-from archiver.origin.app import create_app
-from archiver.origin.assets import CatalogAssets
-from archiver.origin.metrics import Metrics
-from archiver.read.models import ModelPreload
 from archiver.reader import AssetReader
-from archiver.readpolicy import ReadPolicy
+from archiver.readpolicy import ReadObserver, ReadPolicy
 from archiver.settings import Settings
-from archiver.storage import Vault
-
-log = logging.getLogger("archiver.origin")
 
 GRACEFUL_SECONDS = 30  # a stop waits this long for the requests in flight (a render, at worst)
-
-
-@dataclass
-class Origin:
-    app: ASGIApp
-    assets: CatalogAssets
-    metrics: Metrics
-
-    def close(self) -> None:
-        self.assets.close()
 
 
 def http_read_policy(
@@ -52,7 +28,7 @@ def http_read_policy(
     reader: AssetReader,
     *,
     requested_by: str,
-    observer: Metrics | None = None,
+    observer: ReadObserver | None = None,
     renders_only: bool = False,
 ) -> ReadPolicy:
     """The read policy an HTTP front end runs (the origin, the review page): the disk cache shared
@@ -70,41 +46,6 @@ def http_read_policy(
         requested_by=requested_by,
         renders_only=renders_only,
     )
-
-
-def build(
-    settings: Settings,
-    catalog: Catalog,
-    vault: Vault,
-    *,
-    source: str | None = None,
-    reader: AssetReader | None = None,
-) -> Origin:
-    """An origin over the catalog; the key index is loaded now, so a bad catalog or `source` fails
-    here. Without `reader`, the models records use start loading in the background: the origin can
-    listen at once, /healthz says "not ready" until they are loaded, and a request that needs a
-    render meanwhile waits for them (within the render timeout)."""
-    ready: Callable[[], bool] = lambda: True  # noqa: E731
-    if reader is None:
-        # an explicit cpu spares torch's import (seconds) until the preload imports it anyway
-        device = "cpu" if settings.device == "cpu" else settings.resolved_device()
-        with catalog.begin() as session:
-            preload = ModelPreload(queries.models_in_use(session), device)
-        reader = AssetReader(catalog, vault, device=device, load=preload.load, wait_for_models=preload.wait)
-        check_first_use(catalog, reader)
-        preload.start()
-        ready = lambda: preload.ready  # noqa: E731
-    metrics = Metrics()
-    policy = http_read_policy(settings, catalog, reader, observer=metrics, requested_by="origin")
-    assets = CatalogAssets(catalog, policy, source=source)
-    try:
-        assets.refresh()
-    except BaseException:
-        assets.close()
-        raise
-    metrics.track_queue(assets.queue_depth)
-    app = create_app(assets, metrics, refresh_seconds=settings.mount_refresh_seconds, ready=ready)
-    return Origin(app, assets, metrics)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -141,13 +82,6 @@ def config(app: ASGIApp) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
-
-
-def run(origin: Origin, sock: socket.socket) -> None:
-    """Serve on `sock` until SIGTERM or SIGINT, then stop cleanly: uvicorn stops accepting,
-    finishes the requests in flight (for GRACEFUL_SECONDS at most) and runs the app's shutdown;
-    this returns normally."""
-    serve_app(origin.app, sock)
 
 
 def serve_app(app: ASGIApp, sock: socket.socket) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from archiver.catalog import queries
 from archiver.catalog.models import Asset, AssetState
-from archiver.review.decisions import REVIEWER_REASON
+from archiver.http.review.decisions import REVIEWER_REASON
 
 # (metric, threshold, "max" or "min", label): the checks a person compares, in report order.
 CHECKS = (

@@ -4,7 +4,8 @@ Owns turning a request into a response: the key checked like every object key (`
 400), looked up (404; a key several sources hold answers the oldest source's asset, named in
 `x-archiver-source`, with the others in `x-archiver-other-sources`), its preconditions and range
 evaluated (semantics.py) against what the record promises, and only then its bytes read through
-`Assets` (the read policy). Read-policy outcomes become statuses here, in one place (`UNAVAILABLE`).
+`Assets` (the read policy). Read-policy outcomes become statuses in `archiver.http.outcomes`, the
+one table the review page uses too.
 It must not serve bytes that did not come from `Assets.read`/`recall`, which serve only verified bytes.
 
 Every asset response is immutable: the bytes under a strong ETag (their SHA-256) never change, so
@@ -18,7 +19,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
@@ -31,10 +31,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from archiver.errors import NotFound, UnsafeKey
-from archiver.origin.assets import Assets, Entry, Representation
-from archiver.origin.metrics import METRICS_CONTENT_TYPE, Metrics, observe
-from archiver.origin.semantics import (
+from archiver.errors import UnsafeKey
+from archiver.http.origin.assets import Assets, Entry, Representation
+from archiver.http.origin.metrics import METRICS_CONTENT_TYPE, Metrics, observe
+from archiver.http.origin.semantics import (
     ByteRange,
     Precondition,
     RangeNotSatisfiable,
@@ -42,7 +42,7 @@ from archiver.origin.semantics import (
     evaluate,
     http_date,
 )
-from archiver.readpolicy import Busy, Remote, StillRendering, Unavailable, VaultFailed
+from archiver.http.outcomes import exception_handlers, failure
 from archiver.storage import safe_key
 
 log = logging.getLogger("archiver.origin")
@@ -55,12 +55,6 @@ REQUEST_THREADS = 256
 URL_SAFE = ":/@+;=?&~"  # a source URL stays readable in a header; anything else is percent-encoded
 
 # The read policy's outcomes as statuses (archiver/readpolicy.py says what each means).
-UNAVAILABLE: dict[type[Unavailable], int] = {
-    Remote: 503,  # only in the archive tier; a restore was requested: Retry-After
-    StillRendering: 503,  # the render goes on and fills the cache: Retry-After
-    Busy: 503,  # the render queue is full: refused at once, Retry-After
-    VaultFailed: 502,  # the vault copy is damaged or unreachable
-}
 
 
 def _provenance(entry: Entry) -> dict[str, str]:
@@ -90,10 +84,6 @@ def _validators(rep: Representation) -> dict[str, str]:
     return headers
 
 
-def _failure(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return PlainTextResponse(message + "\n", status, headers={"cache-control": "no-store", **(headers or {})})
-
-
 class AnyPathConvertor(PathConvertor):
     """Starlette's `path` is `.*`, which stops at a newline: a key with a control character would
     match no route and get a bare 404. This one matches every path, so `safe_key` answers it: 400."""
@@ -119,14 +109,11 @@ def create_app(
         try:
             safe_key(key)
         except UnsafeKey as exc:
-            return _failure(400, f"bad key: {exc}")
-        try:
-            entry = assets.lookup(key)
-            rep = assets.peek(entry)
-            if rep is None:
-                rep = await run_in_threadpool(assets.describe, entry)
-        except NotFound as exc:
-            return _failure(404, str(exc))
+            return failure(400, f"bad key: {exc}")
+        entry = assets.lookup(key)  # NotFound: 404, as every outcome, by `outcomes`
+        rep = assets.peek(entry)
+        if rep is None:
+            rep = await run_in_threadpool(assets.describe, entry)
         headers = _validators(rep) | _provenance(entry)
         h = request.headers
         decided = evaluate(
@@ -141,7 +128,7 @@ def create_app(
         if decided is Precondition.NOT_MODIFIED:
             return Response(status_code=304, headers=headers)
         if decided is Precondition.FAILED:
-            return _failure(412, f"{key}: a precondition failed (its ETag is {rep.etag})")
+            return failure(412, f"{key}: a precondition failed (its ETag is {rep.etag})")
         if request.method == "HEAD":  # from the record: no render
             return Response(
                 headers=headers | {"content-length": str(rep.size), "x-archiver-served": rep.origin},
@@ -156,19 +143,10 @@ def create_app(
                 last_modified=rep.last_modified,
             )
         except RangeNotSatisfiable:
-            return _failure(416, f"{key}: range not satisfiable", {"content-range": f"bytes */{rep.size}"})
-        try:
-            served = assets.recall(entry)
-            if served is None:
-                served = await run_in_threadpool(assets.read, entry)
-        except Unavailable as exc:
-            status = UNAVAILABLE.get(type(exc), 503)
-            if not isinstance(exc, Busy | StillRendering):  # they pass; the access log has them
-                log.warning("%s /%s: %d: %s", request.method, key, status, exc)
-            retry = {} if exc.retry_after is None else {"retry-after": str(math.ceil(exc.retry_after))}
-            return _failure(status, str(exc), retry)
-        except NotFound as exc:
-            return _failure(404, str(exc))
+            return failure(416, f"{key}: range not satisfiable", {"content-range": f"bytes */{rep.size}"})
+        served = assets.recall(entry)  # the read policy's outcomes answer by `outcomes`
+        if served is None:
+            served = await run_in_threadpool(assets.read, entry)
         if served.verified.sha256 != rep.sha256:
             # Other bytes than the record's render: the vault original, or this machine's render
             # within tolerance. They go under their own ETag; a range asked of other bytes gets
@@ -213,6 +191,7 @@ def create_app(
             Route("/metrics", metrics_page, methods=methods),
             Route("/{key:anypath}", asset, methods=methods),
         ],
+        exception_handlers=exception_handlers(log),
         lifespan=lifespan,
     )
     return observe(app, metrics)

@@ -1,19 +1,19 @@
 """Putting a review together from the settings, and serving it: the read path (`AssetReader`, the disk
 cache shared with the mount and the origin, the read policy with `renders_only`), the journal writer
-for rejections, the service, and uvicorn through the origin's helpers (`bind`, `serve_app`)."""
+for rejections, the service, and uvicorn through `archiver.http.server` (`bind`, `serve_app`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from archiver.catalog.database import Catalog
+from archiver.http.review.service import ReviewService
+from archiver.http.server import http_read_policy
 from archiver.journal import JournalWriter
-from archiver.origin.server import http_read_policy
 from archiver.reader import AssetReader
-from archiver.review.service import ReviewService
 from archiver.settings import Settings
 from archiver.storage import HotStore, Vault
-from archiver.sweep.run import new_worker_id
+from archiver.workers import new_worker_id
 
 
 def _limits(settings: Settings) -> dict[str, float]:
