@@ -91,7 +91,7 @@ class Verified:
     psnr: float | None = None
 
     @property
-    def origin(self) -> Literal["rehydrated", "original"]:
+    def served_from(self) -> Literal["rehydrated", "original"]:
         return "original" if self.mode == "original" else "rehydrated"
 
     def describe(self) -> str:

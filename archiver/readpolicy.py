@@ -56,7 +56,7 @@ from archiver.restore.jobs import request_restore
 
 log = logging.getLogger(__name__)
 
-Origin = Literal["rehydrated", "original"]
+ServedFrom = Literal["rehydrated", "original"]  # where served bytes came from
 Layer = Literal["memory", "disk"]
 
 BUSY_RETRY_SECONDS = 1.0  # a full queue drains in about one render
@@ -97,8 +97,8 @@ class Served:
     verified: Verified
 
     @property
-    def origin(self) -> Origin:
-        return self.verified.origin
+    def served_from(self) -> ServedFrom:
+        return self.verified.served_from
 
 
 class Unavailable(Exception):

@@ -256,7 +256,7 @@ class ArchiveOperations(mfusepy.Operations):
             last = self.policy.served.get(entry.asset_id)
             if last is None:
                 return b""
-            return (last.origin if name == SERVED_XATTR else last.describe()).encode()
+            return (last.served_from if name == SERVED_XATTR else last.describe()).encode()
         if name in (SERVED_SHA256_XATTR, SERVED_SIZE_XATTR):
             last = self.policy.served.get(self.tree.file(path).asset_id)
             if last is not None:  # what a read returned: another render within tolerance, or the original

@@ -317,7 +317,7 @@ def test_a_failed_render_answers_eremote_and_files_one_restore_then_serves_the_r
     assert "shoes/red.png" in line and "IntegrityError" in line and "restore requested" in line
     vault.request_restore("originals/red.png", "Standard", 1)
     served = server.read(entry)
-    assert served.data == b"the original" and served.origin == "original"
+    assert served.data == b"the original" and served.served_from == "original"
     assert server.served_size(entry) == len(b"the original")
 
 
@@ -358,6 +358,6 @@ def test_a_slow_render_answers_etimedout_and_the_next_open_gets_its_bytes(
     while cache.size_of(entry.rendered_sha256) is None and time.monotonic() < deadline:
         time.sleep(0.01)
     served = server.read(entry)
-    assert (served.data, served.origin, served.verified.mode) == (b"rendered", "rehydrated", "exact")
+    assert (served.data, served.served_from, served.verified.mode) == (b"rendered", "rehydrated", "exact")
     assert server.renders[entry.asset_id] == 1
     server.shutdown()

@@ -130,7 +130,7 @@ def test_a_drifted_render_is_served_cached_under_its_own_hash_and_rechecked_from
     policy = ReadPolicy(catalog, ScriptedReader(catalog, vault, lambda a: DRIFTED), cache, observer=metrics)
     served = policy.read(entry)
     drifted_sha = hashlib.sha256(DRIFTED).hexdigest()
-    assert served.data == DRIFTED and served.origin == "rehydrated"
+    assert served.data == DRIFTED and served.served_from == "rehydrated"
     assert served.verified.mode == "within-tolerance" and served.verified.sha256 == drifted_sha
     assert policy.served_size(entry) == len(DRIFTED)
     assert cache.get(SHA) is None and cache.get(drifted_sha) == DRIFTED  # never under the record's hash

@@ -131,7 +131,7 @@ def create_app(
             return failure(412, f"{key}: a precondition failed (its ETag is {rep.etag})")
         if request.method == "HEAD":  # from the record: no render
             return Response(
-                headers=headers | {"content-length": str(rep.size), "x-archiver-served": rep.origin},
+                headers=headers | {"content-length": str(rep.size), "x-archiver-served": rep.served_from},
                 media_type=rep.content_type,
             )
         try:
@@ -153,7 +153,7 @@ def create_app(
             # them whole.
             rep = await run_in_threadpool(assets.describe, entry)
             headers, wanted = _validators(rep), None
-        headers["x-archiver-served"] = served.origin
+        headers["x-archiver-served"] = served.served_from
         headers["x-archiver-verified"] = served.verified.describe()
         if isinstance(wanted, ByteRange):
             headers["content-range"] = wanted.content_range

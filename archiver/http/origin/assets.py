@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.errors import NotFound
-from archiver.readpolicy import Origin, ReadPolicy, Served
+from archiver.readpolicy import ReadPolicy, Served, ServedFrom
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Representation:
     size: int
     content_type: str
     last_modified: datetime
-    origin: Origin  # "rehydrated", or "original" once the vault original is what is served
+    served_from: ServedFrom  # "rehydrated", or "original" once the vault original is what is served
     original_sha256: str  # the original's ("" if never recorded): other bytes than these, unless
     original_size: int  # `origin` is "original"
 
@@ -170,7 +170,7 @@ class CatalogAssets:
             # What this origin serves for the asset: the original, or its own render within
             # tolerance; either way under the ETag of those bytes, never the record's.
             return Representation(
-                last.sha256, last.size, details.content_type, entry.last_modified, last.origin,
+                last.sha256, last.size, details.content_type, entry.last_modified, last.served_from,
                 details.sha256, details.size,
             )  # fmt: skip
         return Representation(
