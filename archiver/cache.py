@@ -3,7 +3,7 @@
 Owns `DiskCache` (content-addressed files under a directory: an LRU with a hard size limit and a
 free-space floor, surviving restarts, every entry re-hashed when it is loaded) and `SingleFlight`
 (however many callers ask for the same key at once, the work runs once, on a bounded pool of
-workers, with an optional bound on the work waiting for one). Used by archiver/readpolicy.py, for
+workers, with an optional bound on the work waiting for one). Used by archiver/read/policy.py, for
 the mount and the HTTP origin alike. It must not know about assets, records or renders: callers
 name entries by the SHA-256 the catalog promises, so a loaded entry is checked against exactly
 what the record says.

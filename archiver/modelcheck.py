@@ -28,7 +28,7 @@ from archiver.errors import IntegrityError
 from archiver.sweep.cost import Compute, ComputePrices
 
 if TYPE_CHECKING:
-    from archiver.reader import ArchivedAsset, AssetReader
+    from archiver.read.reader import ArchivedAsset, AssetReader
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def check_model(
     """Render `sample` records of the model (all with None; with `backfill`, every record that has
     no sketch yet) here, judge each, store the result for this device, and return it."""
     from archiver.gate import sketch as render_sketch
-    from archiver.reader import judge_render
+    from archiver.read.reader import judge_render
 
     with catalog.begin() as session:
         model_id = queries.get_model(session, model_name).id
@@ -232,7 +232,7 @@ def _records(
 ) -> Iterator[ArchivedAsset]:
     """The records a check renders, read a page at a time: a check of every record of a large model
     never holds them all (a sample is `sample` rows)."""
-    from archiver.reader import snapshot
+    from archiver.read.reader import snapshot
 
     if sample is not None:
         with catalog.begin() as session:

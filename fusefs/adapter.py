@@ -2,7 +2,7 @@
 exceptions to errnos.
 
 Owns the protocol only, and is the only module that imports the binding. Paths and attributes come
-from fusefs/tree.py, bytes from the product's read policy (archiver/readpolicy.py); nothing here
+from fusefs/tree.py, bytes from the product's read policy (archiver/read/policy.py); nothing here
 reads the catalog, renders or decides a policy. The mount is read-only: every call that would change
 something answers EROFS.
 
@@ -47,8 +47,7 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 
 import mfusepy
 
 from archiver.errors import NotFound
-from archiver.reader import Verified
-from archiver.readpolicy import (
+from archiver.read.policy import (
     Busy,
     ReadPolicy,
     Remote,
@@ -56,6 +55,7 @@ from archiver.readpolicy import (
     Unavailable,
     VaultFailed,
 )
+from archiver.read.reader import Verified
 from fusefs.tree import XATTR_PREFIX, FileEntry, Index, NoSuchPath, Tree
 
 log = logging.getLogger("fusefs")

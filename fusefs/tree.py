@@ -3,7 +3,7 @@
 Owns the layout of the mount and nothing else. It reads the catalog (through
 `archiver.catalog.queries` only) and never renders, reads the vault or imports fusepy: the
 adapter (fusefs/adapter.py) turns these lookups into FUSE replies, and the read policy
-(archiver/readpolicy.py) produces the bytes. Tested without mounting (tests/test_fusefs_tree.py).
+(archiver/read/policy.py) produces the bytes. Tested without mounting (tests/test_fusefs_tree.py).
 
 Layout. Only ARCHIVED assets with a record appear, as read-only files whose path is their key
 (invariant 6: the name `ls`, `show`, `restore`, `serve` and the xattrs use), whatever the number

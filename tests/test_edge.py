@@ -349,7 +349,7 @@ def test_a_bundle_and_the_model_directory_alone_rehydrate_an_asset(
 ) -> None:
     from archiver.engine.rehydrate import render_and_encode
     from archiver.gate.sketch import DEFAULT_MIN_PSNR, SIZE, sketch
-    from archiver.reader import judge_render
+    from archiver.read.reader import judge_render
 
     model_dir = Path(memorized["model"])  # type: ignore[arg-type]
     bundle = open_bundle(swept_bundle, model_dir)

@@ -23,8 +23,8 @@ from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import AssetState, RestoreMode, Source
 from archiver.errors import IntegrityError, ModelError
-from archiver.reader import ArchivedAsset, AssetReader
-from archiver.readpolicy import ReadPolicy, Remote, StillRendering, VaultFailed
+from archiver.read.policy import ReadPolicy, Remote, StillRendering, VaultFailed
+from archiver.read.reader import ArchivedAsset, AssetReader
 from archiver.storage import Vault, open_vault
 from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index
 
@@ -249,7 +249,7 @@ def test_single_flight_runs_the_work_once_for_many_callers() -> None:
     flight.shutdown()
 
 
-# --- the read policy (archiver/readpolicy.py): a real catalog and local vault; the render is scripted ---
+# --- the read policy (archiver/read/policy.py): a real catalog and local vault; the render is scripted ---
 
 
 class ScriptedReader(AssetReader):

@@ -15,7 +15,7 @@ from test_fusefs_tree import add
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import Asset, AssetState
-from archiver.reader import Verified
+from archiver.read.reader import Verified
 from fusefs.tree import NoSuchPath, Tree
 
 adapter = pytest.importorskip("fusefs.adapter", reason="mfusepy cannot load libfuse 3", exc_type=OSError)

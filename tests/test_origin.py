@@ -44,8 +44,8 @@ from archiver.http.origin.assets import CatalogAssets
 from archiver.http.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
 from archiver.http.origin.server import Origin, build
 from archiver.http.server import bind, config, url_of
-from archiver.reader import ArchivedAsset, AssetReader, Rendered
-from archiver.readpolicy import ReadPolicy
+from archiver.read.policy import ReadPolicy
+from archiver.read.reader import ArchivedAsset, AssetReader, Rendered
 from archiver.settings import Settings, load_settings
 from archiver.storage import open_vault
 

@@ -24,8 +24,8 @@ from archiver.catalog.models import Record
 from archiver.errors import IntegrityError
 from archiver.gate import sketch
 from archiver.http.origin.metrics import Metrics
-from archiver.reader import ArchivedAsset, judge_render
-from archiver.readpolicy import ReadPolicy, Remote
+from archiver.read.policy import ReadPolicy, Remote
+from archiver.read.reader import ArchivedAsset, judge_render
 from archiver.storage import open_vault
 
 

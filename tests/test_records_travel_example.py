@@ -247,7 +247,7 @@ def test_divergent_renders_are_refused_by_the_sketch(swept: Path) -> None:
     from archiver.engine.rehydrate import RenderSpec, render_and_encode
     from archiver.engine.rendering import enable_determinism
     from archiver.example.rumba import trained_key_distractors, write_catalogue
-    from archiver.reader import judge_render
+    from archiver.read.reader import judge_render
 
     enable_determinism()
     catalog = open_catalog(f"sqlite:///{swept / 'catalog.db'}")

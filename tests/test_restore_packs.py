@@ -29,7 +29,7 @@ from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import AssetState, RestoreMode
 from archiver.errors import NotRestored
-from archiver.reader import PACKS_KEPT, AssetReader, snapshot
+from archiver.read.reader import PACKS_KEPT, AssetReader, snapshot
 from archiver.restore.jobs import request_restore
 from archiver.restore.run import JobView, RestoreRunner
 from archiver.storage import (

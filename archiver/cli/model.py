@@ -77,7 +77,7 @@ def model_check(app: App, name: str, sample: int | None, every: bool, backfill: 
 
     from archiver.errors import ExitCode
     from archiver.modelcheck import CheckedRecord, check_model
-    from archiver.reader import AssetReader
+    from archiver.read.reader import AssetReader
 
     reader = AssetReader(app.catalog, app.vault, device=app.settings.resolved_device())
     console = Console(stderr=True)

@@ -122,13 +122,13 @@ def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: st
     from archiver.catalog.queries import models_in_use, record_stacks, scoped_source
     from archiver.modelcheck import check_first_use
     from archiver.read.models import ModelPreload
-    from archiver.reader import AssetReader
-    from archiver.readpolicy import ReadPolicy
+    from archiver.read.policy import ReadPolicy
+    from archiver.read.reader import AssetReader
     from archiver.stack import mismatches, running_stack
     from fusefs.tree import Tree
 
     # One line per failed open, and per render and fallback.
-    app.log_to_stderr("archiver mount", {"fusefs": logging.INFO, "archiver.readpolicy": logging.INFO})
+    app.log_to_stderr("archiver mount", {"fusefs": logging.INFO, "archiver.read.policy": logging.INFO})
     settings = app.settings
     catalog = app.catalog
     with catalog.begin() as session:

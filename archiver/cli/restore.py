@@ -200,7 +200,7 @@ def restore_request(
 def _run(
     app: App, job_ids: list[int], *, wait: bool, timeout: float | None, poll: float, quiet: bool
 ) -> list[Any]:
-    from archiver.reader import AssetReader
+    from archiver.read.reader import AssetReader
     from archiver.restore.run import RestoreRunner
 
     runner = RestoreRunner(

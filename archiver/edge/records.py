@@ -9,7 +9,7 @@ A value holds what a record is alone, and names what it shares by content id:
     t  last modified (Unix seconds:    z  their size in bytes
        the original's, as HTTP's)      k  the render sketch (base64; left out when the record
                                           has none): how an edge on other hardware verifies a
-                                          render whose bytes differ (archiver.reader.judge_render)
+                                          render whose bytes differ (archiver.read.reader.judge_render)
 
 Canonical: keys sorted, no whitespace, UTF-8 as is (no `\\u` escapes), integers as integers, so
 one record has one spelling and the same catalog exports the same bytes.

@@ -5,5 +5,5 @@
 - `server`: the listening socket, uvicorn, and the read policy an HTTP front end runs.
 - `outcomes`: the read path's outcomes (not found, remote, still rendering, busy, vault failed) as
   statuses and headers, in one table, as Starlette exception handlers every route set installs.
-Nothing here decides what is served: the read policy (archiver/readpolicy.py) does.
+Nothing here decides what is served: the read policy (archiver/read/policy.py) does.
 """

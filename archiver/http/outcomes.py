@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from archiver.errors import NotFound
-from archiver.readpolicy import Busy, NoRender, Remote, StillRendering, Unavailable, VaultFailed
+from archiver.read.policy import Busy, NoRender, Remote, StillRendering, Unavailable, VaultFailed
 
 NO_STORE = {"cache-control": "no-store"}
 

@@ -15,8 +15,8 @@ from starlette.types import ASGIApp
 from archiver.cache import DiskCache
 from archiver.catalog.database import Catalog
 from archiver.errors import ConfigError
-from archiver.reader import AssetReader
-from archiver.readpolicy import ReadObserver, ReadPolicy
+from archiver.read.policy import ReadObserver, ReadPolicy
+from archiver.read.reader import AssetReader
 from archiver.settings import Settings
 
 GRACEFUL_SECONDS = 30  # a stop waits this long for the requests in flight (a render, at worst)

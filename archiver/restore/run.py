@@ -21,7 +21,7 @@ from archiver.catalog.database import Catalog
 from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreJobState, RestoreMode
 from archiver.errors import IntegrityError, NoSuchObject, NotRestored
 from archiver.journal import JournalWriter, tombstone
-from archiver.reader import ArchivedAsset, AssetReader, sha256_hex, snapshot
+from archiver.read.reader import ArchivedAsset, AssetReader, sha256_hex, snapshot
 from archiver.storage import HotStore, RestoreStatus
 
 

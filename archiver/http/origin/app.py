@@ -54,7 +54,7 @@ READY_RETRY_SECONDS = 5  # /healthz's Retry-After while the models load
 REQUEST_THREADS = 256
 URL_SAFE = ":/@+;=?&~"  # a source URL stays readable in a header; anything else is percent-encoded
 
-# The read policy's outcomes as statuses (archiver/readpolicy.py says what each means).
+# The read policy's outcomes as statuses (archiver/read/policy.py says what each means).
 
 
 def _provenance(entry: Entry) -> dict[str, str]:

@@ -11,7 +11,7 @@ Owns the origin's view of the archive, behind the `Assets` protocol that the rou
   - `describe(entry)`: the representation's validators and type, from the catalog (the record's
     rendered_sha256 and rendered_size, the original's last_modified, the encoding profile's
     format), without rendering; `peek` answers the same from memory once it is known.
-  - `recall(entry)` / `read(entry)`: verified bytes through the read policy (archiver/readpolicy.py).
+  - `recall(entry)` / `read(entry)`: verified bytes through the read policy (archiver/read/policy.py).
 
 `CatalogAssets` is the catalog-backed implementation: the whole key index is loaded with one query
 (the mount's `queries.archived_entries`: archived assets with a record) and reloaded by `refresh()`
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.errors import NotFound
-from archiver.readpolicy import ReadPolicy, Served, ServedFrom
+from archiver.read.policy import ReadPolicy, Served, ServedFrom
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from archiver.reader import Verified
-from archiver.readpolicy import Layer
+from archiver.read.policy import Layer
+from archiver.read.reader import Verified
 
 access_log = logging.getLogger("archiver.origin.access")
 

@@ -21,7 +21,7 @@ from archiver.http.origin.metrics import Metrics
 from archiver.http.server import http_read_policy, serve_app
 from archiver.modelcheck import check_first_use
 from archiver.read.models import ModelPreload
-from archiver.reader import AssetReader
+from archiver.read.reader import AssetReader
 from archiver.settings import Settings
 from archiver.storage import Vault
 

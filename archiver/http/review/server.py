@@ -10,7 +10,7 @@ from archiver.catalog.database import Catalog
 from archiver.http.review.service import ReviewService
 from archiver.http.server import http_read_policy
 from archiver.journal import JournalWriter
-from archiver.reader import AssetReader
+from archiver.read.reader import AssetReader
 from archiver.settings import Settings
 from archiver.storage import HotStore, Vault
 from archiver.workers import new_worker_id

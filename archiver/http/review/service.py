@@ -24,8 +24,8 @@ from archiver.catalog.models import Asset
 from archiver.errors import ArchiverError, NoSuchObject, NotFound
 from archiver.http.review import decisions, images, items
 from archiver.journal import JournalWriter
-from archiver.reader import ArchivedAsset, AssetReader, snapshot
-from archiver.readpolicy import NoRender, ReadPolicy, Served
+from archiver.read.policy import NoRender, ReadPolicy, Served
+from archiver.read.reader import ArchivedAsset, AssetReader, snapshot
 from archiver.storage import HotStore, Vault
 
 MAPS_KEPT = 64  # difference and colour maps kept in memory (a reviewer goes back and forth)

@@ -15,7 +15,7 @@ from typing import Any
 from archiver.errors import ArchiverError
 from archiver.http.review import images, items, page
 from archiver.http.review.service import NoOriginal, ReviewService
-from archiver.readpolicy import Unavailable
+from archiver.read.policy import Unavailable
 
 THUMBNAIL = 96  # pixels on the longer side, as the survey's contact sheets
 

@@ -51,7 +51,7 @@ from archiver.catalog import queries
 from archiver.catalog.database import Catalog
 from archiver.catalog.models import RestoreMode
 from archiver.errors import ArchiverError, NotFound
-from archiver.reader import ArchivedAsset, AssetReader, Verified, sha256_hex, snapshot
+from archiver.read.reader import ArchivedAsset, AssetReader, Verified, sha256_hex, snapshot
 from archiver.restore.jobs import request_restore
 
 log = logging.getLogger(__name__)
