@@ -1,7 +1,7 @@
 """`archiver mount` and `archiver umount`: the archive as a read-only directory (fusefs/).
 
-Owns the mount's command line: checking the mount point, wiring settings into fusefs (tree,
-cache, server, adapter), logging, and running libfuse in the foreground or as a background child.
+Owns the mount's command line: checking the mount point, logging, and running the mount in the
+foreground (`fusefs.run.run_mount`, which wires the read path for FUSE) or as a background child.
 The file system itself lives in fusefs/; nothing here serves a read.
 
 Mount point errors are `MountError` (exit code 2, USAGE): missing, not a directory, not empty,
@@ -115,82 +115,25 @@ def mount(
 
 def _serve(app: App, point: Path, cache_size: int, allow_other: bool, source: str | None) -> None:
     try:
-        from fusefs.adapter import ArchiveFUSE, ArchiveOperations
+        from fusefs.run import run_mount
     except (OSError, ImportError) as exc:  # mfusepy raises OSError without libfuse3
         raise MountError(f"cannot load libfuse 3 ({exc}): apt-get install fuse3") from None
-    from archiver.cache import DiskCache
-    from archiver.catalog.queries import models_in_use, record_stacks, scoped_source
-    from archiver.modelcheck import check_first_use
-    from archiver.read.models import ModelPreload
-    from archiver.read.policy import ReadPolicy
-    from archiver.read.reader import AssetReader
-    from archiver.stack import mismatches, running_stack
-    from fusefs.tree import Tree
+    from archiver.catalog.queries import scoped_source
 
     # One line per failed open, and per render and fallback.
     app.log_to_stderr("archiver mount", {"fusefs": logging.INFO, "archiver.read.policy": logging.INFO})
-    settings = app.settings
-    catalog = app.catalog
-    with catalog.begin() as session:
+    with app.catalog.begin() as session:
         scope = scoped_source(session, source)
         source_id = None if scope is None else scope.id
-    tree = Tree(catalog, source_id=source_id, refresh_seconds=settings.mount_refresh_seconds)
-    tree.index()  # load the index now: a bad catalog fails before anything is mounted
-    # resolved_device imports torch (seconds); an explicit cpu leaves that to the first render
-    device = "cpu" if settings.device == "cpu" else settings.resolved_device()
-    with catalog.begin() as session:
-        preload = ModelPreload(models_in_use(session), device)
-    reader = AssetReader(catalog, app.vault, device=device, load=preload.load, wait_for_models=preload.wait)
-    check_first_use(catalog, reader)
-    cache = DiskCache(settings.cache_dir, cache_size, settings.cache_min_free)
-    policy = ReadPolicy(
-        catalog,
-        reader,
-        cache,
-        workers=settings.render_workers,
-        read_timeout=settings.mount_read_timeout,
-        retry_render_after=settings.mount_render_retry_seconds,
-        memory_bytes=settings.memory_cache_size,
-    )
-    index = tree.index()
-    logging.getLogger("fusefs").info(
-        "mounting %d archived files at %s (cache %s, %d bytes max)%s",
-        len(index.files),
+    run_mount(
+        app.settings,
+        app.catalog,
+        app.vault,
         point,
-        settings.cache_dir,
-        cache_size,
-        (f"; {index.skipped} keys skipped (not valid paths)" if index.skipped else "")
-        + (f"; {index.shadowed} keys shown from an older source" if index.shadowed else ""),
+        cache_size=cache_size,
+        allow_other=allow_other,
+        source_id=source_id,
     )
-    with catalog.begin() as session:
-        stacks = record_stacks(session)
-    if stacks:  # records made with other builds may no longer render to their hash: say so now
-        for mismatch in mismatches(stacks, running_stack(device)):
-            logging.getLogger("fusefs").warning("%s", mismatch.message())
-    preload.start()  # the models load while the mount comes up; a read meanwhile waits for them
-    operations = ArchiveOperations(tree, policy, str(point))
-    try:
-        ArchiveFUSE(
-            operations,
-            str(point),
-            foreground=True,
-            raw_fi=True,
-            ro=True,
-            default_permissions=True,
-            allow_other=allow_other,
-            fsname="archiver",
-            subtype="archiver",
-        )
-    except RuntimeError as exc:
-        # libfuse 3 ends its loop with an error code after SIGTERM/SIGINT too: a mount that came up
-        # and was taken down by a signal or an unmount ended cleanly.
-        if not operations.mounted:
-            raise MountError(
-                f"fuse could not mount at {point} ({exc}): see fusermount's message above"
-            ) from None
-    finally:
-        policy.shutdown()
-    logging.getLogger("fusefs").info("unmounted %s", point)
 
 
 def _mount_in_background(
