@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
@@ -11,12 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from archiver.catalog import queries
-from archiver.catalog.models import AssetState, RestoreMode
+from archiver.catalog.models import RestoreMode
 from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.cli.progress import Bar
 from archiver.errors import ExitCode, NotFound
-
-RESTORABLE = (AssetState.ARCHIVED, AssetState.RESTORED)  # those with a record and a vault copy
 
 
 class DefaultGroup(click.Group):
@@ -144,39 +141,18 @@ def restore_request(
     An asset already back at its key as asked (its restored copy unchanged there) is reported as
     already restored, with exit 0, and is not rendered or thawed again; an original asked for
     where a rehydrated copy is hot replaces that copy with the original."""
-    from archiver.restore.jobs import already_restored, request_restore
+    from archiver.restore.jobs import already_restored, choose_restorable, request_restore
 
     if (key is None) == (prefix is None):
         raise click.UsageError("give exactly one of KEY or --prefix")
     mode = RestoreMode.ORIGINAL if original else RestoreMode.REHYDRATE
-    label = key if key is not None else f"{prefix}*"
     with app.catalog.begin() as session:
-        scope = queries.scoped_source(session, source)
-        also = ""
-        if key is not None:
-            # The key names what is archived (as the mount and the origin show it): a source that
-            # holds the key too but has nothing to restore does not take its place.
-            try:
-                resolved = queries.resolve_key(session, key, scope, RESTORABLE)
-            except NotFound:
-                resolved = queries.resolve_key(session, key, scope)  # says what it is instead
-            assets = [resolved.asset]
-            if resolved.others:
-                also = f"restoring the one in {resolved.asset.source.url}; {resolved.also_in()}"
-        else:
-            assets = queries.list_assets(session, prefix or "", scope)
-            if not assets:
-                raise NotFound(f"no asset {label!r} in the catalog: `archiver ls` lists what is there")
-        restorable = [a for a in assets if a.state in RESTORABLE]
-        if not restorable:
-            states = ", ".join(sorted({a.state.value for a in assets}))
-            raise NotFound(
-                f"nothing to restore: {label!r} is {states}, not archived "
-                "(only archived assets have a record and a vault copy)"
-            )
+        chosen = choose_restorable(
+            session, key=key, prefix=prefix, scope=queries.scoped_source(session, source)
+        )
         already: list[dict[str, str]] = []
         job_ids = []
-        for a in restorable:
+        for a in chosen.assets:
             how = already_restored(a, app.open_source(a.source.url), mode)
             if how is not None:  # asking again renders or thaws nothing
                 already.append({"key": a.key, "source": a.source.url, "restored": how})
@@ -186,6 +162,7 @@ def restore_request(
                     session, a, mode, tier=tier if original else None, days=days if original else None
                 ).id
             )
+    also = chosen.note
     if also and not as_json:
         Console(stderr=True).print(also, highlight=False, soft_wrap=True)
     quiet = as_json or app.quiet
@@ -201,7 +178,7 @@ def _run(
     app: App, job_ids: list[int], *, wait: bool, timeout: float | None, poll: float, quiet: bool
 ) -> list[Any]:
     from archiver.read.reader import AssetReader
-    from archiver.restore.run import RestoreRunner
+    from archiver.restore.run import RestoreRunner, poll_until_done
 
     runner = RestoreRunner(
         app.catalog,
@@ -209,12 +186,9 @@ def _run(
         app.open_source,
         journal_storage_class=app.settings.vault_journal_storage_class,
     )
-    deadline = None if timeout is None else time.monotonic() + timeout
-    interval = poll
     console = Console(stderr=True)
-    passes = 0
-    while True:
-        passes += 1
+
+    def advance(passes: int) -> list[Any]:
         # A prefix restores one asset after another: progress per job (stderr; none for one key).
         with Bar("restoring" if passes == 1 else "checking restores", unit="jobs") as bar:
             if len(job_ids) > 1:
@@ -224,18 +198,17 @@ def _run(
                 (job,) = runner.advance([job_id])
                 jobs.append(job)
                 bar.advance(job.key, job.state != "failed")
-        pending = [j for j in jobs if not j.finished]
-        if not wait or not pending:
-            return jobs
-        if deadline is not None and time.monotonic() + interval > deadline:
-            return jobs
+        return jobs
+
+    def waiting(jobs: list[Any], interval: float) -> None:
         if not quiet:
+            pending = sum(1 for j in jobs if not j.finished)
             console.print(
-                f"{len(jobs) - len(pending)}/{len(jobs)} done, {len(pending)} waiting on the vault; "
+                f"{len(jobs) - pending}/{len(jobs)} done, {pending} waiting on the vault; "
                 f"next check in {interval:.0f} s"
             )
-        time.sleep(interval)
-        interval = min(interval * 2, 300.0)  # a Glacier restore takes minutes to hours: back off, bounded
+
+    return poll_until_done(advance, wait=wait, timeout=timeout, poll=poll, on_wait=waiting)
 
 
 @restore.command("status")

@@ -8,12 +8,53 @@ their requests here, so there is one queue and one history.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
 
 from archiver.catalog import queries
-from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreMode
-from archiver.errors import NoSuchObject
+from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreMode, Source
+from archiver.errors import NoSuchObject, NotFound
 from archiver.storage import HotStore
+
+RESTORABLE = (AssetState.ARCHIVED, AssetState.RESTORED)  # those with a record and a vault copy
+
+
+@dataclass
+class Chosen:
+    assets: list[Asset]  # restorable, in the catalog's order
+    note: str = ""  # which source's asset a key held by several sources named, and the others
+
+
+def choose_restorable(
+    session: Session, *, key: str | None, prefix: str | None, scope: Source | None
+) -> Chosen:
+    """The assets `restore KEY` (or `--prefix`) acts on, in `scope` if given; NotFound saying what
+    the key or prefix names instead when nothing there can be restored."""
+    label = key if key is not None else f"{prefix}*"
+    note = ""
+    if key is not None:
+        # The key names what is archived (as the mount and the origin show it): a source that
+        # holds the key too but has nothing to restore does not take its place.
+        try:
+            resolved = queries.resolve_key(session, key, scope, RESTORABLE)
+        except NotFound:
+            resolved = queries.resolve_key(session, key, scope)  # says what it is instead
+        assets = [resolved.asset]
+        if resolved.others:
+            note = f"restoring the one in {resolved.asset.source.url}; {resolved.also_in()}"
+    else:
+        assets = queries.list_assets(session, prefix or "", scope)
+        if not assets:
+            raise NotFound(f"no asset {label!r} in the catalog: `archiver ls` lists what is there")
+    restorable = [a for a in assets if a.state in RESTORABLE]
+    if not restorable:
+        states = ", ".join(sorted({a.state.value for a in assets}))
+        raise NotFound(
+            f"nothing to restore: {label!r} is {states}, not archived "
+            "(only archived assets have a record and a vault copy)"
+        )
+    return Chosen(restorable, note)
 
 
 def request_restore(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -194,3 +195,35 @@ class RestoreRunner:
             self._journal.append([tombstone(asset.source.url, asset.key, "restored", why, now, writer)], now)
             job.state = RestoreJobState.DONE
             queries.set_state(session, job.asset, AssetState.RESTORED, job=job.id, mode=job.mode.value)
+
+
+MAX_POLL_SECONDS = 300.0  # a Glacier restore takes minutes to hours: back off, bounded
+
+
+def poll_until_done(
+    advance: Callable[[int], list[JobView]],
+    *,
+    wait: bool,
+    timeout: float | None,
+    poll: float,
+    on_wait: Callable[[list[JobView], float], None] = lambda jobs, interval: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[JobView]:
+    """Advance every job once (`advance(pass_number)` returns their views); with `wait`, again after
+    `poll` seconds, doubling up to MAX_POLL_SECONDS, until none is pending or `timeout` would pass.
+    `on_wait(jobs, interval)` hears each wait before it starts."""
+    deadline = None if timeout is None else clock() + timeout
+    interval = poll
+    passes = 0
+    while True:
+        passes += 1
+        jobs = advance(passes)
+        pending = [j for j in jobs if not j.finished]
+        if not wait or not pending:
+            return jobs
+        if deadline is not None and clock() + interval > deadline:
+            return jobs
+        on_wait(jobs, interval)
+        sleep(interval)
+        interval = min(interval * 2, MAX_POLL_SECONDS)
