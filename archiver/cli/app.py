@@ -26,6 +26,7 @@ from archiver.storage import HotStore, S3Client, Vault, open_hot_store, open_vau
 if TYPE_CHECKING:  # torch and diffusers take seconds to import: only commands that render pay for it
     from archiver.engine.registry import LoadedModel
     from archiver.gate import Gate
+    from archiver.pricing import Pricing
     from archiver.prove import SearchLimits
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,6 +87,13 @@ class App:
     def open_vault(self, url: str) -> Vault:
         """A vault at `url` (a path or s3://bucket/prefix), S3 configured from the settings."""
         return open_vault(url, self.settings.vault_storage_class, client_factory=self._s3_client)
+
+    @cached_property
+    def pricing(self) -> Pricing:
+        """The cost model from the settings (and the catalog, opened only for a named model's figures)."""
+        from archiver.pricing import Pricing
+
+        return Pricing(self.settings, lambda: self.catalog)
 
     @cached_property
     def gate(self) -> Gate:

@@ -94,7 +94,6 @@ def survey(
     inside each, a perceptual hash and the LPIPS trunk's features find the near-identical core and
     name the outliers. Undecodable images and unsafe keys are counted, not fatal.
     """
-    from archiver.cli.sweep import _compute, _model_bytes, _prices
     from archiver.survey.report import dumps, summary, write_csv, write_html
     from archiver.survey.report import write_group as write_group_file
     from archiver.survey.run import SurveyConfig, run_survey
@@ -108,14 +107,14 @@ def survey(
 
     s = app.settings
     terms = PriceTerms(
-        prices=_prices(app),
+        prices=app.pricing.prices(),
         vault_class=s.vault_storage_class,
         pack_threshold=s.pack_threshold,
         pack_target=s.pack_target,
         egress_price=s.price_egress if egress_price is None else egress_price,
         cdn_offload=cdn_offload,
-        compute=_compute(app, model_name),  # the catalog is opened only for --model
-        model_bytes=s.cost_model_bytes if model_name is None else _model_bytes(app, model_name),
+        compute=app.pricing.compute(model_name),  # the catalog is opened only for --model
+        model_bytes=s.cost_model_bytes if model_name is None else app.pricing.model_bytes(model_name),
         journal_class=s.vault_journal_storage_class,
         vault_read_share=s.cost_vault_read_share,
     )

@@ -138,12 +138,12 @@ def sweep(
     finally:
         progress.stop()
     report = summary.to_dict()
-    report["estimate"] = _saving(app, summary.archived_sizes)
-    net = _net(
-        app,
-        _storage_row(app, summary.archived_sizes),
+    pricing = app.pricing
+    report["estimate"] = pricing.storage_row(summary.archived_sizes).to_dict()
+    net = pricing.net(
+        pricing.storage_row(summary.archived_sizes),
         model_name,
-        images_of_model=_records_of(app, model_name),
+        images_of_model=pricing.records_of(model_name),
     )
     report["net"] = net.to_dict()
     if summary.hint:
@@ -215,99 +215,6 @@ def _fleet_sweep(
         ).run()
 
 
-def _prices(app: App) -> Any:
-    from archiver.sweep.cost import Prices
-
-    s = app.settings
-    return Prices(
-        standard=s.price_standard,
-        glacier_ir=s.price_glacier_ir,
-        glacier=s.price_glacier,
-        deep_archive=s.price_deep_archive,
-    )
-
-
-def _compute(app: App, model_name: str | None) -> Any:
-    """What one render costs here: `model_name`'s render time as its device check measured it on
-    the configured device, else the `cost_render_seconds` assumption (said so in its `source`)."""
-    from archiver.sweep.cost import Compute, ComputePrices
-
-    s = app.settings
-    prices = ComputePrices(cpu_core_hour=s.price_cpu_core_hour, gpu_hour=s.price_gpu_hour)
-    hint = (
-        f"`archiver model check {model_name}` measures it" if model_name else "`--model NAME` for a model's"
-    )
-    fallback = Compute(
-        seconds=s.cost_render_seconds,
-        cores=s.cost_render_cores,
-        price_per_hour=prices.cpu_core_hour,
-        source=f"assumed (cost_render_seconds: the example model's 1-step render on 2 CPU cores); {hint}",
-    )
-    if model_name is None:
-        return fallback
-    from archiver.modelcheck import measured_compute
-
-    return measured_compute(app.catalog, model_name, s.resolved_device(), prices, fallback)
-
-
-def _model_bytes(app: App, model_name: str) -> int:
-    """The bytes of a registered model's files (what the vault keeps of it)."""
-    from archiver.catalog.queries import get_model
-    from archiver.engine.registry import model_files
-
-    with app.catalog.begin() as session:
-        path = Path(get_model(session, model_name).path)
-    return sum(file.stat().st_size for file in model_files(path))
-
-
-def _net(app: App, storage: Any, model_name: str, *, images_of_model: int) -> Any:
-    """The net saving of what `storage` (an `estimate` row) prices, rehydrated by `model_name`, which
-    would then render `images_of_model` records in all (this set's share of its model is
-    storage.originals / images_of_model). A sweep has no request counts: `cost_misses_per_image`
-    CDN misses per image a month, each a render that sends the original."""
-    from archiver.sweep.cost import GB, net_saving
-
-    s = app.settings
-    misses = storage.originals * s.cost_misses_per_image
-    sent = storage.original_bytes * s.cost_misses_per_image
-    return net_saving(
-        storage=storage,
-        egress_avoided=sent / GB * s.price_egress,
-        renders_monthly=misses,
-        compute=_compute(app, model_name),
-        model_bytes=_model_bytes(app, model_name),
-        model_share=storage.originals / images_of_model if images_of_model else 0.0,
-        prices=_prices(app),
-        journal_class=s.vault_journal_storage_class,
-        vault_read_share=s.cost_vault_read_share,
-    )
-
-
-def _estimate(app: App, sizes: list[int]) -> list[Any]:
-    from archiver.sweep.cost import estimate
-
-    s = app.settings
-    return estimate(sizes, _prices(app), pack_threshold=s.pack_threshold, pack_target=s.pack_target)
-
-
-def _storage_row(app: App, sizes: list[int]) -> Any:
-    """The storage estimate for originals of `sizes` in the configured vault class."""
-    (row,) = [r for r in _estimate(app, sizes) if r.vault_class == app.settings.vault_storage_class]
-    return row
-
-
-def _saving(app: App, archived_sizes: list[int]) -> dict[str, Any]:
-    """The storage estimate for what this run archived, in the configured vault class."""
-    return dict(_storage_row(app, archived_sizes).to_dict())
-
-
-def _records_of(app: App, model_name: str) -> int:
-    from archiver.catalog.queries import model_record_count
-
-    with app.catalog.begin() as session:
-        return model_record_count(session, model_name)
-
-
 def net_rows(net: Any, settings: Any) -> list[tuple[str, str]]:
     """The net saving's terms as (name, value) rows, for the sweep's summary and its dry run."""
     from archiver.sweep.cost import break_even, usd
@@ -373,9 +280,10 @@ def _dry_run(app: App, store: Any, filters: Any, model_name: str, as_json: bool)
         else:
             skipped.append((obj.key, reason))
     sizes = [obj.size for obj in candidates]
-    rows = _estimate(app, sizes)
-    net = _net(
-        app, _storage_row(app, sizes), model_name, images_of_model=_records_of(app, model_name) + len(sizes)
+    pricing = app.pricing
+    rows = pricing.estimate(sizes)
+    net = pricing.net(
+        pricing.storage_row(sizes), model_name, images_of_model=pricing.records_of(model_name) + len(sizes)
     )
     if as_json:
         click.echo(
