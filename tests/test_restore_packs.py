@@ -28,9 +28,9 @@ from support import cli
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import AssetState, RestoreMode
+from archiver.catalog.queries import request_restore
 from archiver.errors import NotRestored
 from archiver.read.reader import PACKS_KEPT, AssetReader, snapshot
-from archiver.restore.jobs import request_restore
 from archiver.restore.run import JobView, RestoreRunner
 from archiver.storage import (
     HotStore,

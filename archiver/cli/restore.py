@@ -141,7 +141,7 @@ def restore_request(
     An asset already back at its key as asked (its restored copy unchanged there) is reported as
     already restored, with exit 0, and is not rendered or thawed again; an original asked for
     where a rehydrated copy is hot replaces that copy with the original."""
-    from archiver.restore.jobs import already_restored, choose_restorable, request_restore
+    from archiver.restore.jobs import already_restored, choose_restorable
 
     if (key is None) == (prefix is None):
         raise click.UsageError("give exactly one of KEY or --prefix")
@@ -158,7 +158,7 @@ def restore_request(
                 already.append({"key": a.key, "source": a.source.url, "restored": how})
                 continue
             job_ids.append(
-                request_restore(
+                queries.request_restore(
                     session, a, mode, tier=tier if original else None, days=days if original else None
                 ).id
             )

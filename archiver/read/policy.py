@@ -52,7 +52,6 @@ from archiver.catalog.database import Catalog
 from archiver.catalog.models import RestoreMode
 from archiver.errors import ArchiverError, NotFound
 from archiver.read.reader import ArchivedAsset, AssetReader, Verified, sha256_hex, snapshot
-from archiver.restore.jobs import request_restore
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +333,7 @@ class ReadPolicy:
                 row = queries.archived_asset(session, asset.asset_id)
                 if row is None:
                     return None
-                job = request_restore(
+                job = queries.request_restore(
                     session,
                     row,
                     RestoreMode.ORIGINAL,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from archiver.catalog import queries
-from archiver.catalog.models import Asset, AssetState, RestoreJob, RestoreMode, Source
+from archiver.catalog.models import Asset, AssetState, RestoreMode, Source
 from archiver.errors import NoSuchObject, NotFound
 from archiver.storage import HotStore
 
@@ -55,22 +55,6 @@ def choose_restorable(
             "(only archived assets have a record and a vault copy)"
         )
     return Chosen(restorable, note)
-
-
-def request_restore(
-    session: Session,
-    asset: Asset,
-    mode: RestoreMode,
-    *,
-    tier: str | None = None,
-    days: int | None = None,
-    reason: str | None = None,
-) -> RestoreJob:
-    """The open job restoring `asset` in `mode`, filed now if there is none."""
-    existing = queries.open_restore_job(session, asset.id, mode)
-    if existing is not None:
-        return existing
-    return queries.add_restore_job(session, asset, mode, tier=tier, days=days, reason=reason)
 
 
 def already_restored(asset: Asset, store: HotStore, mode: RestoreMode) -> str | None:

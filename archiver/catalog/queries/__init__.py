@@ -68,6 +68,7 @@ from archiver.catalog.queries.restore import (
     OPEN_JOB_STATES,
     add_restore_job,
     open_restore_job,
+    request_restore,
     restore_jobs,
 )
 from archiver.catalog.queries.review import (
@@ -168,6 +169,7 @@ __all__ = [
     "records_to_check_after",
     "release",
     "release_all",
+    "request_restore",
     "resolve_key",
     "restore_jobs",
     "review_assets",

@@ -63,3 +63,19 @@ def restore_jobs(
     if open_only:
         query = query.where(RestoreJob.state.in_(OPEN_JOB_STATES))
     return list(session.scalars(query.order_by(RestoreJob.id)))
+
+
+def request_restore(
+    session: Session,
+    asset: Asset,
+    mode: RestoreMode,
+    *,
+    tier: str | None = None,
+    days: int | None = None,
+    reason: str | None = None,
+) -> RestoreJob:
+    """The open job restoring `asset` in `mode`, filed now if there is none."""
+    existing = open_restore_job(session, asset.id, mode)
+    if existing is not None:
+        return existing
+    return add_restore_job(session, asset, mode, tier=tier, days=days, reason=reason)
