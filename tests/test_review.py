@@ -180,7 +180,7 @@ def test_review_api_csv_and_release(
     try:
         assert export(catalog, Scope(), approved_only=True).records == 2
         with catalog.begin() as session:  # blue's record is no longer the one approved
-            asset = queries.one_asset(session, blue, None)
+            asset = queries.resolve_key(session, blue).asset
             queries.record_event(session, "verified", asset, seed=0)
         assert export(catalog, Scope(), approved_only=True).records == 1
         assert export(catalog, Scope()).records == 2
