@@ -75,3 +75,8 @@ def human_bytes(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 source", "2 sources", "0 assets": a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

@@ -91,7 +91,7 @@ def test_a_model_trained_at_another_root_gets_a_hint_then_a_prefix(
     code, _, err = cli(capsys, "sources", "forget", str(shoes))
     assert code == 2 and "cannot be forgotten" in err and len(err.strip().splitlines()) == 1
     code, out, _ = cli(capsys, "sources", "forget", str(other))
-    assert code == 0 and "1 assets" in out
+    assert code == 0 and "1 asset" in out and "1 assets" not in out
     code, out, _ = cli(capsys, "sources", "--json")
     assert [json.loads(line)["url"] for line in out.splitlines()] == [shoes.as_uri()]
     code, _, err = cli(capsys, "sources", "forget", str(other))

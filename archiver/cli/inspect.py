@@ -14,7 +14,7 @@ from archiver.catalog.models import Asset, Record
 from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.errors import NotFound
 from archiver.modelcheck import describe_device, device_check_report
-from archiver.units import human_bytes
+from archiver.units import count, human_bytes
 
 
 @cli.command("ls")
@@ -44,7 +44,7 @@ def ls(app: App, prefix: str, source: str | None, review: str | None, as_json: b
         return
     # One key may be in several sources: a listing that spans them names each row's source.
     several = len({url for *_, url in rows}) > 1
-    table = Table(caption=f"{len(rows)} assets")
+    table = Table(caption=count(len(rows), "asset"))
     for column in ("key", "state", "size", "reason") + (("source",) if several else ()):
         table.add_column(column, justify="right" if column == "size" else "left")
     for key, state, size, reason, url in rows:

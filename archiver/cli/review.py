@@ -15,6 +15,7 @@ import click
 
 from archiver.cli.app import App, cli, pass_app
 from archiver.http.review.items import REVIEW_STATES
+from archiver.units import count
 
 if TYPE_CHECKING:
     from archiver.http.review.service import ReviewService
@@ -112,14 +113,15 @@ def review(
             chosen = items.select(service.items(), states, sort="key")
             export_to.write_text(batch.export_rows(chosen), encoding="utf-8")
             click.echo(
-                f"wrote {len(chosen)} assets to {export_to}: fill `decision` (approve/reject), then --apply"
+                f"wrote {count(len(chosen), 'asset')} to {export_to}: "
+                "fill `decision` (approve/reject), then --apply"
             )
             return
         if html_dir is not None:
             from archiver.http.review.static import write_site
 
             index, written = write_site(service, html_dir, states)
-            click.echo(f"wrote the review of {written} assets to {index}")
+            click.echo(f"wrote the review of {count(written, 'asset')} to {index}")
             return
         _serve(app, service, host, port, state)
     finally:

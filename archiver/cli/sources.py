@@ -19,7 +19,7 @@ from archiver.catalog import queries
 from archiver.catalog.models import AssetState
 from archiver.cli.app import App, canonical_source, cli, pass_app
 from archiver.errors import SourceInUse
-from archiver.units import human_bytes
+from archiver.units import count, human_bytes
 
 
 @cli.group("sources", invoke_without_command=True)
@@ -39,7 +39,7 @@ def sources(ctx: click.Context, as_json: bool) -> None:
             line = {"url": s.url, "assets": sum(s.states.values()), "bytes": s.bytes, "states": states}
             click.echo(json.dumps(line | {"kept": s.kept, "claimed": s.claimed}))
         return
-    table = Table(caption=f"{len(found)} sources")
+    table = Table(caption=count(len(found), "source"))
     for column in ("source", "assets", "archived", "rejected", "other", "bytes"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for s in found:
@@ -69,12 +69,13 @@ def forget(app: App, url: str) -> None:
         (summary,) = [s for s in queries.source_summaries(session, datetime.now(UTC)) if s.id == source.id]
         if summary.kept:
             raise SourceInUse(
-                f"{url} has {summary.kept} assets with a record or a vault copy (archived, restored or "
-                "on their way): it cannot be forgotten; `archiver ls --source URL` lists them"
+                f"{url} has {count(summary.kept, 'asset')} with a record or a vault copy "
+                "(archived, restored or on their way): it cannot be forgotten; "
+                "`archiver ls --source URL` lists them"
             )
         if summary.claimed:
             raise SourceInUse(
-                f"a sweep is working on {url} ({summary.claimed} assets claimed): try again after it"
+                f"a sweep is working on {url} ({count(summary.claimed, 'asset')} claimed): try again after it"
             )
         gone = queries.forget_source(session, source)
-    click.echo(f"forgot {url} and its {gone} assets (none was archived; their images are still hot)")
+    click.echo(f"forgot {url} and its {count(gone, 'asset')} (none was archived; their images are still hot)")
