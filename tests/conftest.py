@@ -1,5 +1,6 @@
-"""Shared fixtures. Real parts: moto's S3 server on 127.0.0.1 (tests/s3_server.py) and a throwaway
-PostgreSQL cluster (tests/pg_server.py); both are session-scoped and started only when a test asks."""
+"""Shared fixtures. The rooms they come from are in tests/support/ (its __init__ lists them); real parts:
+moto's S3 server on 127.0.0.1 (support/s3_server.py) and a throwaway PostgreSQL cluster
+(support/pg_server.py), both session-scoped and started only when a test asks."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
-from pg_server import pg_database, postgres_url  # noqa: F401  (fixtures)
 
-pytest_plugins = ["s3_server", "support"]  # moto_server, s3_client, bucket, moto_restores; env, source
+pytest.register_assert_rewrite("support")  # the helpers' asserts report like the tests' own
+pytest_plugins = [
+    "support.s3_server",  # moto_server, s3_client, bucket, moto_restores
+    "support.pg_server",  # postgres_url, pg_database
+    "support.homes",  # env, source, swept_url, memorized_home
+    "support.example",  # example_home
+]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

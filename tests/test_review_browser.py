@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from support import MEMORIZED, cli
-from test_review import reviewing, states, sweep_for_review
+from support.review import reviewing, states, sweep_for_review
 
 from archiver.catalog.models import AssetState
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from support import cli, sweep_memorized
+from support.mounts import require_fuse, start_mount, stop_mount
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Record
@@ -137,10 +138,7 @@ def test_the_mount_logs_records_made_with_another_torch_when_it_starts(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    from test_mount import _fuse_missing, start_mount, stop_mount
-
-    if (reason := _fuse_missing()) is not None:
-        pytest.skip(f"FUSE mount test skipped: {reason}")
+    require_fuse()
     sweep_memorized(capsys, memorized, source)
     _age_torch(f"sqlite:///{env / 'catalog.db'}", 1)
     mount = start_mount(env, tmp_path / "mp", tmp_path / "mount.log")

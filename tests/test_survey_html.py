@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from survey_source import OUTLIERS, build_source
+from support.survey_source import OUTLIERS, build_source
 
 from archiver.storage import LocalHotStore
 from archiver.survey.report import write_html
