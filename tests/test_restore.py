@@ -153,7 +153,8 @@ def test_glacier_restore_held_in_progress_then_waited_for(
         s3_client.put_object(Bucket=hot, Key=key, Body=data)
     register(capsys, memorized)
     vault = f"s3://{cold}/vault"
-    assert cli(capsys, "--vault", vault, "sweep", f"s3://{hot}", "--model", "tiny")[0] == 0
+    code, _, err = cli(capsys, "--vault", vault, "sweep", f"s3://{hot}", "--model", "tiny")
+    assert code == 0, err
     pack_key = catalog_assets(env)["shoes/tiny-red.png"].vault_object.key  # type: ignore[union-attr]
     # Hold the pack's restore "in progress" (moto's state manager; see tests/support/s3_server.py).
     moto_restores.step_after(1)
