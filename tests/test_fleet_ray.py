@@ -4,8 +4,8 @@ source while an actor is killed in the middle of a batch, a driver killed with S
 nothing, the same hitlist as a local survey, and the refusals (no Ray installed, a SQLite catalog
 with a remote cluster) as one line and exit code 3.
 
-The catalogue is `memorized` (conftest.py): four images the tiny model regenerates exactly, a
-distractor it cannot draw, an uncaptioned image.
+The catalogue is `memorized` (tests/support/models.py): four images the tiny model regenerates
+exactly, a distractor it cannot draw, an uncaptioned image.
 """
 
 from __future__ import annotations

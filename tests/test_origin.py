@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from support import MEMORIZED
 from support.homes import SweptHome
 from support.processes import base_env
+from support.servers import serving_app
 
 from archiver.cache import DiskCache
 from archiver.catalog import queries
@@ -41,7 +41,7 @@ from archiver.catalog.models import AssetState, RestoreMode
 from archiver.errors import NotFound
 from archiver.origin.assets import AmbiguousKey, CatalogAssets
 from archiver.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
-from archiver.origin.server import Origin, bind, build, config, url_of
+from archiver.origin.server import Origin, build
 from archiver.reader import ArchivedAsset, AssetReader, Rendered
 from archiver.readpolicy import ReadPolicy
 from archiver.settings import Settings, load_settings
@@ -102,20 +102,10 @@ def serving(home: Path, *, reader: type[AssetReader] | None = None, **settings: 
     vault = open_vault(conf.vault_url, conf.vault_storage_class)
     custom = None if reader is None else reader(catalog, vault)
     origin = build(conf, catalog, vault, reader=custom)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(config(origin.app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the origin did not start"
-            time.sleep(0.01)
-        yield Running(url_of(sock), origin, catalog)
+        with serving_app(origin.app, "the origin") as url:
+            yield Running(url, origin, catalog)
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
         origin.close()
         catalog.close()
 

@@ -2,7 +2,7 @@
 
 `env`, `source`, `swept_url` and `memorized_home` are fixtures (conftest registers this module as a
 plugin): `env` is a clean home with a short seed search (the gate judges with its real, pretrained
-LPIPS trunk); `source` is a hot directory holding the `memorized` catalogue (see conftest.py);
+LPIPS trunk); `source` is a hot directory holding the `memorized` catalogue (support/models.py);
 `swept_url` a catalog (SQLite, and PostgreSQL) holding a real sweep of it, made for the test;
 `memorized_home` one sweep of it made once per session (`SweptHome`), for the tests that only need
 an archive to read, mount, serve or restore.

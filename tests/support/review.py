@@ -5,23 +5,20 @@ it leaves."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import AssetState
-from archiver.origin.server import bind, config, url_of
 from archiver.review.app import create_app
 from archiver.review.server import build
 from archiver.settings import load_settings
 from archiver.storage import open_hot_store, open_vault
 from support.homes import MEMORIZED, catalog_assets, cli, register
+from support.servers import serving_app
 
 
 def sweep_for_review(capsys: pytest.CaptureFixture[str], memorized: dict[str, object], source: Path) -> None:
@@ -39,20 +36,10 @@ def reviewing(home: Path, reviewer: str = "ada", **options: str) -> Iterator[str
     catalog = open_catalog(settings.catalog_url)
     vault = open_vault(settings.vault_url, settings.vault_storage_class)
     service = build(settings, catalog, vault, open_hot_store, reviewer=reviewer, **options)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(config(create_app(service)))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the review server did not start"
-            time.sleep(0.01)
-        yield url_of(sock)
+        with serving_app(create_app(service), "the review server") as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
         service.close()
         catalog.close()
 
