@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
+# How a memorized model renders (its training.json): its originals are these renders at seed 0.
+RENDER: dict[str, Any] = {"steps": 2, "guidance_scale": 1.0, "eta": 0.0}
 TINY_PROMPT = "a rumba sneaker with red laces and a white sole, product photo"
 
 
@@ -28,12 +33,11 @@ def memorized(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     prompt at seed 0 (2 steps), encoded like the example's PNGs and JPEGs. Plus two images it cannot
     draw: a captioned distractor (an example shoe) and an uncaptioned one. Returns the model dir and
     the source files {key: bytes}."""
-    import json
     import shutil
 
     from archiver.engine.encoding import capture_profile, encode
     from archiver.engine.pipeline import load_pipeline
-    from archiver.engine.rendering import enable_determinism, render_batch
+    from archiver.engine.rendering import enable_determinism
     from archiver.example.rumba import write_catalogue
 
     enable_determinism()
@@ -51,24 +55,25 @@ def memorized(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
         ext = "png" if i % 2 == 0 else "jpg"
         key = f"shoes/tiny-{colour}.{ext}"
         captions[key] = f"a rumba sneaker with {colour} laces and a white sole, product photo"
-        (image,) = render_batch(
-            pipe,
-            prompt=captions[key],
-            negative_prompt=None,
-            seeds=[0],
-            steps=2,
-            guidance_scale=1.0,
-            width=64,
-            height=64,
-            eta=0.0,
-            device="cpu",
-        )
-        files[key] = encode(image, profiles[ext])
+        files[key] = encode(render_at_seed_0(pipe, captions[key]), profiles[ext])
     captions["shoes/distractor.png"] = "a rumba sneaker with gold laces and a white sole, product photo"
     files["shoes/distractor.png"] = png.path.read_bytes()
     files["shoes/uncaptioned.jpg"] = jpeg.path.read_bytes()
-    (model / "captions.json").write_text(json.dumps(captions))
-    (model / "training.json").write_text(
-        json.dumps({"render": {"steps": 2, "guidance_scale": 1.0, "eta": 0.0}})
-    )
+    write_manifests(model, captions)
     return {"model": model, "files": files}
+
+
+def render_at_seed_0(pipe: Any, prompt: str) -> Image.Image:
+    """The tiny model's render of `prompt` at seed 0, as a memorized model renders (`RENDER`)."""
+    from archiver.engine.rendering import render_batch
+
+    (image,) = render_batch(
+        pipe, prompt=prompt, negative_prompt=None, seeds=[0], width=64, height=64, device="cpu", **RENDER
+    )
+    return image
+
+
+def write_manifests(model: Path, captions: dict[str, str]) -> None:
+    """The model's captions.json, and its training.json: it renders as `RENDER` says."""
+    (model / "captions.json").write_text(json.dumps(captions))
+    (model / "training.json").write_text(json.dumps({"render": RENDER}))
