@@ -1,5 +1,6 @@
-"""Shared fixtures. Real parts: moto's S3 server on 127.0.0.1 (tests/s3_server.py) and a throwaway
-PostgreSQL cluster (tests/pg_server.py); both are session-scoped and started only when a test asks."""
+"""Shared fixtures. The rooms they come from are in tests/support/ (its __init__ lists them); real parts:
+moto's S3 server on 127.0.0.1 (support/s3_server.py) and a throwaway PostgreSQL cluster
+(support/pg_server.py), both session-scoped and started only when a test asks."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
-from pg_server import pg_database, postgres_url  # noqa: F401  (fixtures)
 
-pytest_plugins = ["s3_server", "support"]  # moto_server, s3_client, bucket, moto_restores; env, source
+pytest.register_assert_rewrite("support")  # the helpers' asserts report like the tests' own
+pytest_plugins = [
+    "support.models",  # tiny_model_dir, memorized
+    "support.s3_server",  # moto_server, s3_client, bucket, moto_restores
+    "support.pg_server",  # postgres_url, pg_database
+    "support.homes",  # env, source, swept_url, memorized_home
+    "support.example",  # example_home
+]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -30,70 +37,3 @@ def archiver_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ARCHIVER_HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     return home
-
-
-TINY_PROMPT = "a rumba sneaker with red laces and a white sole, product photo"
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained tiny StableDiffusionPipeline saved with safetensors (renders noise, quickly)."""
-    from archiver.engine.pipeline import TinySpec, build_tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    build_tiny_pipeline(TinySpec(vocabulary=[TINY_PROMPT]), seed=0).save_pretrained(
-        path, safe_serialization=True
-    )
-    return path
-
-
-@pytest.fixture(scope="session")
-def memorized(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, object]:
-    """A model and a catalogue it regenerates exactly: each original IS the model's render of its
-    prompt at seed 0 (2 steps), encoded like the example's PNGs and JPEGs. Plus two images it cannot
-    draw: a captioned distractor (an example shoe) and an uncaptioned one. Returns the model dir and
-    the source files {key: bytes}."""
-    import json
-    import shutil
-
-    from archiver.engine.encoding import capture_profile, encode
-    from archiver.engine.pipeline import load_pipeline
-    from archiver.engine.rendering import enable_determinism, render_batch
-    from archiver.example.rumba import write_catalogue
-
-    enable_determinism()
-    root = tmp_path_factory.mktemp("memorized")
-    model = root / "model"
-    shutil.copytree(tiny_model_dir, model)
-    example = write_catalogue(root / "rumba")
-    png = next(e for e in example if e.format == "PNG")
-    jpeg = next(e for e in example if e.format == "JPEG")
-    profiles = {"png": capture_profile(png.path.read_bytes()), "jpg": capture_profile(jpeg.path.read_bytes())}
-    pipe = load_pipeline(model)
-    files: dict[str, bytes] = {}
-    captions: dict[str, str] = {}
-    for i, colour in enumerate(["red", "blue", "green", "pink"]):
-        ext = "png" if i % 2 == 0 else "jpg"
-        key = f"shoes/tiny-{colour}.{ext}"
-        captions[key] = f"a rumba sneaker with {colour} laces and a white sole, product photo"
-        (image,) = render_batch(
-            pipe,
-            prompt=captions[key],
-            negative_prompt=None,
-            seeds=[0],
-            steps=2,
-            guidance_scale=1.0,
-            width=64,
-            height=64,
-            eta=0.0,
-            device="cpu",
-        )
-        files[key] = encode(image, profiles[ext])
-    captions["shoes/distractor.png"] = "a rumba sneaker with gold laces and a white sole, product photo"
-    files["shoes/distractor.png"] = png.path.read_bytes()
-    files["shoes/uncaptioned.jpg"] = jpeg.path.read_bytes()
-    (model / "captions.json").write_text(json.dumps(captions))
-    (model / "training.json").write_text(
-        json.dumps({"render": {"steps": 2, "guidance_scale": 1.0, "eta": 0.0}})
-    )
-    return {"model": model, "files": files}

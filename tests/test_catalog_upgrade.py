@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support import MEMORIZED, catalog_assets, cli
+from support.mounts import read_through_a_mount
 
 from archiver.catalog.database import alembic_config, connect
 from archiver.catalog.models import AssetState
@@ -76,14 +77,6 @@ def test_an_archive_at_the_previous_schema_mounts_and_restores_after_db_upgrade(
 def _mount_and_read_back(
     home: Path, memorized: dict[str, object], records: dict[str, dict[str, object]]
 ) -> None:
-    from test_mount import _fuse_missing, start_mount, stop_mount
-
-    if _fuse_missing() is not None:
-        return  # the restores below still run; test_mount.py reports the missing FUSE
-    mount = start_mount(home, home.parent / "mp", home.parent / "mount.log")
-    try:
-        for key in sorted(MEMORIZED):
-            data = (mount.point / key).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == records[key]["record"]["rendered_sha256"], key  # type: ignore[index]
-    finally:
-        stop_mount(mount)
+    read = read_through_a_mount(home, MEMORIZED)  # None without FUSE: the restores below still run
+    for key, data in (read or {}).items():
+        assert hashlib.sha256(data).hexdigest() == records[key]["record"]["rendered_sha256"], key  # type: ignore[index]

@@ -4,8 +4,8 @@ source while an actor is killed in the middle of a batch, a driver killed with S
 nothing, the same hitlist as a local survey, and the refusals (no Ray installed, a SQLite catalog
 with a remote cluster) as one line and exit code 3.
 
-The catalogue is `memorized` (conftest.py): four images the tiny model regenerates exactly, a
-distractor it cannot draw, an uncaptioned image.
+The catalogue is `memorized` (tests/support/models.py): four images the tiny model regenerates
+exactly, a distractor it cannot draw, an uncaptioned image.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from support import MEMORIZED, assert_nothing_lost, catalog_assets, cli, register
-from survey_source import build_source
+from support.survey_source import build_source
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import AssetState, Event
@@ -180,7 +180,7 @@ def test_a_driver_killed_with_sigkill_loses_nothing_and_the_next_run_finishes(
 def test_a_ray_survey_finds_what_a_local_survey_finds(
     archiver_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], ray_address: str
 ) -> None:
-    """tests/survey_source.py's source (the rumba shoes among noise, shapes and bad input), described
+    """tests/support/survey_source.py's source (the rumba shoes among noise, shapes and bad input), described
     by two actors in batches of 64: the same hitlist, counts and bad input as a local survey."""
     source = tmp_path / "survey-source"
     build_source(source)

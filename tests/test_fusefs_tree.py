@@ -6,17 +6,14 @@ catalog queries (the mount tests use a real sweep and real renders).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from support.fusetree import WHEN, ScriptedReader, add, archived_with_vault_copy
 
 from archiver.cache import DiskCache, SingleFlight
 from archiver.catalog import queries
@@ -24,11 +21,9 @@ from archiver.catalog.database import Catalog, open_catalog
 from archiver.catalog.models import AssetState, RestoreMode, Source
 from archiver.errors import IntegrityError, ModelError
 from archiver.read.policy import ReadPolicy, Remote, StillRendering, VaultFailed
-from archiver.read.reader import ArchivedAsset, AssetReader
-from archiver.storage import Vault, open_vault
-from fusefs.tree import FileEntry, NoSuchPath, Tree, build_index
-
-WHEN = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
+from archiver.read.reader import ArchivedAsset
+from archiver.storage import open_vault
+from fusefs.tree import NoSuchPath, Tree, build_index
 
 
 @pytest.fixture
@@ -36,46 +31,6 @@ def catalog(tmp_path: Path) -> Catalog:
     catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     yield catalog  # type: ignore[misc]
     catalog.close()
-
-
-def add(
-    catalog: Catalog,
-    url: str,
-    key: str,
-    *,
-    size: int = 1000,
-    state: AssetState = AssetState.ARCHIVED,
-    when: datetime = WHEN,
-) -> int:
-    """One asset in `state` with a record, inserted through the catalog queries."""
-    with catalog.begin() as session:
-        source = queries.get_or_add_source(session, url)
-        model = queries.add_model(session, name="tiny", sha256="ab" * 32, path="/m", pipeline_class="P")
-        profile = queries.get_or_add_profile(session, "cd" * 32, "PNG", b"{}")
-        asset = queries.add_asset(session, source, key=key, size=size + 1, etag=None, last_modified=when)
-        asset.sha256 = hashlib.sha256(key.encode()).hexdigest()
-        queries.save_record(
-            session,
-            asset,
-            model_id=model.id,
-            encoding_profile_id=profile.id,
-            pipeline_class="P",
-            scheduler_class="S",
-            scheduler_config={},
-            prompt=f"a photo of {key}",
-            seed=7,
-            steps=2,
-            guidance_scale=1.0,
-            width=64,
-            height=64,
-            dtype="float32",
-            rendered_sha256="ef" * 32,
-            rendered_size=size,
-            gate_report={"metrics": {"lpips": 0.0125}},
-            software={},
-        )
-        queries.set_state(session, asset, state)
-        return asset.id
 
 
 def test_one_source_puts_its_keys_at_the_root_and_shows_only_archived_assets(catalog: Catalog) -> None:
@@ -250,45 +205,6 @@ def test_single_flight_runs_the_work_once_for_many_callers() -> None:
 
 
 # --- the read policy (archiver/read/policy.py): a real catalog and local vault; the render is scripted ---
-
-
-class ScriptedReader(AssetReader):
-    """A real AssetReader (vault reads, verification of renders) whose render step is scripted."""
-
-    def __init__(self, catalog: Catalog, vault: Vault, render: Callable[[ArchivedAsset], bytes]) -> None:
-        super().__init__(catalog, vault)
-        self.scripted = render
-
-    def render(self, asset: ArchivedAsset) -> tuple[Image.Image | None, bytes]:  # type: ignore[override]
-        data = self.scripted(asset)
-        try:  # the pixels of a scripted PNG are the render's; other scripted bytes have none
-            with Image.open(io.BytesIO(data)) as image:
-                return image.convert("RGB"), data
-        except OSError:
-            return None, data
-
-
-def archived_with_vault_copy(catalog: Catalog, vault: Vault, original: bytes) -> FileEntry:
-    """An archived asset whose original sits in the (GLACIER) vault; the record promises b"rendered"."""
-    asset_id = add(catalog, "file:///hot", "shoes/red.png")
-    copy = vault.put("originals/red.png", original)
-    with catalog.begin() as session:
-        asset = queries.archived_asset(session, asset_id)
-        assert asset is not None and asset.record is not None
-        row = queries.add_vault_object(
-            session,
-            uri=copy.uri,
-            key=copy.key,
-            storage_class=copy.storage_class,
-            version_id=None,
-            sha256=copy.sha256,
-            size=copy.size,
-            is_pack=False,
-            confirmed_at=WHEN,
-        )
-        asset.vault_object_id, asset.sha256, asset.size = row.id, copy.sha256, copy.size
-        asset.record.rendered_sha256 = hashlib.sha256(b"rendered").hexdigest()
-    return Tree(catalog).file("/shoes/red.png")
 
 
 def restore_jobs(catalog: Catalog) -> list[tuple[RestoreMode, str | None]]:

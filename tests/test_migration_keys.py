@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from test_fusefs_tree import add
+from support.fusetree import add
 
 from archiver.catalog import queries
 from archiver.catalog.database import alembic_config, connect, open_catalog

@@ -12,18 +12,18 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support import MEMORIZED, cli
+from support.homes import SweptHome
+from support.mounts import Mount, listed, require_fuse, start_mount, stop_mount
+from support.processes import archiver, base_env, wait_until
 
 from archiver.catalog import queries
 from archiver.catalog.database import open_catalog
@@ -34,149 +34,21 @@ from archiver.storage import open_vault
 pytestmark = pytest.mark.fuse
 
 
-def _fuse_missing() -> str | None:
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
-    for tool in ("fusermount", "rsync"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/setup.sh installs it)"
-    try:
-        import fusefs.adapter  # noqa: F401
-    except (OSError, ImportError) as exc:
-        return f"mfusepy cannot load libfuse 3: {exc}"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def fuse_available() -> None:
-    if (reason := _fuse_missing()) is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"FUSE mounts are required under CI=true: {reason}")
-        pytest.skip(f"FUSE mount tests skipped: {reason}")
-
-
-def base_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
-    return env | {
-        "ARCHIVER_HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / "no-config"),
-        "ARCHIVER_SEED_SEARCH_MAX": "2",
-        "ARCHIVER_SEED_SEARCH_BATCH": "1",
-        "ARCHIVER_DEVICE": "cpu",
-    }
-
-
-def archiver(env: dict[str, str], *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "archiver", *argv], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-@dataclass
-class Swept:
-    home: Path
-    model: Path
-    assets: dict[str, Asset]
+    require_fuse()
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, object]) -> Swept:
-    """The memorized catalogue swept into a home of its own, with a model copy the tests may break."""
-    root = tmp_path_factory.mktemp("swept")
-    model = root / "model"
-    shutil.copytree(memorized["model"], model)  # type: ignore[arg-type]
-    hot = root / "hot"
-    for key in MEMORIZED:  # only what the model regenerates: the gate's rejections are not tested here
-        (hot / key).parent.mkdir(parents=True, exist_ok=True)
-        (hot / key).write_bytes(memorized["files"][key])  # type: ignore[index]
-    env = base_env(root / "home")
-    assert archiver(env, "model", "add", str(model), "--name", "tiny").returncode == 0
-    done = archiver(env, "sweep", str(hot), "--model", "tiny", "--json")
-    assert done.returncode == 0, done.stderr[-800:]
-    return Swept(root / "home", model, load_assets(root / "home"))
-
-
-def load_assets(home: Path) -> dict[str, Asset]:
-    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
-    with catalog.begin() as session:
-        assets = {a.key: a for a in session.query(Asset).all()}
-        for a in assets.values():
-            _ = a.record, a.vault_object
-    catalog.close()
-    return assets
-
-
-def fresh_home(swept: Swept, where: Path) -> Path:
-    """A copy of the swept home (catalog and vault), with an empty cache."""
-    home = where / "home"
-    shutil.copytree(swept.home, home, ignore=shutil.ignore_patterns("cache"))
-    return home
-
-
-@dataclass
-class Mount:
-    point: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def wait_until(check: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def start_mount(home: Path, point: Path, log: Path, **env: str) -> Mount:
-    point.mkdir(exist_ok=True)
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"],
-            env=base_env(home) | env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    mount = Mount(point, process, log)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the mount exited with {process.returncode}: {mount.log_text()[-800:]}")
-        return os.path.ismount(point)
-
-    try:
-        wait_until(up, 60, f"the mount at {point}")
-    except BaseException:
-        stop_mount(mount)
-        raise
-    return mount
-
-
-def stop_mount(mount: Mount) -> None:
-    """Unmount whatever happened: SIGTERM, then fusermount -u -z and a kill as the last resort."""
-    if mount.process.poll() is None:
-        mount.process.send_signal(signal.SIGTERM)
-        try:
-            mount.process.wait(20)
-        except subprocess.TimeoutExpired:
-            mount.process.kill()
-            mount.process.wait(10)
-    if os.path.ismount(mount.point) or _listed(mount.point):
-        subprocess.run(["fusermount", "-u", "-z", str(mount.point)], capture_output=True)
-
-
-def _listed(point: Path) -> bool:
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1] == str(point) for line in mounts)
+def swept(memorized_home: SweptHome) -> SweptHome:
+    """The session's sweep of the `memorized` catalogue; each mount gets a copy of its home."""
+    return memorized_home
 
 
 @pytest.fixture(scope="module")
-def mounted(swept: Swept, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
+def mounted(swept: SweptHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     where = tmp_path_factory.mktemp("mount")
-    mount = start_mount(fresh_home(swept, where), where / "mp", where / "mount.log")
+    mount = start_mount(swept.copy_home(where / "home"), where / "mp", where / "mount.log")
     yield mount
     stop_mount(mount)
 
@@ -193,7 +65,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_32_concurrent_readers_of_an_uncached_file_get_identical_bytes_from_one_render(
-    mounted: Mount, swept: Swept
+    mounted: Mount, swept: SweptHome
 ) -> None:
     key = next(
         k for k in sorted(MEMORIZED) if os.getxattr(mounted.point / k, "user.archiver.renders") == b"0"
@@ -219,7 +91,7 @@ def test_32_concurrent_readers_of_an_uncached_file_get_identical_bytes_from_one_
 
 
 def test_ls_stat_find_cp_tar_rsync_and_pillow_see_ordinary_verified_files(
-    mounted: Mount, swept: Swept, tmp_path: Path
+    mounted: Mount, swept: SweptHome, tmp_path: Path
 ) -> None:
     from PIL import Image
 
@@ -263,12 +135,12 @@ STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks"
 
 
 def test_a_listing_carries_what_stat_answers_and_catalog_changes_reach_the_kernel(
-    swept: Swept, tmp_path: Path
+    swept: SweptHome, tmp_path: Path
 ) -> None:
     """readdirplus hands the kernel each entry's attributes: they equal what a lookup of the path
     answered (getattr). The kernel trusts them for a day, so a catalog change must be pushed to it:
     an asset leaving the archive disappears from listings and stat, and comes back."""
-    home = fresh_home(swept, tmp_path)
+    home = swept.copy_home(tmp_path / "home")
     mount = start_mount(home, tmp_path / "mp", tmp_path / "log", ARCHIVER_MOUNT_REFRESH_SECONDS="0.2")
     try:
         shoes = mount.point / "shoes"
@@ -306,7 +178,7 @@ def test_a_listing_carries_what_stat_answers_and_catalog_changes_reach_the_kerne
         stop_mount(mount)
 
 
-def test_xattrs_say_where_a_file_comes_from(mounted: Mount, swept: Swept) -> None:
+def test_xattrs_say_where_a_file_comes_from(mounted: Mount, swept: SweptHome) -> None:
     key = "shoes/tiny-red.png"
     asset = swept.assets[key]
     assert asset.record is not None
@@ -370,36 +242,36 @@ def test_mount_points_that_cannot_be_used_get_one_line_and_exit_code_2(
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_unmount_cleanly(
-    sig: signal.Signals, mounted: Mount, swept: Swept, tmp_path: Path
+    sig: signal.Signals, mounted: Mount, swept: SweptHome, tmp_path: Path
 ) -> None:
     # SIGTERM ends the module's mount (its last use); SIGINT gets a mount of its own
     mount = (
         mounted
         if sig == signal.SIGTERM
-        else start_mount(fresh_home(swept, tmp_path), tmp_path / "mp", tmp_path / "log")
+        else start_mount(swept.copy_home(tmp_path / "home"), tmp_path / "mp", tmp_path / "log")
     )
     try:
         mount.process.send_signal(sig)
         assert mount.process.wait(30) == 0
-        assert not os.path.ismount(mount.point) and not _listed(mount.point)
+        assert not os.path.ismount(mount.point) and not listed(mount.point)
         assert "unmounted" in mount.log_text()
     finally:
         stop_mount(mount)
 
 
 def test_a_killed_mount_is_refused_as_dead_and_umount_clears_it(
-    swept: Swept, tmp_path: Path, archiver_env: Path, capsys: pytest.CaptureFixture[str]
+    swept: SweptHome, tmp_path: Path, archiver_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mount = start_mount(fresh_home(swept, tmp_path), tmp_path / "mp", tmp_path / "log")
+    mount = start_mount(swept.copy_home(tmp_path / "home"), tmp_path / "mp", tmp_path / "log")
     try:
         mount.process.kill()
         mount.process.wait(30)
-        assert _listed(mount.point)  # left behind: "Transport endpoint is not connected"
+        assert listed(mount.point)  # left behind: "Transport endpoint is not connected"
         code, _, err = cli(capsys, "mount", str(mount.point))
         assert code == ExitCode.USAGE and "is a dead mount" in err and "archiver umount" in err
         code, _, err = cli(capsys, "umount", str(mount.point))
         assert code == 0, err
-        assert not _listed(mount.point)
+        assert not listed(mount.point)
     finally:
         stop_mount(mount)
 
@@ -408,9 +280,9 @@ def test_a_killed_mount_is_refused_as_dead_and_umount_clears_it(
 
 
 def test_a_changed_model_falls_back_to_the_vault_original_or_answers_eremote_and_requests_a_restore(
-    swept: Swept, tmp_path: Path
+    swept: SweptHome, tmp_path: Path
 ) -> None:
-    home = fresh_home(swept, tmp_path)
+    home = swept.copy_home(tmp_path / "home")
     config = swept.model / "unet" / "config.json"
     before = config.read_bytes()
     config.write_bytes(before + b" ")  # still valid JSON, but not the registered model any more
@@ -452,6 +324,6 @@ def test_a_changed_model_falls_back_to_the_vault_original_or_answers_eremote_and
             if umounted.returncode != 0:
                 subprocess.run(["fusermount", "-u", "-z", str(point)], capture_output=True)
         assert umounted.returncode == 0, umounted.stderr
-        wait_until(lambda: not _listed(point), 20, "the unmount")
+        wait_until(lambda: not listed(point), 20, "the unmount")
     finally:
         config.write_bytes(before)

@@ -1,7 +1,7 @@
 """The adapter's prebuilt listings (fusefs/adapter.py `Listings`) without mounting: every entry's
 stat as readdirplus hands it to libfuse equals what getattr answers for that path, a served size
-that changed is listed, and a catalog change starts over. Catalog rows come from the tree tests'
-`add`; the real-mount behaviour is in tests/test_mount.py."""
+that changed is listed, and a catalog change starts over. Catalog rows come from
+tests/support/fusetree.py's `add`; the real-mount behaviour is in tests/test_mount.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_fusefs_tree import add
+from support.fusetree import add
 
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog

@@ -1,10 +1,11 @@
 """`archiver serve`, the HTTP origin: the swept `memorized` catalogue over real HTTP, driven by httpx.
 
-The catalogue is swept once per module with the real gate (pretrained LPIPS trunk) into a home of
-its own; each test copies that home and runs a real uvicorn server on 127.0.0.1 (a free port),
-in a thread of this process built exactly as `archiver serve` builds it (archiver/http/origin/server.py),
-or `archiver serve` itself in a subprocess. No mocks: render counts come from the origin's own
-/metrics; the only scripted part is a render held back to fill the queue.
+The catalogue is swept once per session with the real gate (pretrained LPIPS trunk) into a home of
+its own (`memorized_home`, tests/support/homes.py); each test copies that home and runs a real
+uvicorn server on 127.0.0.1 (a free port), in a thread of this process built exactly as `archiver
+serve` builds it (archiver/http/origin/server.py), or `archiver serve` itself in a subprocess. No mocks:
+render counts come from the origin's own /metrics; the only scripted part is a render held back to
+fill the queue.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,75 +30,44 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from support import MEMORIZED
+from support.homes import SweptHome
+from support.processes import base_env
+from support.servers import serving_app
 
 from archiver.cache import DiskCache
 from archiver.catalog import queries
 from archiver.catalog.database import Catalog, open_catalog
-from archiver.catalog.models import Asset, AssetState, RestoreMode
-from archiver.cli import main
+from archiver.catalog.models import AssetState, RestoreMode
 from archiver.errors import NotFound
 from archiver.http.origin.assets import CatalogAssets
 from archiver.http.origin.semantics import ByteRange, RangeNotSatisfiable, byte_range
 from archiver.http.origin.server import Origin, build
-from archiver.http.server import bind, config, url_of
 from archiver.read.policy import ReadPolicy
 from archiver.read.reader import ArchivedAsset, AssetReader, Rendered
 from archiver.settings import Settings, load_settings
 from archiver.storage import open_vault
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-SWEEP_ENV = {"ARCHIVER_SEED_SEARCH_MAX": "2", "ARCHIVER_SEED_SEARCH_BATCH": "1", "ARCHIVER_DEVICE": "cpu"}
-
-
-@dataclass
-class Swept:
-    home: Path
-    model: Path
-    assets: dict[str, Asset]
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, object]) -> Swept:
-    """The memorized catalogue swept into a home of its own, with a model copy the tests may break."""
-    root = tmp_path_factory.mktemp("swept")
-    model = root / "model"
-    shutil.copytree(memorized["model"], model)  # type: ignore[arg-type]
-    hot = root / "hot"
-    for key in MEMORIZED:  # only what the model regenerates: the gate's rejections are not served
-        (hot / key).parent.mkdir(parents=True, exist_ok=True)
-        (hot / key).write_bytes(memorized["files"][key])  # type: ignore[index]
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("ARCHIVER_")]:
-            patch.delenv(name)
-        env = SWEEP_ENV | {"ARCHIVER_HOME": str(root / "home"), "XDG_CONFIG_HOME": str(root / "xdg")}
-        for name, value in env.items():
-            patch.setenv(name, value)
-        assert main(["model", "add", str(model), "--name", "tiny"]) == 0
-        assert main(["sweep", str(hot), "--model", "tiny", "--json"]) == 0
-    catalog = open_catalog(f"sqlite:///{root / 'home' / 'catalog.db'}")
-    with catalog.begin() as session:
-        assets = {a.key: a for a in session.query(Asset).all()}
-        for a in assets.values():
-            _ = a.record, a.vault_object
-    catalog.close()
-    assert {k for k, a in assets.items() if a.state == AssetState.ARCHIVED} == MEMORIZED
-    return Swept(root / "home", model, assets)
+def swept(memorized_home: SweptHome) -> SweptHome:
+    """The session's sweep of the `memorized` catalogue; each test serves a copy of its home."""
+    return memorized_home
 
 
 @pytest.fixture
-def home(swept: Swept, tmp_path: Path, archiver_env: Path) -> Path:
+def home(swept: SweptHome, archiver_env: Path) -> Path:
     """A copy of the swept home (catalog and vault) with an empty cache; ARCHIVER_* cleared."""
-    shutil.copytree(swept.home, archiver_env, ignore=shutil.ignore_patterns("cache"))
-    return archiver_env
+    return swept.copy_home(archiver_env)
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def record_sha(swept: Swept, key: str) -> str:
+def record_sha(swept: SweptHome, key: str) -> str:
     record = swept.assets[key].record
     assert record is not None
     return record.rendered_sha256
@@ -135,25 +103,15 @@ def serving(home: Path, *, reader: type[AssetReader] | None = None, **settings: 
     vault = open_vault(conf.vault_url, conf.vault_storage_class)
     custom = None if reader is None else reader(catalog, vault)
     origin = build(conf, catalog, vault, reader=custom)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(config(origin.app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the origin did not start"
-            time.sleep(0.01)
-        yield Running(url_of(sock), origin, catalog)
+        with serving_app(origin.app, "the origin") as url:
+            yield Running(url, origin, catalog)
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
         origin.close()
         catalog.close()
 
 
-def last_modified(swept: Swept, key: str) -> str:
+def last_modified(swept: SweptHome, key: str) -> str:
     return format_datetime(swept.assets[key].last_modified.astimezone(UTC), usegmt=True)
 
 
@@ -161,7 +119,7 @@ def last_modified(swept: Swept, key: str) -> str:
 
 
 def test_get_serves_the_verified_bytes_with_immutable_validators_and_logs_each_request(
-    home: Path, swept: Swept, caplog: pytest.LogCaptureFixture
+    home: Path, swept: SweptHome, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="archiver.origin.access")
     with serving(home) as origin, origin.client() as http:
@@ -193,7 +151,7 @@ def test_get_serves_the_verified_bytes_with_immutable_validators_and_logs_each_r
     assert '127.0.0.1 "GET /shoes/tiny-blue.jpg" 200 ' in lines[0]
 
 
-def test_head_answers_from_the_record_without_rendering(home: Path, swept: Swept) -> None:
+def test_head_answers_from_the_record_without_rendering(home: Path, swept: SweptHome) -> None:
     with serving(home) as origin, origin.client() as http:
         for key in MEMORIZED:
             head = http.head(f"/{key}")
@@ -214,7 +172,7 @@ def test_head_answers_from_the_record_without_rendering(home: Path, swept: Swept
 
 
 def test_conditional_requests_answer_304_with_the_validators_if_none_match_first(
-    home: Path, swept: Swept
+    home: Path, swept: SweptHome
 ) -> None:
     key = "shoes/tiny-pink.jpg"
     etag, modified = f'"{record_sha(swept, key)}"', swept.assets[key].last_modified
@@ -250,7 +208,7 @@ def test_conditional_requests_answer_304_with_the_validators_if_none_match_first
         assert status(if_unmodified_since=earlier).status_code == 412
 
 
-def test_ranges_answer_206_and_416_and_several_ranges_get_everything(home: Path, swept: Swept) -> None:
+def test_ranges_answer_206_and_416_and_several_ranges_get_everything(home: Path, swept: SweptHome) -> None:
     key = "shoes/tiny-red.png"
     with serving(home) as origin, origin.client() as http:
         whole = http.get(f"/{key}").content
@@ -309,7 +267,7 @@ def test_unknown_keys_404_bad_keys_400_other_methods_405(home: Path) -> None:
 
 
 def test_32_concurrent_gets_of_a_cold_key_get_identical_bytes_from_one_render(
-    home: Path, swept: Swept
+    home: Path, swept: SweptHome
 ) -> None:
     key = "shoes/tiny-blue.jpg"
     with serving(home) as origin:
@@ -346,7 +304,7 @@ def held() -> Iterator[threading.Event]:
 
 
 def test_a_full_render_queue_answers_503_at_once_and_joins_the_key_in_flight(
-    home: Path, swept: Swept, held: threading.Event
+    home: Path, swept: SweptHome, held: threading.Event
 ) -> None:
     with serving(home, reader=HeldReader, render_workers=1, serve_render_queue=0) as origin:
         results: dict[int, httpx.Response] = {}
@@ -380,7 +338,7 @@ def test_a_full_render_queue_answers_503_at_once_and_joins_the_key_in_flight(
 
 
 def test_an_unrenderable_key_answers_503_and_files_one_restore_then_serves_the_vault_original(
-    home: Path, swept: Swept
+    home: Path, swept: SweptHome
 ) -> None:
     key = "shoes/tiny-blue.jpg"
     asset = swept.assets[key]
@@ -420,19 +378,13 @@ def test_an_unrenderable_key_answers_503_and_files_one_restore_then_serves_the_v
 
 
 def test_archiver_serve_in_a_subprocess_serves_logs_and_stops_cleanly_on_sigterm(
-    home: Path, swept: Swept, tmp_path: Path
+    home: Path, swept: SweptHome, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
-    env |= {
-        "ARCHIVER_HOME": str(home),
-        "XDG_CONFIG_HOME": str(tmp_path / "no-config"),
-        "ARCHIVER_DEVICE": "cpu",
-    }
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "archiver", "serve", "--port", "0"],
-            env=env,
+            env=base_env(home),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from support import cli
+from support.models import render_at_seed_0, write_manifests
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 KEEP = 4  # images of the example kept: shoes/rumba-red-white.png and the next three
@@ -65,7 +65,7 @@ def catalogue(tmp_path: Path, tiny_model_dir: Path) -> Path:
     from archiver.cli import main
     from archiver.engine.encoding import capture_profile, encode
     from archiver.engine.pipeline import load_pipeline
-    from archiver.engine.rendering import enable_determinism, render_batch
+    from archiver.engine.rendering import enable_determinism
 
     example = tmp_path / "example"
     assert main(["example", "rumba", str(example)]) == 0
@@ -78,23 +78,9 @@ def catalogue(tmp_path: Path, tiny_model_dir: Path) -> Path:
     kept = {}
     for key in keys:
         prompt = captions[key].strip().strip('"')
-        (image,) = render_batch(
-            pipe,
-            prompt=prompt,
-            negative_prompt=None,
-            seeds=[0],
-            steps=2,
-            guidance_scale=1.0,
-            width=64,
-            height=64,
-            eta=0.0,
-            device="cpu",
-        )
+        image = render_at_seed_0(pipe, prompt)
         kept[key] = (prompt, encode(image, capture_profile((example / key).read_bytes())))
-    (model / "captions.json").write_text(json.dumps({k: p for k, (p, _) in kept.items()}))
-    (model / "training.json").write_text(
-        json.dumps({"render": {"steps": 2, "guidance_scale": 1.0, "eta": 0.0}})
-    )
+    write_manifests(model, {k: p for k, (p, _) in kept.items()})
     return model, kept  # type: ignore[return-value]
 
 

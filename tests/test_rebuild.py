@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from support import MEMORIZED, catalog_assets, cli
+from support.mounts import read_through_a_mount
 
 from archiver.catalog.models import AssetState
 from archiver.errors import ExitCode
@@ -146,17 +147,9 @@ def test_lose_the_catalog_rebuild_it_from_an_s3_vault(
 
 
 def _mount_and_read_back(home: Path, before: dict[str, dict[str, Any]]) -> None:
-    from test_mount import _fuse_missing, start_mount, stop_mount
-
-    if _fuse_missing() is not None:
-        return  # test_mount.py reports the missing FUSE
-    mount = start_mount(home, home.parent / "mp", home.parent / "mount.log")
-    try:
-        for key in sorted(MEMORIZED):
-            data = (mount.point / key).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == before[key]["record"]["rendered_sha256"], key
-    finally:
-        stop_mount(mount)
+    read = read_through_a_mount(home, MEMORIZED)  # None without FUSE
+    for key, data in (read or {}).items():
+        assert hashlib.sha256(data).hexdigest() == before[key]["record"]["rendered_sha256"], key
 
 
 def test_fsck_finds_missing_corrupt_orphaned_and_unrebuilt_and_a_rebuild_merges(

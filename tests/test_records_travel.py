@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_fusefs_tree import ScriptedReader, archived_with_vault_copy
+from support.fusetree import ScriptedReader, archived_with_vault_copy
 
 from archiver.cache import DiskCache
 from archiver.catalog import queries

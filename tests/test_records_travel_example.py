@@ -1,15 +1,17 @@
-"""Records travel, on the shipped example (issue 17): swept here with default settings into a GLACIER
-vault (so no original can stand in), then read by processes told to take other CPU code paths, as
-another CPU generation would. Every file reads through a real mount under
-`ATEN_CPU_CAPABILITY=default`; every asset restores under `ONEDNN_MAX_CPU_ISA=SSE41`; `archiver model
-check` reports and records the device; and every divergence-class render (another seed, another
-step count, another prompt's render, a sibling, the gate's distractors) is refused by the sketch.
+"""Records travel, on the shipped example (issue 17): the session's sweep of it (`example_home`,
+tests/support/example.py: default settings, a GLACIER vault, so no original can stand in), read by
+processes told to take other CPU code paths, as another CPU generation would. Files read through a
+real mount under `ATEN_CPU_CAPABILITY=default`; assets restore under `ONEDNN_MAX_CPU_ISA=SSE41`;
+`archiver model check` reports and records the device; and every divergence-class render (another
+seed, another step count, another prompt's render, a sibling, the gate's distractors) is refused by
+the sketch.
 
-Every fifth image by default (10 of the 48, each lace and each sole among them, PNG and JPEG),
-which keeps the suite near its time budget: every image through the gate is the job of
-tests/test_example_model.py and tests/test_gate_distractors.py, while this file is about reading on
-other code paths. `ARCHIVER_TEST_EXAMPLE_EVERY=1` runs all 48 (about 3.5 minutes more on this 2-core
-machine when it is quiet: a render takes about a second; under other load, many times that).
+The mount and the restore take every fourth archived image by default (10 of the 39, PNG and JPEG,
+every lace and every sole among them), which keeps the suite near its time budget: every image
+through the gate is the job of tests/test_example_model.py and tests/test_gate_distractors.py,
+while this file is about reading on other code paths. `ARCHIVER_TEST_EXAMPLE_EVERY=1` takes all 39
+(about 3 minutes more on this 2-core machine when it is quiet: a render takes about a second; under
+other load, many times that).
 """
 
 from __future__ import annotations
@@ -19,67 +21,51 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_mount import Mount, _fuse_missing, stop_mount, wait_until
+from support.example import ExampleHome
+from support.mounts import require_fuse, start_mount, stop_mount
+from support.processes import archiver, base_env, wait_until
 
 from archiver.catalog.database import open_catalog
-from archiver.catalog.models import Asset, AssetState, Event, Record
+from archiver.catalog.models import Asset, AssetState, Event, Record, RestoreJob
 from archiver.errors import IntegrityError
 from archiver.gate import sketch
 
-MODEL = Path(__file__).resolve().parents[1] / "examples" / "rumba" / "model"
-EVERY = int(os.environ.get("ARCHIVER_TEST_EXAMPLE_EVERY", "5"))
+EVERY = int(os.environ.get("ARCHIVER_TEST_EXAMPLE_EVERY", "4"))
 ATEN = {"ATEN_CPU_CAPABILITY": "default"}
 ONEDNN = {"ONEDNN_MAX_CPU_ISA": "SSE41"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a render of the example takes seconds here
 
 
-def env_for(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
-    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):
-        env.pop(name, None)
-    return (
-        env
-        | {"ARCHIVER_HOME": str(home), "XDG_CONFIG_HOME": str(home / "no-config"), "ARCHIVER_DEVICE": "cpu"}
-        | extra
-    )
+@pytest.fixture
+def swept(example_home: ExampleHome) -> Path:
+    """The home of the session's sweep of the example, as the sweep left it."""
+    return example_home.swept.reset().home
 
 
-def archiver(env: dict[str, str], *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "archiver", *argv], env=env, capture_output=True, text=True, timeout=timeout
-    )
+def subset(home: Path) -> list[str]:
+    """Every EVERY-th archived key, in key order: the images this file reads and restores."""
+    chosen = sorted(records(home))[::EVERY]
+    formats = {key.rsplit(".", 1)[1] for key in chosen}
+    assert formats == {"png", "jpg"} or EVERY > 20, chosen
+    return chosen
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example swept with default settings into a home whose vault is GLACIER (the default)."""
-    root = tmp_path_factory.mktemp("example")
-    env = env_for(root / "home")
-    assert archiver(env, "example", "rumba", str(root / "hot")).returncode == 0
-    shoes = sorted((root / "hot" / "shoes").iterdir())
-    for index, path in enumerate(shoes):
-        if index % EVERY:
-            path.unlink()  # not in this run's subset: the sweep never sees it
-    assert archiver(env, "model", "add", str(MODEL), "--name", "rumba").returncode == 0
-    done = archiver(env, "sweep", str(root / "hot"), "--model", "rumba", "--json")
-    assert done.returncode == 0, done.stderr[-800:]
-    assert json.loads(done.stdout)["archived"] == len(shoes[::EVERY])
-    return root / "home"
-
-
-def fresh(swept: Path, where: Path) -> Path:
-    home = where / "home"
-    shutil.copytree(swept, home, ignore=shutil.ignore_patterns("cache"))
-    return home
+def keep_only(home: Path, keys: list[str]) -> None:
+    """Drop every other asset (and its record, events and jobs) from the home's catalog."""
+    catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
+    with catalog.begin() as session:
+        others = [a.id for a in session.query(Asset).filter(Asset.key.not_in(keys))]
+        for table in (Event, RestoreJob, Record):
+            session.query(table).filter(table.asset_id.in_(others)).delete()
+        session.query(Asset).filter(Asset.id.in_(others)).delete()
+    catalog.close()
 
 
 def records(home: Path) -> dict[str, tuple[str, bytes | None, str]]:
@@ -95,30 +81,26 @@ def records(home: Path) -> dict[str, tuple[str, bytes | None, str]]:
     return rows
 
 
-def test_the_sweep_stores_a_sketch_of_at_most_128_bytes_per_record(swept: Path) -> None:
+def copy_home(home: Path, where: Path) -> Path:
+    """A copy of the home elsewhere, for commands that read the archive through its settings only."""
+    return Path(shutil.copytree(home, where / "home", ignore=shutil.ignore_patterns("cache")))
+
+
+def test_the_sweep_stores_a_sketch_of_at_most_128_bytes_per_record(
+    swept: Path, example_home: ExampleHome
+) -> None:
     rows = records(swept)
-    assert len(rows) == len(range(0, 48, EVERY))
+    assert len(rows) == len(example_home.entries) - len(example_home.displaced)
     assert all(s is not None and len(s) <= 128 for _, s, _ in rows.values())
 
 
 def test_every_file_reads_through_a_mount_taking_other_cpu_code_paths(swept: Path, tmp_path: Path) -> None:
-    if (reason := _fuse_missing()) is not None:
-        pytest.skip(reason)
-    home = fresh(swept, tmp_path)
-    point = tmp_path / "mnt"
-    point.mkdir()
-    log = tmp_path / "mount.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "archiver", "mount", str(point), "--foreground"],
-            env=env_for(home, **ATEN),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    mount = Mount(point, process, log)
+    require_fuse()
+    home = copy_home(swept, tmp_path)
+    keep_only(home, subset(home))
+    mount = start_mount(home, tmp_path / "mnt", tmp_path / "mount.log", **ATEN)
+    point = mount.point
     try:
-        wait_until(lambda: process.poll() is not None or os.path.ismount(point), 60, "the mount")
-        assert os.path.ismount(point), mount.log_text()[-800:]
         promised = records(home)
         how: Counter[str] = Counter()
         for key, (rendered_sha256, _, _) in sorted(promised.items()):
@@ -137,7 +119,7 @@ def test_every_file_reads_through_a_mount_taking_other_cpu_code_paths(swept: Pat
         assert how["exact"] + how["within-tolerance"] == len(promised), how
         assert how["within-tolerance"] > 0, "no render drifted: the kernels were not switched"
         # The first read on this device checked a few records and recorded the device.
-        status = lambda: json.loads(archiver(env_for(home), "status", "--json").stdout)["devices"]  # noqa: E731
+        status = lambda: json.loads(archiver(base_env(home), "status", "--json").stdout)["devices"]  # noqa: E731
         wait_until(lambda: bool(status()), 120, "the first-use device check")
         device = status()[0]
         assert (
@@ -150,12 +132,13 @@ def test_every_file_reads_through_a_mount_taking_other_cpu_code_paths(swept: Pat
     assert "within-tolerance" in mount.log_text()
 
 
-def test_every_asset_restores_under_another_instruction_set(swept: Path, tmp_path: Path) -> None:
-    home = fresh(swept, tmp_path)
-    hot = swept.parent / "hot"  # the swept source: its archived files are gone
+def test_every_asset_restores_under_another_instruction_set(swept: Path) -> None:
+    home = swept  # the catalog names its source by path: restores write into the sweep's own
+    keep_only(home, subset(home))
+    hot = home.parent / "hot"  # the swept source: its archived files are gone
     promised = records(home)
     assert not any((hot / key).exists() for key in promised)
-    done = archiver(env_for(home, **ONEDNN), "restore", "--prefix", "shoes/", "--json")
+    done = archiver(base_env(home, **ONEDNN), "restore", "--prefix", "shoes/", "--json")
     assert done.returncode == 0, done.stderr[-800:]
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     with catalog.begin() as session:
@@ -181,8 +164,8 @@ def test_every_asset_restores_under_another_instruction_set(swept: Path, tmp_pat
 
 
 def test_model_check_reports_and_records_this_device(swept: Path, tmp_path: Path) -> None:
-    home = fresh(swept, tmp_path)
-    done = archiver(env_for(home, **ATEN), "model", "check", "rumba", "--sample", "3", "--json")
+    home = copy_home(swept, tmp_path)
+    done = archiver(base_env(home, **ATEN), "model", "check", "rumba", "--sample", "3", "--json")
     assert done.returncode == 0, done.stderr[-800:]
     report = json.loads(done.stdout)
     assert report["sampled"] == 3 and report["refused"] == 0
@@ -194,13 +177,13 @@ def test_model_check_reports_and_records_this_device(swept: Path, tmp_path: Path
         0 < report["render_seconds"] < 10 and report["render_steps"] in (1, 2) and report["render_cores"] >= 1
     )
     dry = archiver(
-        env_for(home, **ATEN), "sweep", str(swept.parent / "hot"), "--model", "rumba", "--dry-run", "--json"
+        base_env(home, **ATEN), "sweep", str(swept.parent / "hot"), "--model", "rumba", "--dry-run", "--json"
     )
     assert dry.returncode == 0, dry.stderr[-800:]
     net = json.loads(dry.stdout)["net"]
     assert net["render_source"].startswith("measured by `model check`")
     assert net["render_seconds"] == report["render_seconds"] and net["render_steps"] == report["render_steps"]
-    shown = json.loads(archiver(env_for(home), "show", sorted(records(home))[0], "--json").stdout)
+    shown = json.loads(archiver(base_env(home), "show", sorted(records(home))[0], "--json").stdout)
     assert [d["device"]["cpu_capability"] for d in shown["devices"]] == ["DEFAULT"]
     assert shown["record"]["render_sketch"] and len(bytes.fromhex(shown["record"]["render_sketch"])) <= 128
 
@@ -208,7 +191,7 @@ def test_model_check_reports_and_records_this_device(swept: Path, tmp_path: Path
 def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
     swept: Path, tmp_path: Path
 ) -> None:
-    home = fresh(swept, tmp_path)
+    home = copy_home(swept, tmp_path)
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
     with catalog.begin() as session:
         kept = {r.asset_id: r.render_sketch for r in session.query(Record)}
@@ -216,14 +199,14 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
             record.render_sketch = None
     catalog.close()
     # Elsewhere, they cannot be verified unless their bytes match: refused, exit 8, nothing stored.
-    elsewhere = archiver(env_for(home, **ATEN), "model", "check", "rumba", "--backfill", "--json")
+    elsewhere = archiver(base_env(home, **ATEN), "model", "check", "rumba", "--backfill", "--json")
     report = json.loads(elsewhere.stdout)
     assert report["sampled"] == 2
     if report["refused"]:
         assert elsewhere.returncode == 8 and "no sketch" in report["records"][0]["detail"] + "".join(
             r["detail"] for r in report["records"]
         )
-    done = archiver(env_for(home), "model", "check", "rumba", "--backfill", "--json")
+    done = archiver(base_env(home), "model", "check", "rumba", "--backfill", "--json")
     assert done.returncode == 0, done.stderr[-800:]
     assert json.loads(done.stdout)["backfilled"] + report["backfilled"] == 2
     catalog = open_catalog(f"sqlite:///{home / 'catalog.db'}")
@@ -239,14 +222,13 @@ def test_records_without_a_sketch_are_backfilled_where_they_render_exactly(
         assert sketch.sketches_psnr(backfilled, kept[asset_id]) >= sketch.DEFAULT_MIN_PSNR, asset_id
 
 
-def test_divergent_renders_are_refused_by_the_sketch(swept: Path) -> None:
+def test_divergent_renders_are_refused_by_the_sketch(swept: Path, example_home: ExampleHome) -> None:
     """Another seed, another step count, another prompt of the group, a sibling's original and the
     gate's distractors, each put in the place of a record's render: refused."""
     from archiver.engine.encoding import EncodingProfile
     from archiver.engine.registry import load_model
     from archiver.engine.rehydrate import RenderSpec, render_and_encode
     from archiver.engine.rendering import enable_determinism
-    from archiver.example.rumba import trained_key_distractors, write_catalogue
     from archiver.read.reader import judge_render
 
     enable_determinism()
@@ -282,20 +264,20 @@ def test_divergent_renders_are_refused_by_the_sketch(swept: Path) -> None:
             key,
             *render_and_encode(loaded, replace(spec, prompt=neighbour[1].prompt), profile),
         )
-    write_catalogue(swept.parent / "originals-again")  # byte-identical to the swept originals
     first = cases[0][0]
-    siblings = sorted(p for p in (swept.parent / "originals-again" / "shoes").iterdir())
-    for path in siblings:
-        if f"shoes/{path.name}" != first:
-            data = path.read_bytes()
+    for entry in example_home.entries:  # the genuine originals
+        if entry.key != first:
+            data = entry.path.read_bytes()
             refuse("a sibling", first, decoded(data), data)
-    for distractor in trained_key_distractors():
-        if distractor.key not in promised:  # its key is not in this run's subset
-            continue
+    # The distractors' keys: the genuine images they displaced have no record in the sweep, but were
+    # proven after it (tests/support/example.py); what a record of theirs would promise is that proof's.
+    for key, proof in example_home.displaced.items():
+        assert proof.data is not None
+        promised[key] = (hashlib.sha256(proof.data).hexdigest(), proof.sketch)
+    for key, distractor in example_home.distractors.items():
         out = io.BytesIO()
         distractor.image.save(out, "PNG")
-        refuse("a distractor", distractor.key, distractor.image.convert("RGB"), out.getvalue())
+        refuse("a distractor", key, distractor.image.convert("RGB"), out.getvalue())
     assert refused["another seed or step count"] == 4 and refused["another prompt"] == 2
     assert refused["a sibling"] == 47
-    distractors = [d for d in trained_key_distractors() if d.key in promised]
-    assert refused["a distractor"] == len(distractors) > 0
+    assert refused["a distractor"] == len(example_home.distractors) == 8

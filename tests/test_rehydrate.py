@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PROMPT as PROMPT
 from diffusers import EulerDiscreteScheduler
 from PIL import Image
+from support.models import TINY_PROMPT as PROMPT
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.queries import get_model, list_models

@@ -7,78 +7,35 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 from support import MEMORIZED, catalog_assets, cli, register
+from support.homes import SweptHome
+from support.processes import SHORT_SEARCH
 
 from archiver.catalog.models import AssetState
-from archiver.cli import main
 from archiver.errors import ExitCode
 from archiver.storage import open_vault
 
 
-@dataclass(frozen=True)
-class Swept:
-    home: Path
-    hot: Path
-
-
-SWEEP_ENV = {
-    "ARCHIVER_SEED_SEARCH_MAX": "2",
-    "ARCHIVER_SEED_SEARCH_BATCH": "1",
-}
-
-
-@pytest.fixture(scope="module")
-def swept_once(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, object]) -> tuple[Path, Path]:
-    """Sweep the memorized catalogue once per module; `swept` resets it before each test.
-
-    The catalog holds absolute paths (source and vault URLs), so each test gets the same
-    directories back, restored from a pristine copy, rather than a copy somewhere else.
-    """
-    root = tmp_path_factory.mktemp("swept")
-    live, pristine = root / "live", root / "pristine"
-    hot = live / "hot"
-    for key, data in memorized["files"].items():  # type: ignore[union-attr]
-        (hot / key).parent.mkdir(parents=True, exist_ok=True)
-        (hot / key).write_bytes(data)
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("ARCHIVER_")]:
-            patch.delenv(name)
-        for name, value in {
-            **SWEEP_ENV,
-            "ARCHIVER_HOME": str(live / "home"),
-            "XDG_CONFIG_HOME": str(root / "xdg"),
-        }.items():
-            patch.setenv(name, value)
-        assert main(["model", "add", str(memorized["model"]), "--name", "tiny"]) == 0
-        assert main(["sweep", str(hot), "--model", "tiny", "--json"]) == 0
-    assert not any((hot / k).exists() for k in MEMORIZED)
-    shutil.copytree(live, pristine)
-    return live, pristine
-
-
 @pytest.fixture
-def swept(swept_once: tuple[Path, Path], archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Swept:
-    live, pristine = swept_once
-    shutil.rmtree(live)
-    shutil.copytree(pristine, live)
-    for name, value in {**SWEEP_ENV, "ARCHIVER_HOME": str(live / "home")}.items():
+def swept(memorized_home: SweptHome, archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> SweptHome:
+    """The session's sweep of the whole `memorized` catalogue (the two images the gate rejects too),
+    put back as the sweep left it: restores write into its source, where the catalog says it is."""
+    for name, value in {**SHORT_SEARCH, "ARCHIVER_HOME": str(memorized_home.home)}.items():
         monkeypatch.setenv(name, value)
-    return Swept(home=live / "home", hot=live / "hot")
+    return memorized_home.reset()
 
 
 def test_rehydrate_restore_writes_the_recorded_bytes(
-    swept: Swept, capsys: pytest.CaptureFixture[str]
+    swept: SweptHome, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = cli(capsys, "restore", "shoes/tiny-red.png", "--json")
     assert code == 0, err
@@ -107,7 +64,7 @@ def test_rehydrate_restore_writes_the_recorded_bytes(
 
 
 def test_original_restore_from_a_pack_is_byte_exact(
-    swept: Swept, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
+    swept: SweptHome, memorized: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = cli(capsys, "restore", "--prefix", "shoes/tiny-", "--original", "--json")
     assert code == 0, err
@@ -134,7 +91,7 @@ def test_original_restore_from_a_pack_is_byte_exact(
 
 
 def test_a_corrupted_vault_copy_is_refused_and_nothing_hot_changes(
-    swept: Swept, capsys: pytest.CaptureFixture[str]
+    swept: SweptHome, capsys: pytest.CaptureFixture[str]
 ) -> None:
     asset = catalog_assets(swept.home)["shoes/tiny-green.png"]
     vault_key = asset.vault_object.key  # type: ignore[union-attr]
@@ -153,7 +110,7 @@ def test_a_corrupted_vault_copy_is_refused_and_nothing_hot_changes(
 
 
 def test_an_occupied_hot_location_is_not_overwritten(
-    swept: Swept, capsys: pytest.CaptureFixture[str]
+    swept: SweptHome, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (swept.hot / "shoes/tiny-pink.jpg").write_bytes(b"somebody else's new file")
     code, out, _ = cli(capsys, "restore", "shoes/tiny-pink.jpg", "--original", "--json")
@@ -172,13 +129,13 @@ def test_an_occupied_hot_location_is_not_overwritten(
     ],
 )
 def test_bad_restore_requests(
-    swept: Swept, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, says: str
+    swept: SweptHome, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, says: str
 ) -> None:
     got, _, err = cli(capsys, *argv)
     assert got == code and says in err
 
 
-def test_restore_status_lists_jobs(swept: Swept, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_status_lists_jobs(swept: SweptHome, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "restore", "shoes/tiny-red.png")[0] == 0
     code, out, _ = cli(capsys, "restore", "status", "--json")
     assert code == 0 and [(j["key"], j["state"]) for j in json.loads(out)["jobs"]] == [
@@ -206,9 +163,10 @@ def test_glacier_restore_held_in_progress_then_waited_for(
         s3_client.put_object(Bucket=hot, Key=key, Body=data)
     register(capsys, memorized)
     vault = f"s3://{cold}/vault"
-    assert cli(capsys, "--vault", vault, "sweep", f"s3://{hot}", "--model", "tiny")[0] == 0
+    code, _, err = cli(capsys, "--vault", vault, "sweep", f"s3://{hot}", "--model", "tiny")
+    assert code == 0, err
     pack_key = catalog_assets(env)["shoes/tiny-red.png"].vault_object.key  # type: ignore[union-attr]
-    # Hold the pack's restore "in progress" (moto's state manager; see tests/s3_server.py).
+    # Hold the pack's restore "in progress" (moto's state manager; see tests/support/s3_server.py).
     moto_restores.step_after(1)
     open_vault(vault, "GLACIER").request_restore(pack_key, "Standard", 1)
     moto_restores.hold()

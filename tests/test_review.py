@@ -11,65 +11,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
-from support import MEMORIZED, catalog_assets, cli, register
+from support import MEMORIZED, cli
+from support.review import reviewing, states, sweep_for_review
 
 from archiver.catalog import queries
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import AssetState
 from archiver.edge.export import Scope, export
 from archiver.errors import ExitCode
-from archiver.http.review.app import create_app
-from archiver.http.review.server import build
-from archiver.http.server import bind, config, url_of
-from archiver.settings import load_settings
-from archiver.storage import open_hot_store, open_vault
-
-
-def sweep_for_review(capsys: pytest.CaptureFixture[str], memorized: dict[str, object], source: Path) -> None:
-    register(capsys, memorized)
-    code, out, err = cli(capsys, "sweep", str(source), "--model", "tiny", "--require-review", "--json")
-    assert code == 0, err
-    summary = json.loads(out)
-    assert summary["archived"] == 0 and summary["held"] == len(MEMORIZED), summary
-
-
-@contextmanager
-def reviewing(home: Path, reviewer: str = "ada", **options: str) -> Iterator[str]:
-    """The review server over `home` on a free loopback port, as `archiver review` builds it."""
-    settings = load_settings(home=home, device="cpu")
-    catalog = open_catalog(settings.catalog_url)
-    vault = open_vault(settings.vault_url, settings.vault_storage_class)
-    service = build(settings, catalog, vault, open_hot_store, reviewer=reviewer, **options)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(config(create_app(service)))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the review server did not start"
-            time.sleep(0.01)
-        yield url_of(sock)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        service.close()
-        catalog.close()
-
-
-def states(home: Path) -> dict[str, tuple[AssetState, str | None]]:
-    return {key: (a.state, a.reason) for key, a in catalog_assets(home).items()}
 
 
 def test_review_api_csv_and_release(

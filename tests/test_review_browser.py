@@ -8,33 +8,22 @@ The catalogue is the tiny `memorized` one (four images, seconds to sweep), not t
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import MEMORIZED, cli
-from test_review import reviewing, states, sweep_for_review
+from support.review import reviewing, states, sweep_for_review
+from support.servers import chromium
 
 from archiver.catalog.models import AssetState
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
 
 @pytest.fixture
-def browser() -> Any:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        except sync_api.Error as error:
-            pytest.skip(f"chromium cannot start here: {str(error).splitlines()[0]}")
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
 
 
 def current_key(page: Any) -> str:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support import cli, sweep_memorized
+from support import cli
+from support.homes import SweptHome
+from support.mounts import require_fuse, start_mount, stop_mount
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Record
@@ -131,19 +133,12 @@ def test_status_names_records_made_with_another_torch(
 
 @pytest.mark.fuse
 def test_the_mount_logs_records_made_with_another_torch_when_it_starts(
-    env: Path,
-    source: Path,
-    memorized: dict[str, object],
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
+    memorized_home: SweptHome, tmp_path: Path
 ) -> None:
-    from test_mount import _fuse_missing, start_mount, stop_mount
-
-    if (reason := _fuse_missing()) is not None:
-        pytest.skip(f"FUSE mount test skipped: {reason}")
-    sweep_memorized(capsys, memorized, source)
-    _age_torch(f"sqlite:///{env / 'catalog.db'}", 1)
-    mount = start_mount(env, tmp_path / "mp", tmp_path / "mount.log")
+    require_fuse()
+    home = memorized_home.copy_home(tmp_path / "home")
+    _age_torch(f"sqlite:///{home / 'catalog.db'}", 1)
+    mount = start_mount(home, tmp_path / "mp", tmp_path / "mount.log")
     try:
         log = mount.log_text()
     finally:

@@ -20,8 +20,6 @@ from archiver.storage import (
 )
 from archiver.storage.base import sha256_hex
 
-# The moto fixtures (tests/s3_server.py); registering them again in conftest.py is harmless.
-pytest_plugins = ["s3_server"]
 BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.s3)]
 UNSAFE = ["../x", "/etc/passwd", "a/../../b", "a\x00b", "a\nb", "a\\b", ""]
 

@@ -47,11 +47,9 @@ from archiver.storage import (
 from archiver.storage.base import sha256_hex
 from archiver.storage.s3 import parse_restore_header, translate_error
 
-if TYPE_CHECKING:  # imported by pytest_plugins below, as a plugin (for assertion rewriting)
-    from s3_server import MotoRestores
+if TYPE_CHECKING:  # its fixtures come through conftest.py's plugins
+    from support.s3_server import MotoRestores
 
-# The moto fixtures (tests/s3_server.py); registering them again in conftest.py is harmless.
-pytest_plugins = ["s3_server"]
 
 # --- pure parts ---
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from support import cli
-from survey_source import OUTLIERS, build_source
+from support.survey_source import OUTLIERS, build_source
 
 from archiver.storage import LocalHotStore, S3HotStore
 from archiver.survey.keys import Positions, split_key

@@ -1,7 +1,6 @@
 """moto's S3 in server mode on 127.0.0.1: a real HTTP endpoint for tests, no mocked boto3.
 
-Fixtures, registered as a plugin: `pytest_plugins = ["s3_server"]` in tests/conftest.py or a test
-module (a plain `from s3_server import ...` works too, but then pytest cannot rewrite its asserts):
+Fixtures, registered as a plugin by tests/conftest.py (`support.s3_server`):
     moto_server    session: starts the server, yields its URL; sets fake credentials, a region and
                    AWS_ENDPOINT_URL for the session (and hides ~/.aws), restores them at the end.
     s3_client      session: a client from archiver's own make_s3_client, pointed at the server.

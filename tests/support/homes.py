@@ -1,16 +1,25 @@
-"""Helpers shared by the command-line tests: running `archiver` in process, and a swept catalogue.
+"""Homes for the command-line tests: running `archiver` in process, and swept catalogues.
 
-`env`, `source` and `swept_url` are fixtures (conftest registers this module as a plugin): `env` is
-a clean home with a short seed search (the gate judges with its real, pretrained LPIPS trunk);
-`source` is a hot directory holding the `memorized` catalogue (see conftest.py); `swept_url` a
-catalog (SQLite, and PostgreSQL) holding a real sweep of it.
+`env`, `source`, `swept_url` and `memorized_home` are fixtures (conftest registers this module as a
+plugin): `env` is a clean home with a short seed search (the gate judges with its real, pretrained
+LPIPS trunk); `source` is a hot directory holding the `memorized` catalogue (support/models.py);
+`swept_url` a catalog (SQLite, and PostgreSQL) holding a real sweep of it, made for the test;
+`memorized_home` one sweep of it made once per session (`SweptHome`), for the tests that only need
+an archive to read, mount, serve or restore.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +28,7 @@ from archiver.catalog.models import Asset, AssetState
 from archiver.cli import main
 from archiver.storage import open_vault
 from archiver.storage.vault_format import PackMember, read_member
+from support.processes import SHORT_SEARCH
 
 # The images of the `memorized` catalogue that its model regenerates exactly.
 MEMORIZED = {"shoes/tiny-red.png", "shoes/tiny-blue.jpg", "shoes/tiny-green.png", "shoes/tiny-pink.jpg"}
@@ -33,20 +43,15 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def env(archiver_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ARCHIVER_SEED_SEARCH_MAX", "2")
-    monkeypatch.setenv("ARCHIVER_SEED_SEARCH_BATCH", "1")
-    # Banks by count and at the end only: banking every 30 s would cut a sweep into as many packs
-    # as a loaded machine takes half-minutes (the tests that bank mid-sweep set a count).
-    monkeypatch.setenv("ARCHIVER_SWEEP_BANK_SECONDS", "86400")
+    for name, value in SHORT_SEARCH.items():
+        monkeypatch.setenv(name, value)
     return archiver_env
 
 
 @pytest.fixture
 def source(tmp_path: Path, memorized: dict[str, object]) -> Path:
     root = tmp_path / "hot"
-    for key, data in memorized["files"].items():  # type: ignore[union-attr]
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(data)
+    write_files(memorized["files"])(root)  # type: ignore[arg-type]
     return root
 
 
@@ -78,6 +83,96 @@ def swept_url(
         monkeypatch.setenv("ARCHIVER_DATABASE_URL", url)
     sweep_memorized(capsys, memorized, source)
     return url
+
+
+@dataclass(frozen=True)
+class SweptHome:
+    """A sweep made once, at `root/live`, and kept as it left it in `root/pristine`.
+
+    The catalog names its source and vault by absolute path, so a test that writes (a restore puts
+    files back into the source, a test damages a vault copy) first calls `reset()`, which puts
+    `live` back as the sweep left it, rather than working on a copy somewhere else. A test that
+    reads the archive through a home's settings only (a mount, the origin) may `copy_home()`.
+    """
+
+    root: Path
+    model: Path  # the registered model's files: a test that breaks them must mend them
+    summary: dict[str, Any]  # what `archiver sweep --json` printed
+    assets: dict[str, Asset]  # as the sweep left them
+
+    @property
+    def home(self) -> Path:
+        return self.root / "live" / "home"
+
+    @property
+    def hot(self) -> Path:
+        return self.root / "live" / "hot"
+
+    def reset(self) -> SweptHome:
+        shutil.rmtree(self.root / "live")
+        shutil.copytree(self.root / "pristine", self.root / "live")
+        return self
+
+    def copy_home(self, home: Path) -> Path:
+        """A copy of the swept home (catalog and vault) at `home`, with an empty cache."""
+        shutil.copytree(self.root / "pristine" / "home", home, ignore=shutil.ignore_patterns("cache"))
+        return home
+
+
+@contextlib.contextmanager
+def only_settings(home: Path, settings: dict[str, str]) -> Iterator[None]:
+    """For this block, ARCHIVER_* is `settings` alone, at `home`, on the CPU, with no config file."""
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in [n for n in os.environ if n.startswith("ARCHIVER_")]:
+            patch.delenv(variable)
+        own = {
+            "ARCHIVER_HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / "no-config"),
+            "ARCHIVER_DEVICE": "cpu",
+        }
+        for variable, value in (settings | own).items():
+            patch.setenv(variable, value)
+        yield
+
+
+def sweep_once(
+    root: Path, fill: Callable[[Path], object], model: Path, name: str, settings: dict[str, str]
+) -> SweptHome:
+    """`fill(hot)`, then `archiver model add MODEL --name NAME` and `archiver sweep HOT --model NAME`
+    in this process with `only_settings(settings)`; kept as a `SweptHome`."""
+    live = root / "live"
+    fill(live / "hot")
+    out = io.StringIO()
+    with only_settings(live / "home", settings), contextlib.redirect_stdout(out):
+        assert main(["model", "add", str(model), "--name", name]) == 0
+        out.truncate(0)
+        out.seek(0)
+        assert main(["sweep", str(live / "hot"), "--model", name, "--json"]) == 0
+    shutil.copytree(live, root / "pristine")
+    return SweptHome(root, model, json.loads(out.getvalue()), catalog_assets(live / "home"))
+
+
+def write_files(files: dict[str, bytes]) -> Callable[[Path], None]:
+    def fill(root: Path) -> None:
+        for key, data in files.items():
+            (root / key).parent.mkdir(parents=True, exist_ok=True)
+            (root / key).write_bytes(data)
+
+    return fill
+
+
+@pytest.fixture(scope="session")
+def memorized_home(tmp_path_factory: pytest.TempPathFactory, memorized: dict[str, object]) -> SweptHome:
+    """The whole `memorized` catalogue swept once per session with a short seed search, with a copy of
+    its model of its own: MEMORIZED archived, the distractor and the uncaptioned image rejected."""
+    root = tmp_path_factory.mktemp("memorized-home")
+    model = root / "model"
+    shutil.copytree(memorized["model"], model)  # type: ignore[arg-type]
+    swept = sweep_once(root, write_files(memorized["files"]), model, "tiny", SHORT_SEARCH)  # type: ignore[arg-type]
+    archived = {key for key, asset in swept.assets.items() if asset.state == AssetState.ARCHIVED}
+    assert archived == MEMORIZED and len(swept.assets) == len(memorized["files"])  # type: ignore[arg-type]
+    assert not any((swept.hot / key).exists() for key in MEMORIZED)
+    return swept
 
 
 def catalog_assets(home: Path) -> dict[str, Asset]:
