@@ -14,15 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from support import MEMORIZED, sweep_memorized
+from support.servers import serving_app
 
 from archiver.catalog import queries
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Model
 from archiver.engine.registry import LoadedModel
 from archiver.http.origin.server import build
-from archiver.http.server import bind, config, url_of
 from archiver.read import models as read_models
 from archiver.settings import load_settings
 from archiver.storage import open_vault
@@ -60,20 +59,10 @@ def origin_over(home: Path) -> Iterator[str]:
     catalog = open_catalog(settings.catalog_url)
     vault = open_vault(settings.vault_url, settings.vault_storage_class)
     origin = build(settings, catalog, vault)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(config(origin.app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the origin did not start"
-            time.sleep(0.01)
-        yield url_of(sock)
+        with serving_app(origin.app, "the origin") as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
         origin.close()
         catalog.close()
 

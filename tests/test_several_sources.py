@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,13 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from support import MEMORIZED, cli, register, sweep_memorized
+from support.servers import chromium, serving_app
 
 from archiver.catalog.database import open_catalog
 from archiver.catalog.models import Asset
 from archiver.http.origin.server import build
-from archiver.http.server import bind, config, url_of
 from archiver.settings import load_settings
 from archiver.storage import open_vault
 
@@ -148,20 +146,10 @@ def origin(home: Path, source: str | None = None) -> Iterator[str]:
     catalog = open_catalog(settings.catalog_url)
     vault = open_vault(settings.vault_url, settings.vault_storage_class)
     served = build(settings, catalog, vault, source=source)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(config(served.app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the origin did not start"
-            time.sleep(0.01)
-        yield url_of(sock)
+        with serving_app(served.app, "the origin") as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
         served.close()
         catalog.close()
 
@@ -263,23 +251,11 @@ def test_the_mount_shows_the_oldest_sources_asset_and_names_the_sources_in_xattr
 
 # --- the static review page: items addressed by asset id, named with their source ---
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
 
 @pytest.fixture
-def browser() -> Any:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        except sync_api.Error as error:
-            pytest.skip(f"chromium cannot start here: {str(error).splitlines()[0]}")
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
 
 
 def test_the_static_review_page_keeps_its_place_between_identical_keys(

@@ -226,6 +226,15 @@ def safe_key(key: str) -> str:
     return key
 
 
+def class_to_write(storage_class: str | None, vault_class: str) -> str:
+    """The storage class a `Vault.put` writes: the one asked for (the journal's STANDARD), else the
+    vault's own; ValueError for one no backend knows."""
+    wanted = storage_class or vault_class
+    if wanted not in KNOWN_CLASSES:
+        raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {wanted!r}")
+    return wanted
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -35,7 +35,6 @@ from archiver.errors import (
 )
 from archiver.storage.base import (
     ARCHIVE_CLASSES,
-    KNOWN_CLASSES,
     Leftover,
     ObjectInfo,
     OnSkip,
@@ -44,6 +43,7 @@ from archiver.storage.base import (
     RestoreTier,
     VaultCopy,
     check_restore_args,
+    class_to_write,
     confirm_checksum,
     not_restored,
     object_changed,
@@ -354,8 +354,7 @@ class LocalVault:
         restore_delay: timedelta = timedelta(0),
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if storage_class not in KNOWN_CLASSES:
-            raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {storage_class!r}")
+        class_to_write(None, storage_class)  # a class no backend knows is refused here, not at a put
         self._tree = _LocalTree(root, reserved=(META_DIR,))
         try:
             self._tree.root.mkdir(parents=True, exist_ok=True)
@@ -398,9 +397,7 @@ class LocalVault:
         path = self._tree.path(key)
         where = self._tree.where(key)
         digest = sha256_hex(data)
-        stored_class = storage_class or self._storage_class
-        if stored_class not in KNOWN_CLASSES:
-            raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {stored_class!r}")
+        stored_class = class_to_write(storage_class, self._storage_class)
         with _os_errors(where, writing=True):
             _atomic_write(path, data)
             mtime_ns = os.stat(path, follow_symlinks=False).st_mtime_ns

@@ -45,7 +45,6 @@ from archiver.errors import (
 )
 from archiver.storage.base import (
     ARCHIVE_CLASSES,
-    KNOWN_CLASSES,
     Leftover,
     ObjectInfo,
     OnSkip,
@@ -55,6 +54,7 @@ from archiver.storage.base import (
     VaultCopy,
     b64_to_hex,
     check_restore_args,
+    class_to_write,
     confirm_checksum,
     hex_to_b64,
     not_restored,
@@ -400,8 +400,7 @@ class S3Vault:
     """A vault at `s3://bucket/prefix` writing `storage_class` (GLACIER, DEEP_ARCHIVE, GLACIER_IR)."""
 
     def __init__(self, bucket: str, prefix: str, storage_class: str, client: S3Client) -> None:
-        if storage_class not in KNOWN_CLASSES:
-            raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {storage_class!r}")
+        class_to_write(None, storage_class)  # a class no backend knows is refused here, not at a put
         self._s3 = _S3Objects(bucket, prefix, client)
         self._storage_class = storage_class
 
@@ -423,9 +422,7 @@ class S3Vault:
     ) -> VaultCopy:
         s3 = self._s3
         digest = sha256_hex(data)
-        wanted = storage_class or self._storage_class
-        if wanted not in KNOWN_CLASSES:
-            raise ValueError(f"storage_class must be one of {sorted(KNOWN_CLASSES)}, not {wanted!r}")
+        wanted = class_to_write(storage_class, self._storage_class)
         version_id = s3.put_raw(key, data, wanted, metadata).get("VersionId")
         # Read the checksum back from the store: the PUT's own response only echoes what we sent.
         stored = s3.head_raw(key, version_id)
