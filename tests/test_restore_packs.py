@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,17 +123,7 @@ def archive(catalog: Catalog, hot_url: str, vault: Vault, files: dict[str, bytes
     with catalog.begin() as session:
         source = queries.get_or_add_source(session, hot_url)
         for copy, spans in objects:
-            row = queries.add_vault_object(
-                session,
-                uri=copy.uri,
-                key=copy.key,
-                storage_class=copy.storage_class,
-                version_id=copy.version_id,
-                sha256=copy.sha256,
-                size=copy.size,
-                is_pack=pack,
-                confirmed_at=now,
-            )
+            row = queries.add_vault_object(session, **asdict(copy), is_pack=pack, confirmed_at=now)
             for key, span in spans.items():
                 asset = queries.add_asset(
                     session, source, key=key, size=len(files[key]), etag=None, last_modified=now

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -504,12 +504,7 @@ class Sweep:
         with self._session_for(source_id) as (session, source):
             row = queries.add_vault_object(
                 session,
-                uri=copy.uri,
-                key=copy.key,
-                storage_class=copy.storage_class,
-                version_id=copy.version_id,
-                sha256=copy.sha256,
-                size=copy.size,
+                **asdict(copy),
                 is_pack=any(v is not None for v in members.values()),
                 confirmed_at=self.clock(),
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from PIL import Image
@@ -84,17 +85,7 @@ def archived_with_vault_copy(catalog: Catalog, vault: Vault, original: bytes) ->
     with catalog.begin() as session:
         asset = queries.archived_asset(session, asset_id)
         assert asset is not None and asset.record is not None
-        row = queries.add_vault_object(
-            session,
-            uri=copy.uri,
-            key=copy.key,
-            storage_class=copy.storage_class,
-            version_id=None,
-            sha256=copy.sha256,
-            size=copy.size,
-            is_pack=False,
-            confirmed_at=WHEN,
-        )
+        row = queries.add_vault_object(session, **asdict(copy), is_pack=False, confirmed_at=WHEN)
         asset.vault_object_id, asset.sha256, asset.size = row.id, copy.sha256, copy.size
         asset.record.rendered_sha256 = hashlib.sha256(b"rendered").hexdigest()
     return Tree(catalog).file("/shoes/red.png")
