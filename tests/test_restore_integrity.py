@@ -135,8 +135,8 @@ def local_sweep(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
-    """The `memorized` catalogue swept into the default local vault (GLACIER): the PNGs as single
-    originals, the JPEGs (smaller) in a pack. Returns the vault directory."""
+    """The `memorized` catalogue swept into the default local vault (GLACIER): the two larger
+    originals single, the two smaller in a pack. Returns the vault directory."""
     sizes = sorted(len(memorized["files"][k]) for k in MEMORIZED)  # type: ignore[index]
     monkeypatch.setenv("ARCHIVER_PACK_THRESHOLD", str(sizes[1] + 1))
     register(capsys, memorized)
@@ -175,8 +175,8 @@ def test_plain_fsck_reports_a_single_original_changed_in_place(
 ) -> None:
     """Item 4: two bytes flipped in place in a single original, its sidecar (the archiver's
     metadata, with the SHA-256) kept: plain fsck reports it, --read-data calls it corrupt."""
-    single = catalog_assets(env)[RED].vault_object
-    assert single is not None and not single.is_pack
+    assets = catalog_assets(env)
+    single = next(o for k in sorted(MEMORIZED) if (o := assets[k].vault_object) and not o.is_pack)
     assert cli(capsys, "fsck")[0] == 0
     path = local_sweep / single.key
     with open(path, "r+b") as stored:

@@ -202,7 +202,9 @@ def test_a_failing_vault_upload_leaves_the_hot_copies_untouched(
     register(capsys, memorized)
     vault = "s3://archiver-vault-later/originals"
     code, _, err = cli(capsys, "--vault", vault, "sweep", str(source), "--model", "tiny")
-    assert code == ExitCode.STORAGE and "archiver-vault-later" in err and err.count("\n") == 1
+    errors = [line for line in err.splitlines() if line.startswith("archiver: error:")]
+    assert code == ExitCode.STORAGE and len(errors) == 1 and "archiver-vault-later" in errors[0], err
+    assert all(line.startswith("archiver: ") for line in err.splitlines()), err  # progress, no traceback
     assets = assert_nothing_lost(env, source, memorized["files"])  # type: ignore[arg-type]
     assert {a.state for k, a in assets.items() if k in MEMORIZED} == {AssetState.VERIFIED}
     s3_client.create_bucket(Bucket="archiver-vault-later")  # type: ignore[attr-defined]
