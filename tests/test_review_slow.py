@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import cli
-from support.review import reviewing, sweep_for_review
+from support import MEMORIZED, cli
+from support.review import reviewing, states, sweep_for_review
 from support.servers import chromium
 
 
@@ -66,3 +66,30 @@ def test_a_slow_render_is_asked_for_again_and_shown(
         assert "already released" in message.inner_text()
         said, pictures = message.bounding_box(), page.locator("#flip").bounding_box()
         assert said and pictures and said["y"] + said["height"] <= pictures["y"]
+
+
+def test_a_decision_on_a_restored_asset_says_so_without_advising_a_restore_already_run(
+    env: Path,
+    source: Path,
+    memorized: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import httpx
+
+    from archiver.catalog.models import AssetState
+
+    sweep_for_review(capsys, memorized, source)
+    key = sorted(MEMORIZED)[0]
+    with reviewing(env) as url:
+        items = httpx.get(f"{url}/api/items", params={"review": "pending"}, timeout=30).json()["items"]
+        asset_id = next(i["id"] for i in items if i["key"] == key)
+        assert (
+            httpx.post(f"{url}/api/items/{asset_id}/decision", json={"decision": "approve"}).status_code
+            == 200
+        )
+        assert cli(capsys, "release")[0] == 0
+        assert cli(capsys, "restore", key, "--original", "--wait")[0] == 0  # the original is hot again
+        assert states(env)[key][0] == AssetState.RESTORED
+        refused = httpx.post(f"{url}/api/items/{asset_id}/decision", json={"decision": "reject"}, timeout=30)
+    assert refused.status_code == 409
+    assert "the original is hot again" in refused.text and "--original" not in refused.text
