@@ -94,9 +94,17 @@ def plan(session: Session, asset: Asset, decision: str) -> AssetState | bool | N
     if state not in DECIDABLE:
         if current == decision:
             return False
-        if state in (AssetState.ARCHIVED, AssetState.RESTORED):
+        if state == AssetState.RESTORED:  # back hot: no advice to restore what is restored
+            original_hot = asset.hot_sha256 is not None and asset.hot_sha256 == asset.sha256
             raise ReviewError(
-                f"{key} was already released ({state.value}: its hot copy was swapped for its record); "
+                f"{key} is restored: the original is hot again, a decision changes nothing"
+                if original_hot
+                else f"{key} is restored as a rehydrated copy, a decision changes nothing; "
+                f"`archiver restore {key} --original` puts the original in its place"
+            )
+        if state == AssetState.ARCHIVED:
+            raise ReviewError(
+                f"{key} was already released (archived: its hot copy was swapped for its record); "
                 f"a decision cannot undo that: `archiver restore {key} --original` brings the original back"
             )
         raise ReviewError(

@@ -58,7 +58,7 @@ dl.record { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px
 dl.record dt { color: #666; } dl.record dd { margin: 0; word-break: break-word; }
 #decide { margin-top: 10px; display: flex; gap: 8px; align-items: center; }
 #decide input { width: 360px; font: inherit; padding: 3px 6px; }
-#message { margin-top: 8px; font-size: 13px; min-height: 1.4em; }
+#message { margin: 4px 0 8px; font-size: 13px; min-height: 1.4em; }
 #message.error { color: #b00; }
 #sheet { display: none; padding: 14px; flex-wrap: wrap; gap: 12px; align-content: flex-start; }
 body.sheet #sheet { display: flex; } body.sheet main { display: none; }
@@ -66,8 +66,9 @@ body.sheet #sheet { display: flex; } body.sheet main { display: none; }
 #sheet figure.current { outline: 3px solid #36f; }
 #sheet figure div { display: flex; gap: 4px; }
 #sheet figure img { width: 96px; height: 96px; }
+#sheet figure img.missing { background: #fff; border: 1px dashed #c33; }
 #sheet figcaption { max-width: 196px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-#help { display: none; position: fixed; right: 20px; top: 60px; background: #fff; border: 1px solid #888;
+#help { display: none; position: fixed; right: 20px; bottom: 20px; background: #fff; border: 1px solid #888;
   padding: 10px 16px; box-shadow: 0 2px 8px #0004; font-size: 13px; }
 body.help #help { display: block; }
 """
@@ -146,8 +147,9 @@ function drawSheet() {
     const f = document.createElement("figure"); f.dataset.id = item.id;
     const d = document.createElement("div");
     for (const kind of ["original", "render"]) {
-      const img = document.createElement("img"); img.loading = "lazy"; img.alt = kind;
-      img.src = STATIC ? `img/${item.id}-${kind}-thumb.png` : `img/${item.id}/${kind}`;
+      const img = document.createElement("img"); img.alt = kind;
+      if (STATIC) { img.loading = "lazy"; img.src = `img/${item.id}-${kind}-thumb.png`; }
+      else sheetImage(item, kind, img);
       d.append(img);
     }
     const c = document.createElement("figcaption");
@@ -156,6 +158,15 @@ function drawSheet() {
     f.onclick = () => { index = n; document.body.classList.remove("sheet"); show(); };
     sheet.append(f);
   });
+}
+
+async function sheetImage(item, kind, img) {
+  // A thumbnail fetched as the page's own pictures are: a 503 (the render queue is full while the
+  // sheet asks for every render at once) is asked again when the server says, not left broken.
+  const got = await image(item, kind);
+  if (got.src) { img.src = got.src; img.classList.remove("missing"); img.title = got.note || ""; return; }
+  img.classList.add("missing"); img.title = got.error;
+  if (got.retry) setTimeout(() => sheetImage(item, kind, img), got.retry * 1000);
 }
 
 async function image(item, kind) {
@@ -168,7 +179,11 @@ async function image(item, kind) {
   const key = item.id + "/" + kind;
   if (urls[key]) return urls[key];
   const r = await fetch(`img/${key}`);
-  if (!r.ok) return {error: await r.text()};
+  if (!r.ok) {  // a render still under way or a full queue says when to ask again (Retry-After)
+    const text = (await r.text()).trim();
+    const retry = r.status === 503 ? Number(r.headers.get("retry-after") || 0) : 0;
+    return retry > 0 ? {error: `${text} (asking again in ${retry} s)`, retry} : {error: text};
+  }
   const note = r.headers.get("x-archiver-verified") || r.headers.get("x-archiver-original") || "";
   const got = {src: URL.createObjectURL(await r.blob()), note};
   urls[key] = got;
@@ -182,6 +197,28 @@ function place(fig, got, caption) {
   else { el = document.createElement("img"); el.src = got.src; el.alt = caption; }
   fig.prepend(el);
   fig.querySelector("figcaption").innerHTML = caption;
+}
+
+const FIGURE = {original: "flip", render: "render", diff: "diff", colour: "colour"};
+function caption(kind, got) {
+  if (kind === "original") return `<b>original</b> ${esc(got.note || "")} <i>(f flips)</i>`;
+  if (kind === "render") return `render ${esc(got.note || "")}`;
+  if (kind === "diff") return `difference ×${CONFIG.gain}`;
+  return `ΔE00 low-passed: yellow at ${fmt(CONFIG.colour_max)}, red at twice`;
+}
+
+function drawImage(item, kind, got, ticket) {
+  // Placed now; one that is still rendering is asked for again when the server says, for as long
+  // as this item is the one shown (`ticket`), until it comes or fails for good.
+  if (kind === "original") item._orig = got;
+  if (kind === "render") item._rend = got;
+  if (!(kind === "original" && flipped)) place($(FIGURE[kind]), got, caption(kind, got));
+  if (!got.retry) return;
+  setTimeout(async () => {
+    if (ticket !== drawing) return;
+    const again = await image(item, kind);
+    if (ticket === drawing) drawImage(item, kind, again, ticket);
+  }, got.retry * 1000);
 }
 
 let drawing = 0;
@@ -215,13 +252,10 @@ async function show() {
   $("where").textContent = where ? `original: ${where.where} — ${where.note}` : "";
   const [orig, rend] = await Promise.all([image(item, "original"), image(item, "render")]);
   if (ticket !== drawing) return;
-  item._orig = orig; item._rend = rend;
-  place($("flip"), orig, `<b>original</b> ${esc(orig.note || "")} <i>(f flips)</i>`);
-  place($("render"), rend, `render ${esc(rend.note || "")}`);
+  drawImage(item, "original", orig, ticket); drawImage(item, "render", rend, ticket);
   const [diff, colour] = await Promise.all([image(item, "diff"), image(item, "colour")]);
   if (ticket !== drawing) return;
-  place($("diff"), diff, `difference ×${CONFIG.gain}`);
-  place($("colour"), colour, `ΔE00 low-passed: yellow at ${fmt(CONFIG.colour_max)}, red at twice`);
+  drawImage(item, "diff", diff, ticket); drawImage(item, "colour", colour, ticket);
   if (index + 1 < shown.length && !STATIC) {  // the next pair, while this one is looked at
     image(shown[index + 1], "original"); image(shown[index + 1], "render");
   }
@@ -279,7 +313,10 @@ async function decide(decision) {
     const r = await fetch(`api/items/${item.id}/decision`, {method: "POST",
       headers: {"content-type": "application/json"},
       body: JSON.stringify({decision, comment: comment || null})});
-    if (!r.ok) { msg.className = "error"; msg.textContent = await r.text(); return; }
+    if (!r.ok) {
+      msg.className = "error"; msg.textContent = await r.text(); msg.scrollIntoView({block: "nearest"});
+      return;
+    }
     Object.assign(item, await r.json());
   }
   const mine = ++decided;
@@ -345,6 +382,7 @@ BODY = """
   <section id="item">
     <h2><span id="key"></span> <span id="review" class="badge"></span></h2>
     <div class="where"><span id="state-line"></span><br><span id="where"></span></div>
+    <div id="message"></div>
     <div class="pair">
       <figure id="flip" data-showing="original"><figcaption></figcaption></figure>
       <figure id="render"><figcaption></figcaption></figure>
@@ -355,7 +393,6 @@ BODY = """
       <th>of the margin</th></tr></thead><tbody></tbody></table>
     <dl id="record" class="record"></dl>
     <div id="decide"><input id="comment" placeholder="comment (c), then a or r"></div>
-    <div id="message"></div>
   </section>
 </main>
 <section id="sheet"></section>
