@@ -23,11 +23,12 @@ def test_a_slow_render_is_asked_for_again_and_shown(
     sweep_for_review(capsys, memorized, source)  # 4 held for a person: vaulted, their hot copies kept
     # No render finishes within a millisecond: every first ask is 503 "still rendering", Retry-After 5.
     monkeypatch.setenv("ARCHIVER_SERVE_RENDER_TIMEOUT", "0.001")
-    with reviewing(env) as url, chromium() as browser:
+    # The page opens on the four held for a person (each has a record), so no render was asked for
+    # before the one shown: its first ask is the one that waits.
+    with reviewing(env, state="pending") as url, chromium() as browser:
         page = browser.new_page()
         page.goto(url)
-        page.select_option("#state", "pending")  # the four held for a person (each has a record)
-        waiting = page.wait_for_selector("#render .missing", timeout=30_000)
+        waiting = page.wait_for_selector("#render .missing:has-text('asking again')", timeout=30_000)
         assert waiting is not None and "asking again in 5 s" in waiting.inner_text()
         shown = page.wait_for_selector("#render img", timeout=60_000)  # the second ask: from the cache
         assert shown is not None and "verified exact" in page.locator("#render figcaption").inner_text()

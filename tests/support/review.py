@@ -30,14 +30,17 @@ def sweep_for_review(capsys: pytest.CaptureFixture[str], memorized: dict[str, ob
 
 
 @contextmanager
-def reviewing(home: Path, reviewer: str = "ada", **options: str) -> Iterator[str]:
-    """The review server over `home` on a free loopback port, as `archiver review` builds it."""
+def reviewing(
+    home: Path, reviewer: str = "ada", *, state: str | None = None, **options: str
+) -> Iterator[str]:
+    """The review server over `home` on a free loopback port, as `archiver review` builds it
+    (`state`: the review state the page opens on, as `archiver review --state`)."""
     settings = load_settings(home=home, device="cpu")
     catalog = open_catalog(settings.catalog_url)
     vault = open_vault(settings.vault_url, settings.vault_storage_class)
     service = build(settings, catalog, vault, open_hot_store, reviewer=reviewer, **options)
     try:
-        with serving_app(create_app(service), "the review server") as url:
+        with serving_app(create_app(service, state=state), "the review server") as url:
             yield url
     finally:
         service.close()
