@@ -115,13 +115,11 @@ class App:
 
     def load_model(self, name: str) -> LoadedModel:
         """The named model, verified against its registered hash, loaded on the configured device."""
-        from archiver.engine.registry import load_model
-        from archiver.engine.rendering import enable_determinism
+        from archiver.engine.registry import load_to_render
 
-        enable_determinism()
         with self.catalog.begin() as session:
             row = get_model(session, name)
-        return load_model(row, device=self.settings.resolved_device())
+        return load_to_render(row, self.settings.resolved_device())
 
     @cached_property
     def catalog(self) -> Catalog:

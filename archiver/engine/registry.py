@@ -100,3 +100,12 @@ def load_model(row: Model, device: str = "cpu") -> LoadedModel:
     path = verify_model(row)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return LoadedModel(row=row, pipeline=load_pipeline(path, device=device, dtype=dtype), device=device)
+
+
+def load_to_render(row: Model, device: str = "cpu") -> LoadedModel:
+    """`load_model` with renders made deterministic first (process-wide): how the sweep, the read
+    path and the fleet's workers load a model they will render with."""
+    from archiver.engine.rendering import enable_determinism
+
+    enable_determinism()
+    return load_model(row, device=device)

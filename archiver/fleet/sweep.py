@@ -85,14 +85,12 @@ class ModelRef:
         return cls(row.id, row.name, row.sha256, row.path, row.pipeline_class)
 
     def load(self, device: str) -> LoadedModel:
-        from archiver.engine.registry import load_model
-        from archiver.engine.rendering import enable_determinism
+        from archiver.engine.registry import load_to_render
 
-        enable_determinism()
         row = Model(
             id=self.id, name=self.name, sha256=self.sha256, path=self.path, pipeline_class=self.pipeline_class
         )
-        return load_model(row, device=device)
+        return load_to_render(row, device)
 
 
 class ProveBatch:

@@ -29,12 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def load_for_reads(model: Model, device: str) -> LoadedModel:
-    """`model` loaded on `device`, verified against its registered hash, renders deterministic."""
-    from archiver.engine.registry import load_model
-    from archiver.engine.rendering import enable_determinism
+    """`model` loaded on `device`, verified against its registered hash, renders deterministic
+    (imported here, not at the top: torch loads only when a model does)."""
+    from archiver.engine.registry import load_to_render
 
-    enable_determinism()
-    return load_model(model, device=device)
+    return load_to_render(model, device)
 
 
 class ModelPreload:
